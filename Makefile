@@ -1,0 +1,32 @@
+PYTHON ?= python3
+STEPS ?= 40000
+
+.PHONY: install test train pack bench bench-quick fuzz golden readme ci
+
+install:  ## install sicc with training, benchmark and test extras
+	$(PYTHON) -m pip install -e ".[dev]"
+
+test:  ## the test suite (tiny models; a few smoke tests of the shipped weights)
+	$(PYTHON) -m pytest -q
+
+train:  ## continue training from the shipped weights (runs/main/checkpoint.pt, log.jsonl)
+	$(PYTHON) -m sicc.train run --init shipped --steps $(STEPS) --out runs/main
+
+pack:  ## a <= 40 MB crop pack to carry training to a GPU machine
+	$(PYTHON) -m sicc.train pack -o crops.npz
+
+bench:  ## the full Kodak benchmark: bench/results.json, bench/rd.png, README tables
+	$(PYTHON) -m sicc.bench run
+	$(PYTHON) -m sicc.bench readme
+
+bench-quick:
+	$(PYTHON) -m sicc.bench run --quick --out /tmp/sicc-bench-quick
+
+fuzz:  ## a long fuzzing run of the container parser and decoder
+	$(PYTHON) -m tests.fuzz --seconds 1800
+
+golden:  ## re-make the committed golden file (only when the format or model changes on purpose)
+	$(PYTHON) -m tests.make_golden
+
+ci:
+	bash .ci/run

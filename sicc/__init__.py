@@ -1,0 +1,64 @@
+"""sicc: progressive Synonymous Image Compression.
+
+    import sicc
+    data = sicc.encode("photo.png")                   # all 16 levels
+    small = sicc.truncate(data, level=4)              # a byte prefix: levels 1..4
+    images = sicc.decode(small, samples=4, seed=7)    # four synonymous reconstructions
+    sicc.info(data).levels[3].cumulative_bpp
+
+After ``import sicc``, Pillow opens ``.sic`` files: ``Image.open("x.sic")``.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from .codec import DEFAULT_SPREAD, Codec, FileInfo, LevelInfo, file_info, truncate
+from .errors import (
+    CorruptError,
+    CorruptLevelWarning,
+    ImageTooLargeError,
+    InputImageError,
+    NotSicError,
+    SiccError,
+    SiccWarning,
+    TruncatedError,
+    TruncatedFileWarning,
+    UnsupportedError,
+)
+
+__version__ = "0.1.0"
+
+MAX_IMAGE_PIXELS: int | None = 1 << 28
+"""Decoding refuses images with more pixels than this (16384 x 16384); None disables the guard."""
+
+
+def encode(image, levels: int | None = None, keep_metadata: bool = True) -> bytes:
+    """Encode a path, PIL image or (H, W, 3) uint8 array with the shipped model."""
+    return Codec.default().encode(image, levels=levels, keep_metadata=keep_metadata)
+
+
+def decode(data: bytes, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+           level: int | None = None, strict: bool = False) -> list[Image.Image]:
+    """Decode ``samples`` synonymous reconstructions (spread=0: the deterministic mean decode)."""
+    return Codec.default().decode(data, samples=samples, seed=seed, spread=spread, level=level, strict=strict)
+
+
+def info(data: bytes) -> FileInfo:
+    """Size, model id and per-level bytes and bpp of a SIC file."""
+    return file_info(data)
+
+
+def _register_pillow_plugin() -> None:
+    from . import pillow_plugin
+
+    pillow_plugin.register()
+
+
+_register_pillow_plugin()
+
+__all__ = [
+    "MAX_IMAGE_PIXELS", "Codec", "CorruptError", "CorruptLevelWarning", "FileInfo", "ImageTooLargeError",
+    "InputImageError", "LevelInfo", "NotSicError", "SiccError", "SiccWarning", "TruncatedError",
+    "TruncatedFileWarning", "UnsupportedError", "decode", "encode", "info", "truncate",
+]

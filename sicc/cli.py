@@ -1,0 +1,325 @@
+"""The ``sicc`` command: a thin shell over the Python API.
+
+Exit codes (also in README.md and ``sicc --help``):
+  0 success; 1 internal error; 2 bad arguments; 3 cannot read input;
+  4 invalid, corrupt or unsupported input data; 5 cannot write output; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_READ, EXIT_DATA, EXIT_WRITE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+
+EPILOG = """\b
+Exit codes: 0 ok, 1 internal error, 2 bad arguments, 3 cannot read input,
+4 invalid/corrupt/unsupported data, 5 cannot write output, 130 interrupted.
+"""
+
+OUTPUT_FORMATS = {".png": "PNG", ".ppm": "PPM", ".pnm": "PPM", ".tif": "TIFF", ".tiff": "TIFF",
+                  ".webp": "WEBP", ".bmp": "BMP"}
+
+
+class CommandError(Exception):
+    """A one-line error for the user, with its exit code."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+class Settings:
+    def __init__(self, quiet: bool, verbose: int, weights: str | None):
+        self.quiet, self.verbose, self.weights = quiet, verbose, weights
+
+    def say(self, message: str, level: int = 1) -> None:
+        if not self.quiet and self.verbose >= level:
+            click.echo(message, err=True)
+
+
+# -- input / output ------------------------------------------------------------------
+def read_input(path: str) -> bytes:
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}", EXIT_READ) from None
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return a != "-" and b != "-" and os.path.exists(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def write_output(path: str, data: bytes, source: str | None = None) -> None:
+    """Write atomically: a temporary file in the target folder, then rename.
+
+    A failure or Ctrl-C leaves either the old file or nothing, never a partial one.
+    """
+    if source and _same_file(source, path):
+        raise CommandError(f"refusing to overwrite the input file {path}", EXIT_USAGE)
+    if path == "-":
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except OSError as exc:
+            raise CommandError(f"cannot write to standard output: {exc.strerror or exc}", EXIT_WRITE) from None
+        return
+    target = Path(path)
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+        tmp_name = None
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}", EXIT_WRITE) from None
+    finally:
+        if tmp_name and os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+
+
+def _image_bytes(image, fmt: str) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    params = {}
+    if fmt in ("PNG", "TIFF", "WEBP") and image.info.get("icc_profile"):
+        params["icc_profile"] = image.info["icc_profile"]
+    if fmt in ("PNG", "WEBP", "TIFF") and image.info.get("exif"):
+        params["exif"] = image.info["exif"]
+    if fmt == "WEBP":
+        params["lossless"] = True
+    image.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def _output_format(path: str) -> str:
+    if path == "-":
+        return "PNG"
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise CommandError(f"unknown output format '{suffix or path}' (use {', '.join(sorted(OUTPUT_FORMATS))})",
+                           EXIT_USAGE)
+    return OUTPUT_FORMATS[suffix]
+
+
+def sample_paths(path: str, samples: int) -> list[str]:
+    """``out.png`` for one sample; ``out-0.png`` ... ``out-{N-1}.png`` for N."""
+    if samples == 1:
+        return [path]
+    if path == "-":
+        raise CommandError("several samples cannot all go to standard output", EXIT_USAGE)
+    p = Path(path)
+    return [str(p.with_name(f"{p.stem}-{k}{p.suffix}")) for k in range(samples)]
+
+
+@contextmanager
+def reported_errors(settings: Settings):
+    """Map every failure to one stderr line and its exit code; warnings to one line each."""
+    from .errors import InputImageError, SiccError
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        if not settings.quiet:
+            click.echo(f"sicc: warning: {message}", err=True)
+
+    warnings.showwarning = show_warning
+    try:
+        yield
+    except CommandError as exc:
+        _fail(str(exc), exc.code)
+    except InputImageError as exc:
+        _fail(str(exc), EXIT_READ)
+    except SiccError as exc:
+        _fail(str(exc), EXIT_DATA)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except MemoryError:
+        _fail("out of memory", EXIT_INTERNAL)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"sicc: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _codec(settings: Settings):
+    from .codec import Codec
+
+    path = settings.weights or os.environ.get("SICC_WEIGHTS")
+    try:
+        return Codec.load(path)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot load model weights {path or '(shipped)'}: {exc}", EXIT_INTERNAL) from None
+
+
+# -- commands ------------------------------------------------------------------------
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", count=True, help="Print sizes and timings (repeat for more).")
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads for the networks.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, envvar="SICC_WEIGHTS",
+              help="Model weights file (default: the shipped model).")
+@click.version_option(package_name="sicc", prog_name="sicc")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, verbose: int, threads: int | None, weights: str | None) -> None:
+    """Progressive synonymous image codec: encode, truncate, decode one or many reconstructions."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    ctx.obj = Settings(quiet, verbose, weights)
+
+
+@main.command(epilog=EPILOG)
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Output .sic file ('-' for standard output).")
+@click.option("--levels", type=click.IntRange(0, 255), default=None, help="Write only the first N levels.")
+@click.option("--strip", is_flag=True, help="Do not carry the ICC profile and EXIF over.")
+@click.pass_obj
+def encode(settings: Settings, input_path: str, output: str, levels: int | None, strip: bool) -> None:
+    """Encode a PNG/JPEG/WebP/TIFF image (or '-') into a SIC file."""
+    import io
+
+    with reported_errors(settings):
+        raw = read_input(input_path)
+        codec = _codec(settings)
+        if levels is not None and levels > codec.config.levels:
+            raise CommandError(f"--levels must be at most {codec.config.levels}", EXIT_USAGE)
+        start = time.perf_counter()
+        data = codec.encode(io.BytesIO(raw), levels=levels, keep_metadata=not strip)
+        write_output(output, data, source=input_path)
+        _report_encode(settings, data, time.perf_counter() - start)
+
+
+def _report_encode(settings: Settings, data: bytes, seconds: float) -> None:
+    from .codec import file_info
+
+    info = file_info(data)
+    settings.say(f"{info.width}x{info.height}, {len(info.levels)} levels, {len(data)} bytes, "
+                 f"{len(data) * 8 / (info.width * info.height):.4f} bpp, {seconds:.2f} s")
+
+
+@main.command(epilog=EPILOG)
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True,
+              help="Output image (.png, .ppm, .tif, .webp, .bmp; '-' = PNG on stdout). "
+                   "With N samples: OUT-0.png ... OUT-{N-1}.png.")
+@click.option("--samples", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Number of synonymous reconstructions.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="Seed of the sampled details; same seed, same pixels.")
+@click.option("--spread", type=click.FloatRange(0, 16), default=2.0, show_default=True,
+              help="Detail sampling spread s in round(mu + s*u); 0 gives the deterministic mean decode.")
+@click.option("--level", type=click.IntRange(0, 255), default=None,
+              help="Decode from the first L levels only (default: all levels in the file).")
+@click.option("--strict", is_flag=True, help="Fail on a truncated or corrupt level instead of decoding before it.")
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Refuse images larger than this many pixels (default 268435456).")
+@click.pass_obj
+def decode(settings: Settings, input_path: str, output: str, samples: int, seed: int, spread: float,
+           level: int | None, strict: bool, max_pixels: int | None) -> None:
+    """Decode a SIC file into one or several images."""
+    with reported_errors(settings):
+        fmt = _output_format(output)
+        paths = sample_paths(output, samples)
+        raw = read_input(input_path)
+        codec = _codec(settings)
+        start = time.perf_counter()
+        images = codec.decode(raw, samples=samples, seed=seed, spread=spread, level=level,
+                              strict=strict, max_pixels=max_pixels)
+        encoded = [_image_bytes(image, fmt) for image in images]
+        for path, data in zip(paths, encoded):
+            write_output(path, data, source=input_path)
+        settings.say(f"decoded {len(images)} image(s) {images[0].width}x{images[0].height} "
+                     f"in {time.perf_counter() - start:.2f} s")
+
+
+@main.command(epilog=EPILOG)
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Output .sic file ('-' for standard output).")
+@click.option("--level", type=click.IntRange(0, 255), default=None, help="Keep levels 1..L.")
+@click.option("--bytes", "max_bytes", type=click.IntRange(0), default=None, help="Largest prefix of at most B bytes.")
+@click.option("--bpp", type=click.FloatRange(0), default=None, help="Largest prefix of at most R bits per pixel.")
+@click.pass_obj
+def truncate(settings: Settings, input_path: str, output: str, level: int | None,
+             max_bytes: int | None, bpp: float | None) -> None:
+    """Cut a SIC file after a level (a byte prefix: nothing is re-encoded)."""
+    from .codec import file_info
+    from .codec import truncate as truncate_data
+
+    with reported_errors(settings):
+        if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
+            raise CommandError("give exactly one of --level, --bytes, --bpp", EXIT_USAGE)
+        raw = read_input(input_path)
+        data = truncate_data(raw, level=level, max_bytes=max_bytes, bpp=bpp)
+        write_output(output, data, source=input_path)
+        info = file_info(data)
+        settings.say(f"kept {len(info.levels)} levels, {len(data)} bytes, "
+                     f"{len(data) * 8 / (info.width * info.height):.4f} bpp")
+
+
+@main.command(epilog=EPILOG)
+@click.argument("input_path", metavar="INPUT")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def info(settings: Settings, input_path: str, as_json: bool) -> None:
+    """Show a SIC file's size, model id and per-level bytes and bpp (no decoding)."""
+    from .codec import file_info
+
+    with reported_errors(settings):
+        data = read_input(input_path)
+        report = file_info(data)
+        if as_json:
+            click.echo(json.dumps(report.to_dict(), indent=2))
+            return
+        click.echo(f"SIC v1, {report.width}x{report.height}, model {report.model_id}, "
+                   f"{len(report.levels)}/{report.model_levels} levels, {report.file_bytes} bytes")
+        click.echo(f"  base (header, metadata, hyperprior): {report.base_bytes} bytes")
+        for lv in report.levels:
+            click.echo(f"  level {lv.index:2d}: {lv.bytes:8d} bytes, cumulative {lv.cumulative_bytes:8d} bytes, "
+                       f"{lv.cumulative_bpp:.4f} bpp")
+        if report.truncated:
+            click.echo(f"  truncated inside level {len(report.levels) + 1}")
+        if report.corrupt_level is not None:
+            click.echo(f"  level {report.corrupt_level} is corrupt")
+
+
+def run() -> None:
+    """Console-script entry: click's own usage errors exit 2, anything unforeseen exits 1 in one line."""
+    try:
+        main.main(standalone_mode=False, prog_name="sicc")
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # last resort: one line, never a traceback
+        _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,295 @@
+"""The codec: image -> integer latents -> coded levels -> container bytes, and back.
+
+``Codec`` ties the layers together and is what the public API, the CLI, the
+Pillow plugin and the benchmark call. Only this module knows all of them.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import container
+from .coding import Y_BOUND, CodingError, decode_categorical, decode_gaussian, encode_categorical, encode_gaussian
+from .errors import CorruptError, CorruptLevelWarning, SiccError, TruncatedFileWarning, UnsupportedError
+from .image_io import RGBImage, load_rgb
+from .model.config import SPATIAL_FACTOR
+from .model.fixed_point import FixedPointEntropyModel
+from .model.weights import SCALE_STEP_SHIFT, Z_BOUND, ModelWeights, default_weights_path, load_weights
+from .tiling import tiled_analysis, tiled_synthesis
+
+DEFAULT_SPREAD = 2.0
+
+
+@dataclass(frozen=True)
+class LevelInfo:
+    index: int  # 1-based
+    bytes: int  # size of this level's chunk, framing included
+    cumulative_bytes: int  # file prefix that ends with this level
+    cumulative_bpp: float
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    width: int
+    height: int
+    model_id: str
+    model_levels: int
+    file_bytes: int
+    base_bytes: int  # header, metadata and hyperprior: the smallest valid prefix
+    levels: list[LevelInfo] = field(default_factory=list)
+    truncated: bool = False
+    corrupt_level: int | None = None
+    has_icc_profile: bool = False
+    has_exif: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.truncated and self.corrupt_level is None and len(self.levels) == self.model_levels
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "complete": self.complete}
+
+
+def _pad_to_multiple(pixels: np.ndarray) -> np.ndarray:
+    h, w = pixels.shape[:2]
+    ph, pw = -h % SPATIAL_FACTOR, -w % SPATIAL_FACTOR
+    return np.pad(pixels, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else pixels
+
+
+def _seed_generator(seed: int, sample: int) -> np.random.Generator:
+    """One independent, platform-independent stream per (seed, sample)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(sample,))))
+
+
+class Codec:
+    """One loaded model and everything needed to code with it."""
+
+    _cache: dict[str, "Codec"] = {}
+    _cache_lock = threading.Lock()
+
+    def __init__(self, weights: ModelWeights):
+        self.weights = weights
+        self.config = weights.config
+        self.model = weights.build_model()
+        self.exact = FixedPointEntropyModel(self.model)
+        self.model_id = weights.model_id
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Codec":
+        """The codec of a weights file (default: the shipped model), cached per path."""
+        key = str(Path(path).resolve()) if path else str(default_weights_path())
+        with cls._cache_lock:
+            if key not in cls._cache:
+                cls._cache[key] = cls(load_weights(Path(key)))
+            return cls._cache[key]
+
+    @classmethod
+    def default(cls) -> "Codec":
+        return cls.load(None)
+
+    # -- latents <-> probabilities -------------------------------------------------
+    def _scales(self, log_scale_fp: torch.Tensor) -> np.ndarray:
+        table = self.weights.scale_table
+        index = torch.floor((log_scale_fp - self.weights.scale_offset) / 2**SCALE_STEP_SHIFT)
+        return table[index.clamp(0, len(table) - 1).long().numpy()]
+
+    def _level_model(self, previous: torch.Tensor, hyper: torch.Tensor, level: int):
+        """(means, scales) as float64 arrays, exactly reproducible, for one level."""
+        mean_fp, log_scale_fp = self.exact.level_parameters(previous, hyper, level)
+        return (mean_fp / self.exact.unit).numpy()[0], self._scales(log_scale_fp)[0]
+
+    # -- encode ----------------------------------------------------------------------
+    @torch.no_grad()
+    def analyse(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Integer latents (z, y) of an (H, W, 3) uint8 image, clamped to the codable ranges."""
+        x = torch.from_numpy(np.array(_pad_to_multiple(pixels))).permute(2, 0, 1)[None].float().div_(255.0)
+        y = tiled_analysis(self.model.g_a, x)
+        z = self.model.h_a(y)
+        z_int = torch.round(z).clamp_(-Z_BOUND, Z_BOUND)[0].to(torch.int32).numpy()
+        y_int = torch.round(y).clamp_(-Y_BOUND, Y_BOUND)[0].to(torch.int32).numpy()
+        return z_int, y_int
+
+    def encode(self, image, levels: int | None = None, keep_metadata: bool = True) -> bytes:
+        """Encode an image (path, PIL image, RGB uint8 array) into a SIC file with
+        ``levels`` levels (default: all)."""
+        rgb = load_rgb(image)
+        levels = self.config.levels if levels is None else levels
+        if not 0 <= levels <= self.config.levels:
+            raise ValueError(f"levels must be in 0..{self.config.levels}")
+        height, width = rgb.pixels.shape[:2]
+        if max(height, width) > container.MAX_DIMENSION:
+            raise SiccError(f"image {width}x{height} exceeds the format's {container.MAX_DIMENSION} px per side")
+        z_int, y_int = self.analyse(rgb.pixels)
+        hyper_bytes = encode_categorical((z_int + Z_BOUND).reshape(z_int.shape[0], -1), self.weights.z_frequencies)
+        hyper = self.exact.hyper(torch.from_numpy(z_int)[None])
+        y = torch.from_numpy(y_int)[None]
+        g = self.config.group_size
+        coded = []
+        for level in range(levels):
+            means, scales = self._level_model(y[:, : level * g], hyper, level)
+            coded.append(encode_gaussian(y_int[level * g : (level + 1) * g], means, scales))
+        header = container.Header(width, height, self.model_id, self.config.levels)
+        return container.write(
+            header, hyper_bytes, coded,
+            icc_profile=rgb.icc_profile if keep_metadata else None,
+            exif=rgb.exif if keep_metadata else None,
+        )
+
+    # -- decode ----------------------------------------------------------------------
+    def parse(self, data: bytes, strict: bool = False, max_pixels: int | None = None) -> container.SicFile:
+        """Parse and check that this codec's model made the file; warn about cut or damaged levels."""
+        if max_pixels is None:
+            from . import MAX_IMAGE_PIXELS as max_pixels  # read at call time, like Pillow's limit
+        parsed = container.parse(bytes(data), max_pixels=max_pixels, strict=strict)
+        if parsed.header.model_id != self.model_id or parsed.header.model_levels != self.config.levels:
+            raise UnsupportedError(
+                f"file was encoded with model {parsed.header.model_id.hex()}, "
+                f"this sicc has model {self.model_id.hex()}")
+        if parsed.truncated:
+            warnings.warn(f"file is truncated inside level {len(parsed.levels) + 1}; "
+                          f"decoding the {len(parsed.levels)} complete levels", TruncatedFileWarning, stacklevel=3)
+        if parsed.corrupt_level is not None:
+            warnings.warn(f"level {parsed.corrupt_level} is corrupt ({parsed.corrupt_reason}); "
+                          f"decoding the {len(parsed.levels)} levels before it", CorruptLevelWarning, stacklevel=3)
+        return parsed
+
+    def decode_latents(self, parsed: container.SicFile, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hyper features and the integer y of levels 1..``level`` (shape (1, level*G, h, w))."""
+        lh, lw = (-(-parsed.header.height // SPATIAL_FACTOR) * 4, -(-parsed.header.width // SPATIAL_FACTOR) * 4)
+        zh, zw = lh // 4, lw // 4
+        try:
+            z = decode_categorical(parsed.hyper, self.weights.z_frequencies, zh * zw)
+        except CodingError as exc:
+            raise CorruptError(f"hyperprior is corrupt: {exc}") from None
+        z = torch.from_numpy(z.astype(np.int64) - Z_BOUND).view(1, -1, zh, zw)
+        hyper = self.exact.hyper(z)
+        g = self.config.group_size
+        y = torch.zeros((1, level * g, lh, lw), dtype=torch.float64)
+        for index in range(level):
+            means, scales = self._level_model(y[:, : index * g], hyper, index)
+            try:
+                symbols = decode_gaussian(parsed.levels[index], means, scales)
+            except CodingError as exc:
+                raise CorruptError(f"level {index + 1} is corrupt: {exc}") from None
+            y[0, index * g : (index + 1) * g] = torch.from_numpy(symbols.astype(np.float64))
+        return hyper, y
+
+    def complete_latent(self, coded: torch.Tensor, hyper: torch.Tensor, spread: float,
+                        rng: np.random.Generator | None) -> torch.Tensor:
+        """Append sampled levels: y_e = round(mu + spread * u), u ~ U(-1, 1) from ``rng``."""
+        g = self.config.group_size
+        y = torch.zeros((1, self.config.latent) + tuple(coded.shape[2:]), dtype=torch.float64)
+        y[:, : coded.shape[1]] = coded
+        for index in range(coded.shape[1] // g, self.config.levels):
+            means, _ = self._level_model(y[:, : index * g], hyper, index)
+            values = means if spread == 0 or rng is None else means + spread * rng.uniform(-1.0, 1.0, means.shape)
+            y[0, index * g : (index + 1) * g] = torch.from_numpy(np.clip(np.round(values), -Y_BOUND, Y_BOUND))
+        return y
+
+    @torch.no_grad()
+    def synthesize(self, y: torch.Tensor, height: int, width: int) -> np.ndarray:
+        x = tiled_synthesis(self.model.g_s, y.float())
+        x = x[0, :, :height, :width].clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        return x.permute(1, 2, 0).contiguous().numpy()
+
+    def decode(self, data: bytes, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+               level: int | None = None, strict: bool = False, max_pixels: int | None = None) -> list[Image.Image]:
+        """Decode ``samples`` reconstructions from the first ``level`` levels (default: all present).
+
+        Missing levels are sampled with ``spread`` (0: the deterministic mean decode);
+        sample k uses the random stream (seed, k), so results repeat exactly.
+        """
+        if samples < 1:
+            raise ValueError("samples must be at least 1")
+        if seed < 0:
+            raise ValueError("seed must be a non-negative integer")
+        if not (spread >= 0 and np.isfinite(spread)):
+            raise ValueError("spread must be a finite number >= 0")
+        parsed = self.parse(data, strict=strict, max_pixels=max_pixels)
+        available = len(parsed.levels)
+        level = available if level is None else level
+        if not 0 <= level <= available:
+            raise ValueError(f"level {level} is not in the file (it holds levels 0..{available})")
+        hyper, coded = self.decode_latents(parsed, level)
+        width, height = parsed.header.width, parsed.header.height
+        images = []
+        deterministic = spread == 0 or level == self.config.levels
+        for k in range(1 if deterministic else samples):
+            y = self.complete_latent(coded, hyper, spread, None if deterministic else _seed_generator(seed, k))
+            images.append(self._to_image(self.synthesize(y, height, width), parsed))
+        while len(images) < samples:
+            images.append(images[0].copy())
+        return images
+
+    @staticmethod
+    def _to_image(pixels: np.ndarray, parsed: container.SicFile) -> Image.Image:
+        image = Image.fromarray(pixels, "RGB")
+        if parsed.icc_profile:
+            image.info["icc_profile"] = parsed.icc_profile
+        if parsed.exif:
+            image.info["exif"] = parsed.exif
+        return image
+
+    # -- inspect / cut ---------------------------------------------------------------
+    def estimated_bits(self, image) -> dict:
+        """The float model's own estimate of the bits of z and of each level (for overhead figures)."""
+        rgb = load_rgb(image)
+        z_int, y_int = self.analyse(rgb.pixels)
+        freq = self.weights.z_frequencies
+        p = freq[np.arange(z_int.shape[0])[:, None], (z_int + Z_BOUND).reshape(z_int.shape[0], -1)]
+        z_bits = float(-np.log2(p / freq.sum(axis=1, keepdims=True)).sum())
+        from .model.sic import gaussian_likelihood, scales_from_log
+
+        with torch.no_grad():
+            hyper = self.model.h_s(torch.from_numpy(z_int)[None].float())
+            y = torch.from_numpy(y_int)[None].float()
+            means, log_scales = self.model.entropy_parameters(y, hyper)
+            bits = -torch.log2(gaussian_likelihood(y, means, scales_from_log(log_scales)))
+        per_level = bits[0].reshape(self.config.levels, -1).sum(dim=1).double().tolist()
+        return {"z_bits": z_bits, "level_bits": per_level, "pixels": int(rgb.pixels.shape[0] * rgb.pixels.shape[1])}
+
+
+def file_info(data: bytes) -> FileInfo:
+    """Structure of a SIC file; needs no model (any model id is reported, not checked)."""
+    parsed = container.parse(bytes(data), max_pixels=None, strict=False)
+    header = parsed.header
+    pixels = header.width * header.height
+    ends = parsed.chunk_ends
+    levels = [
+        LevelInfo(i, ends[i] - ends[i - 1], ends[i], ends[i] * 8 / pixels) for i in range(1, len(ends))
+    ]
+    return FileInfo(
+        width=header.width, height=header.height, model_id=header.model_id.hex(),
+        model_levels=header.model_levels, file_bytes=len(data), base_bytes=ends[0], levels=levels,
+        truncated=parsed.truncated, corrupt_level=parsed.corrupt_level,
+        has_icc_profile=parsed.icc_profile is not None, has_exif=parsed.exif is not None,
+    )
+
+
+def truncate(data: bytes, level: int | None = None, max_bytes: int | None = None,
+             bpp: float | None = None) -> bytes:
+    """The longest level prefix of ``data`` that fits: exactly ``level`` levels, at most
+    ``max_bytes`` bytes, or at most ``bpp`` bits per pixel. A byte prefix, nothing rewritten."""
+    if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
+        raise ValueError("give exactly one of level, max_bytes, bpp")
+    parsed = container.parse(bytes(data), max_pixels=None, strict=False)
+    ends = parsed.chunk_ends
+    if level is not None:
+        if not 0 <= level < len(ends):
+            raise ValueError(f"level {level} is not in the file (it holds levels 0..{len(ends) - 1})")
+        return bytes(data[: ends[level]])
+    if bpp is not None:
+        if not (bpp >= 0 and np.isfinite(bpp)):
+            raise ValueError("bpp must be a finite number >= 0")
+        max_bytes = int(bpp * parsed.header.width * parsed.header.height / 8)
+    if max_bytes < ends[0]:
+        raise ValueError(f"cannot fit in {max_bytes} bytes: the smallest valid file (no levels) is {ends[0]} bytes")
+    fitting = max(i for i, end in enumerate(ends) if end <= max_bytes)
+    return bytes(data[: ends[fitting]])

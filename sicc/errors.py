@@ -1,0 +1,47 @@
+"""sicc's exception and warning family.
+
+Everything that bad *data* can cause is a :class:`SiccError`, so a caller can
+catch one class; the subclasses say what kind of problem a person has to fix.
+"""
+
+from __future__ import annotations
+
+
+class SiccError(Exception):
+    """Base class of every error caused by bad input to sicc."""
+
+
+class NotSicError(SiccError):
+    """The data is not a .sic file at all (wrong magic)."""
+
+
+class TruncatedError(SiccError):
+    """The file ends before the first decodable point (header or hyperprior)."""
+
+
+class CorruptError(SiccError):
+    """A checksum failed or a field is inconsistent: the file is damaged or forged."""
+
+
+class UnsupportedError(SiccError):
+    """A valid file that this build cannot decode (newer version, other model)."""
+
+
+class ImageTooLargeError(SiccError):
+    """The image exceeds the configured pixel limit (decompression-bomb guard)."""
+
+
+class InputImageError(SiccError):
+    """An input image that cannot be read or represented."""
+
+
+class SiccWarning(UserWarning):
+    """A problem that sicc recovered from, e.g. decoding the complete levels of a cut file."""
+
+
+class TruncatedFileWarning(SiccWarning):
+    """The file was cut inside a level; the complete levels before the cut were decoded."""
+
+
+class CorruptLevelWarning(SiccWarning):
+    """A level failed its checksum; the good levels before it were decoded."""

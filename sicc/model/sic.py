@@ -1,0 +1,137 @@
+"""The progressive SIC network: transforms, hyperprior and level-causal context.
+
+Everything here is differentiable float arithmetic used for training. The
+decoder-side probability model is evaluated exactly by ``fixed_point``; both
+read the same weights through :meth:`SICModel.level_weights`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .layers import GDN, LevelCausalConv2d, conv, deconv
+
+SCALE_MIN = 0.11
+"""Smallest Gaussian scale of the latent prior (as in CompressAI)."""
+
+
+class LevelWeights(NamedTuple):
+    """The slices of the context network that produce one level's parameters."""
+
+    causal_w: torch.Tensor  # (K, g*G, k, k): sees only earlier levels
+    causal_b: torch.Tensor
+    mid_w: torch.Tensor  # (K, K, 1, 1)
+    mid_b: torch.Tensor
+    out_w: torch.Tensor  # (2G, K, 1, 1): G means then G log-scales
+    out_b: torch.Tensor
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+class SICModel(nn.Module):
+    """Analysis/synthesis transforms plus the entropy-parameter networks."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config
+        n, m, zc, k = config.hidden, config.latent, config.hyper, config.context_hidden
+        levels = config.levels
+        self.g_a = nn.Sequential(
+            conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m)
+        )
+        self.g_s = nn.Sequential(
+            deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
+            deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
+        )
+        self.h_a = nn.Sequential(
+            conv(m, n, 3, 1), nn.LeakyReLU(0.125), conv(n, n), nn.LeakyReLU(0.125), conv(n, zc)
+        )
+        # h_s and the context network use only conv + ReLU: fixed_point evaluates them exactly.
+        self.h_s = nn.Sequential(
+            deconv(zc, n), nn.ReLU(), deconv(n, n), nn.ReLU(), conv(n, k, 3, 1)
+        )
+        self.context_causal = LevelCausalConv2d(m, k, 3, levels)
+        self.context_mid = nn.Conv2d(k, k, 1, groups=levels)
+        self.context_out = nn.Conv2d(k, 2 * m, 1, groups=levels)
+
+    # -- entropy parameters ------------------------------------------------------
+    def entropy_parameters(self, y_hat: torch.Tensor, hyper: torch.Tensor):
+        """Means and log-scales of every level at once (training: all levels are known)."""
+        h = F.relu(self.context_causal(y_hat) + hyper)
+        h = F.relu(self.context_mid(h))
+        return self._split_means_log_scales(self.context_out(h))
+
+    def _split_means_log_scales(self, params: torch.Tensor):
+        b, _, h, w = params.shape
+        levels, g = self.config.levels, self.config.group_size
+        params = params.view(b, levels, 2, g, h, w)
+        return params[:, :, 0].reshape(b, -1, h, w), params[:, :, 1].reshape(b, -1, h, w)
+
+    def level_weights(self, level: int) -> LevelWeights:
+        """Weights that map hyper features and levels < ``level`` to this level's parameters."""
+        g, k = self.config.group_size, self.config.context_per_level
+        hid = slice(level * k, (level + 1) * k)
+        out = slice(level * 2 * g, (level + 1) * 2 * g)
+        return LevelWeights(
+            self.context_causal.weight[hid, : level * g],
+            self.context_causal.bias[hid],
+            self.context_mid.weight[hid],
+            self.context_mid.bias[hid],
+            self.context_out.weight[out],
+            self.context_out.bias[out],
+        )
+
+    def level_parameters(self, previous: torch.Tensor, hyper: torch.Tensor, level: int):
+        """Mean and log-scale of one level from the levels before it (float path)."""
+        w = self.level_weights(level)
+        k = self.config.context_per_level
+        h = hyper[:, level * k : (level + 1) * k] + w.causal_b.view(1, -1, 1, 1)
+        if level > 0:
+            h = h + F.conv2d(previous, w.causal_w, padding=w.causal_w.shape[-1] // 2)
+        h = F.relu(F.conv2d(F.relu(h), w.mid_w, w.mid_b))
+        params = F.conv2d(h, w.out_w, w.out_b)
+        g = self.config.group_size
+        return params[:, :g], params[:, g:]
+
+    def sample_details(
+        self,
+        coded: torch.Tensor,
+        hyper: torch.Tensor,
+        spread: float,
+        uniform: Callable[[tuple[int, ...]], torch.Tensor],
+    ) -> torch.Tensor:
+        """Complete coded levels with sampled ones: y_e = round(mu + spread * u), u ~ U(-1, 1).
+
+        Each sampled level is conditioned on everything before it, coded or
+        sampled, exactly as the decoder will do it.
+        """
+        levels = [coded]
+        n_coded = coded.shape[1] // self.config.group_size
+        for level in range(n_coded, self.config.levels):
+            mean, _ = self.level_parameters(torch.cat(levels, 1), hyper, level)
+            levels.append(ste_round(mean + spread * uniform(tuple(mean.shape)).to(mean)))
+        return torch.cat(levels, 1)
+
+
+def scales_from_log(log_scales: torch.Tensor) -> torch.Tensor:
+    """Gaussian scales, floored at SCALE_MIN with the gradient kept where it pushes up."""
+    scales = torch.exp(log_scales)
+    return scales + (scales.clamp_min(SCALE_MIN) - scales).detach()
+
+
+def gaussian_likelihood(values: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """P(round(v) = v) under N(mean, scale) integrated over the unit bin, computed on the
+    lower tail for numerical stability."""
+    centred = torch.abs(values - means)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    upper = normal.cdf((0.5 - centred) / scales)
+    lower = normal.cdf((-0.5 - centred) / scales)
+    return (upper - lower).clamp_min(1e-9)

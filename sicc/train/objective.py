@@ -1,0 +1,125 @@
+"""The progressive SIC training objective (method.md):
+
+    loss = 0.5 * L_full + 0.5 * L_level + L_consistency
+
+``L_full`` codes every level deterministically; ``L_level`` codes levels 1..l
+and samples the rest; ``L_consistency`` asks the encoder to map each sampled
+reconstruction back onto the latent it was decoded from (idempotence).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model.config import ModelConfig
+from ..model.sic import SICModel, gaussian_likelihood, scales_from_log, ste_round
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    full_mse: float = 2048.0
+    full_lpips: float = 8.0
+    full_rate: float = 1.0
+    consistency: float = 1.0
+    samples: int = 1  # M: sampled detail draws per step
+    spread: float = 2.0  # s in y_e = round(mu + s*u)
+
+
+def level_lambdas(level: int, levels: int) -> tuple[float, float, float]:
+    """(lambda_d, lambda_p, lambda_r) of the paper for level 1..L, rescaled to 16 levels."""
+    t = level * 16.0 / levels
+    return 128.0 * t, 2.0 ** (5.0 - t / 8.0), 2.0 ** (6.0 - 6.0 * t / 16.0)
+
+
+def level_for_step(step: int, levels: int) -> int:
+    """Cycle L, L-1, ..., 1 as the paper does."""
+    return levels - (step % levels)
+
+
+class SICTrainable(nn.Module):
+    """The model plus the factorized prior of ``z`` (CompressAI's EntropyBottleneck)."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        from compressai.entropy_models import EntropyBottleneck
+
+        self.model = SICModel(config)
+        self.z_prior = EntropyBottleneck(config.hyper)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+
+def _bits(likelihoods: torch.Tensor) -> torch.Tensor:
+    return -torch.log2(likelihoods)
+
+
+def sic_loss(
+    net: SICTrainable,
+    perceptual: nn.Module,
+    x: torch.Tensor,
+    level: int,
+    settings: LossSettings,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One step's loss and its terms (floats, for the log)."""
+    model, cfg = net.model, net.config
+    b, _, h, w = x.shape
+    pixels = b * h * w
+
+    def uniform(shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.rand(shape, generator=generator, device=x.device) * 2 - 1
+
+    y = model.g_a(x)
+    z = model.h_a(y)
+    _, z_likelihoods = net.z_prior(z)
+    z_bits = _bits(z_likelihoods).sum() / pixels
+    hyper = model.h_s(ste_round(z))
+
+    y_hat = ste_round(y)
+    means, log_scales = model.entropy_parameters(y_hat, hyper)
+    y_noisy = y + uniform(tuple(y.shape)) * 0.5
+    y_bits = _bits(gaussian_likelihood(y_noisy, means, scales_from_log(log_scales)))
+    bits_per_level = y_bits.reshape(b, cfg.levels, -1).sum(dim=(0, 2)) / pixels
+
+    x_full = model.g_s(y_hat)
+    full_mse = F.mse_loss(x_full, x)
+    full_lpips = perceptual(x_full, x)
+    full_rate = bits_per_level.sum() + z_bits
+    loss_full = settings.full_mse * full_mse + settings.full_lpips * full_lpips + settings.full_rate * full_rate
+
+    lam_d, lam_p, lam_r = level_lambdas(level, cfg.levels)
+    coded = y_hat[:, : level * cfg.group_size]
+    level_rate = bits_per_level[:level].sum() + z_bits
+    mse_l = lpips_l = cons_l = x.new_zeros(())
+    for _ in range(settings.samples):
+        latent = model.sample_details(coded, hyper, settings.spread, uniform)
+        x_level = model.g_s(latent)
+        mse_l = mse_l + F.mse_loss(x_level, x) / settings.samples
+        lpips_l = lpips_l + perceptual(x_level, x) / settings.samples
+        cons_l = cons_l + F.mse_loss(model.g_a(x_level), latent.detach()) / settings.samples
+    loss_level = lam_d * mse_l + lam_p * lpips_l + lam_r * level_rate
+    loss = 0.5 * loss_full + 0.5 * loss_level + settings.consistency * cons_l
+
+    psnr_full = -10 * math.log10(max(full_mse.item(), 1e-10))
+    terms = {
+        "loss": loss.item(),
+        "level": level,
+        "full_mse": full_mse.item(),
+        "full_psnr": psnr_full,
+        "full_lpips": full_lpips.item(),
+        "full_bpp": full_rate.item(),
+        "level_mse": mse_l.item(),
+        "level_lpips": lpips_l.item(),
+        "level_bpp": level_rate.item(),
+        "consistency": cons_l.item(),
+        "z_bpp": z_bits.item(),
+    }
+    terms.update({f"bpp_l{i + 1}": v for i, v in enumerate(torch.cumsum(bits_per_level, 0).add(z_bits).tolist())})
+    return loss, terms
