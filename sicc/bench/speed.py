@@ -1,0 +1,308 @@
+"""Speed and memory on this machine: sicc against JPEG XL and AVIF.
+
+Three views of speed, because they answer different questions:
+- in-process (library call, model already loaded): the codec's own cost;
+- end-to-end commands (``sicc encode``/``sicc decode``, ``cjxl``/``avifenc``),
+  process start and imports included: what a user waits for;
+- extra decode seconds per additional sample (synonymous decoding).
+Peak memory is the peak RSS of a fresh process coding one large frame.
+All timings are medians; the load average is recorded since the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .images import BenchImage, large_frame
+from .procs import ProcResult, child_env, python_cmd, run_measured, which
+
+JXL_DISTANCE = 10.0  # about 0.3 bpp on Kodak
+AVIF_QUALITY = 30  # about 0.3 bpp on Kodak
+AVIF_QUANTIZER = ((100 - AVIF_QUALITY) * 63 + 50) // 100  # libavif's quality -> quantizer mapping
+CODEC_SETTINGS = {
+    "jxl": {"distance": JXL_DISTANCE, "effort": 7},
+    "avif": {"quality": AVIF_QUALITY, "quantizer": AVIF_QUANTIZER, "speed": 6, "subsampling": "4:2:0"},
+}
+
+
+@dataclass
+class SpeedSettings:
+    images: list[BenchImage]
+    repeats: int = 3
+    extra_samples: int = 3  # decode with 1 + extra_samples samples to get the per-sample cost
+    memory_size: tuple[int, int] | None = (3840, 2160)
+    weights: Path | None = None
+    threads: int | None = None
+    timeout: float = 1800.0
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _per_image_median(images: list[BenchImage], fn: Callable[[BenchImage], float]) -> float:
+    return statistics.median(fn(img) for img in images)
+
+
+def sicc_inprocess(codec, s: SpeedSettings) -> dict:
+    """Library encode / full decode (deterministic and sampled) / per-extra-sample seconds."""
+    encoded = {img.name: codec.encode(img.image) for img in s.images}  # also warms up the model
+
+    def decode(img: BenchImage, samples: int, spread: float) -> float:
+        data = encoded[img.name]
+        return median_seconds(lambda: codec.decode(data, samples=samples, seed=0, spread=spread), s.repeats)
+
+    one = _per_image_median(s.images, lambda img: decode(img, 1, 2.0))
+    many = _per_image_median(s.images, lambda img: decode(img, 1 + s.extra_samples, 2.0))
+    return {
+        "encode_s": _per_image_median(s.images, lambda img: median_seconds(lambda: codec.encode(img.image), s.repeats)),
+        "decode_s": _per_image_median(s.images, lambda img: decode(img, 1, 0.0)),
+        "decode_sampled_s": one,
+        "extra_sample_s": (many - one) / s.extra_samples,
+        "samples_compared": [1, 1 + s.extra_samples],
+    }
+
+
+def sicc_cli_command() -> tuple[list[str] | None, str]:
+    """How to call the ``sicc`` command: the installed script, else ``python -m sicc``."""
+    script = which("sicc")
+    if script:
+        return [script], script
+    import importlib.util
+
+    if importlib.util.find_spec("sicc.__main__") is not None:
+        return python_cmd("-m", "sicc"), "python -m sicc"
+    return None, "no `sicc` script and no sicc/__main__.py"
+
+
+def _cli_weights_args(cli: list[str], weights: Path | None, env: dict) -> tuple[list[str] | None, str]:
+    """Extra CLI arguments selecting the benchmarked model, or None when the CLI cannot."""
+    if weights is None:
+        return [], ""
+    out = subprocess.run([*cli, "encode", "--help"], capture_output=True, text=True, env=env)
+    if "--weights" in out.stdout:
+        return ["--weights", str(weights)], ""
+    return None, "the CLI has no --weights option, so it would time the default model instead"
+
+
+def _median_proc(cmd: list[str], repeats: int, env: dict, timeout: float) -> ProcResult:
+    runs = [run_measured(cmd, timeout=timeout, env=env) for _ in range(repeats)]
+    bad = [r for r in runs if not r.ok]
+    if bad:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({bad[0].returncode}): {bad[0].stderr_tail}")
+    return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+
+
+def sicc_cli(s: SpeedSettings, workdir: Path) -> dict:
+    """``sicc encode`` / ``sicc decode`` end to end, process start and imports included."""
+    env = child_env(s.threads)
+    cli, how = sicc_cli_command()
+    if cli is None:
+        return {"available": False, "reason": how}
+    extra, reason = _cli_weights_args(cli, s.weights, env)
+    if extra is None:
+        return {"available": False, "reason": reason, "command": how}
+    enc, dec = [], []
+    for img in s.images:
+        src, sic, png = workdir / f"{img.name}.png", workdir / f"{img.name}.sic", workdir / f"{img.name}.dec.png"
+        img.image.save(src)
+        enc.append(_median_proc([*cli, "encode", str(src), "-o", str(sic), *extra], s.repeats, env, s.timeout))
+        dec.append(_median_proc([*cli, "decode", str(sic), "-o", str(png), *extra], s.repeats, env, s.timeout))
+    startup = _median_proc([*cli, "--help"], s.repeats, env, s.timeout)
+    return {
+        "available": True,
+        "command": how,
+        "encode_s": statistics.median(r.seconds for r in enc),
+        "decode_s": statistics.median(r.seconds for r in dec),
+        "startup_s": startup.seconds,
+        "encode_max_rss_mib": max(r.max_rss_mib for r in enc),
+        "decode_max_rss_mib": max(r.max_rss_mib for r in dec),
+    }
+
+
+def _jxl_encode(img: Image.Image) -> bytes:
+    import imagecodecs
+
+    return bytes(imagecodecs.jpegxl_encode(np.asarray(img), distance=JXL_DISTANCE, effort=7))
+
+
+def _jxl_decode(data: bytes) -> np.ndarray:
+    import imagecodecs
+
+    return imagecodecs.jpegxl_decode(data)
+
+
+def _avif_encode(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="AVIF", quality=AVIF_QUALITY, speed=6, subsampling="4:2:0")
+    return buf.getvalue()
+
+
+def _avif_decode(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+LIBRARY_CODECS = {"jxl": (_jxl_encode, _jxl_decode), "avif": (_avif_encode, _avif_decode)}
+
+
+def baseline_library(s: SpeedSettings) -> dict:
+    """JPEG XL (imagecodecs) and AVIF (Pillow) encode / decode seconds per image."""
+    out = {}
+    for name, (encode, decode) in LIBRARY_CODECS.items():
+        try:
+            encoded = {img.name: encode(img.image) for img in s.images}
+            out[name] = {
+                "available": True,
+                "settings": CODEC_SETTINGS[name],
+                "encode_s": _per_image_median(s.images, lambda img: median_seconds(lambda: encode(img.image), s.repeats)),
+                "decode_s": _per_image_median(
+                    s.images, lambda img: median_seconds(lambda: decode(encoded[img.name]), s.repeats)
+                ),
+            }
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            out[name] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def _tool_commands(src: Path, coded: Path, dst: Path) -> dict[str, tuple[list[str], list[str]]]:
+    return {
+        "jxl": (
+            ["cjxl", str(src), str(coded), "-d", str(JXL_DISTANCE), "-e", "7"],
+            ["djxl", str(coded), str(dst)],
+        ),
+        "avif": (
+            ["avifenc", "--min", str(AVIF_QUANTIZER), "--max", str(AVIF_QUANTIZER), "-s", "6", "-y", "420",
+             str(src), str(coded)],
+            ["avifdec", str(coded), str(dst)],
+        ),
+    }
+
+
+def baseline_commands(s: SpeedSettings, workdir: Path) -> dict:
+    """``cjxl``/``djxl`` and ``avifenc``/``avifdec`` end to end, when installed."""
+    out = {}
+    for name in ("jxl", "avif"):
+        probe = _tool_commands(Path("a"), Path("b"), Path("c"))[name]
+        missing = [cmd[0] for cmd in probe if which(cmd[0]) is None]
+        if missing:
+            out[name] = {"available": False, "reason": f"not installed: {', '.join(missing)}"}
+            continue
+        enc, dec = [], []
+        try:
+            for img in s.images:
+                src = workdir / f"{img.name}.png"
+                img.image.save(src)
+                enc_cmd, dec_cmd = _tool_commands(src, workdir / f"{img.name}.{name}", workdir / f"{img.name}.{name}.png")
+                enc.append(_median_proc(enc_cmd, s.repeats, None, s.timeout))
+                dec.append(_median_proc(dec_cmd, s.repeats, None, s.timeout))
+        except RuntimeError as exc:
+            out[name] = {"available": False, "reason": str(exc)}
+            continue
+        out[name] = {
+            "available": True,
+            "encode_command": " ".join(_tool_commands(Path("IN.png"), Path("OUT"), Path("OUT.png"))[name][0]),
+            "version": _tool_version(enc_cmd[0]),
+            "encode_s": statistics.median(r.seconds for r in enc),
+            "decode_s": statistics.median(r.seconds for r in dec),
+        }
+    return out
+
+
+def _tool_version(tool: str) -> str:
+    try:
+        text = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30)
+        return (text.stdout or text.stderr).strip().splitlines()[0]
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def peak_memory(s: SpeedSettings, workdir: Path) -> dict:
+    """Peak RSS of fresh processes encoding / decoding one large frame (sicc, JPEG XL, AVIF)."""
+    w, h = s.memory_size
+    frame = large_frame(s.images, w, h)
+    src = workdir / "large.png"
+    frame.save(src)
+    env = child_env(s.threads)
+    weights = ["--weights", str(s.weights)] if s.weights else []
+    threads = ["--threads", str(s.threads)] if s.threads else []
+
+    def probe(op: str, a: Path | str, b: Path | str) -> ProcResult:
+        cmd = python_cmd("-m", "sicc.bench.memprobe", op, str(a), str(b), *weights, *threads)
+        return run_measured(cmd, timeout=s.timeout, env=env)
+
+    out: dict = {"size": [w, h], "source": "Kodak tiles, Lanczos-resized", "what": "peak RSS of a fresh process (MiB)"}
+    sic = workdir / "large.sic"
+    runs = {
+        "sicc_load_only": probe("sicc-load", "-", "-"),
+        "sicc_encode": probe("sicc-encode", src, sic),
+    }
+    if runs["sicc_encode"].ok:
+        runs["sicc_decode"] = probe("sicc-decode", sic, workdir / "large.dec.png")
+        out["sicc_file_bytes"] = sic.stat().st_size
+    jxl, avif = workdir / "large.jxl", workdir / "large.avif"
+    try:
+        jxl.write_bytes(_jxl_encode(frame))
+        runs["jxl_decode_library"] = probe("jxl-decode", jxl, workdir / "large.jxl.png")
+        if which("djxl"):
+            runs["jxl_decode_djxl"] = run_measured(["djxl", str(jxl), str(workdir / "large.djxl.png")], s.timeout)
+    except Exception as exc:  # noqa: BLE001
+        out["jxl_error"] = str(exc)
+    try:
+        avif.write_bytes(_avif_encode(frame))
+        runs["avif_decode_library"] = probe("avif-decode", avif, workdir / "large.avif.png")
+        if which("avifdec"):
+            runs["avif_decode_avifdec"] = run_measured(["avifdec", str(avif), str(workdir / "large.avifdec.png")], s.timeout)
+    except Exception as exc:  # noqa: BLE001
+        out["avif_error"] = str(exc)
+    for key, r in runs.items():
+        out[key] = {"max_rss_mib": r.max_rss_mib, "seconds": r.seconds, "ok": r.ok}
+        if not r.ok:
+            out[key]["error"] = r.stderr_tail[-500:]
+    return out
+
+
+def run_speed(codec, s: SpeedSettings, skip_memory: bool = False) -> dict:
+    """Every speed and memory measurement; a part that fails is reported, not fatal."""
+    out: dict = {
+        "images": [img.name for img in s.images],
+        "image_sizes": [list(img.image.size) for img in s.images],
+        "repeats": s.repeats,
+        "statistic": "median over repeats, then median over images",
+        "load_average_before": list(os.getloadavg()),
+        "settings": CODEC_SETTINGS,
+    }
+    with tempfile.TemporaryDirectory(prefix="sicc-bench-") as tmp:
+        work = Path(tmp)
+        parts: dict[str, Callable[[], dict]] = {
+            "sicc_inprocess": lambda: sicc_inprocess(codec, s),
+            "sicc_cli": lambda: sicc_cli(s, work),
+            "baseline_library": lambda: baseline_library(s),
+            "baseline_commands": lambda: baseline_commands(s, work),
+        }
+        if not skip_memory and s.memory_size:
+            parts["memory"] = lambda: peak_memory(s, work)
+        for key, part in parts.items():
+            try:
+                out[key] = part()
+            except Exception as exc:  # noqa: BLE001
+                out[key] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+    out["load_average_after"] = list(os.getloadavg())
+    return out

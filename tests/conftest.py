@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny model (untrained, a few thousand parameters) and small test images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def make_tiny_weights(path: Path, seed: int = 0) -> Path:
+    from sicc.model.config import TINY
+    from sicc.model.weights import export_weights
+    from sicc.train.objective import SICTrainable
+
+    torch.manual_seed(seed)
+    export_weights(SICTrainable(TINY), path, {"note": "untrained test model"})
+    return path
+
+
+def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour gradients plus texture: something a codec has to work for."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    base = np.stack([
+        128 + 100 * np.sin(xx / 17.0 + yy / 29.0),
+        128 + 90 * np.cos(yy / 13.0),
+        128 + 80 * np.sin((xx + yy) / 23.0),
+    ], axis=2)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    return make_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tiny_weights):
+    from sicc import Codec
+
+    return Codec.load(tiny_weights)
+
+
+@pytest.fixture(scope="session")
+def small_image() -> np.ndarray:
+    return synthetic_image(72, 100)
+
+
+@pytest.fixture(scope="session")
+def small_file(tiny_codec, small_image) -> bytes:
+    return tiny_codec.encode(small_image)
