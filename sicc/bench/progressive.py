@@ -47,14 +47,29 @@ class ImageResult:
     prefix_ok: bool = True
 
 
-def evaluate_image(codec, metrics: Metrics, img: BenchImage, ref: Reference, modes: list[DecodeMode]) -> ImageResult:
-    """Encode once, then decode every level prefix in every mode and score it."""
+def file_levels(data: bytes) -> tuple[list[int], str | None]:
+    """Level indices present in a SIC file and its model id (file structure needs no model)."""
+    import sicc
+
+    info = sicc.info(data)
+    return [entry.index for entry in info.levels], getattr(info, "model_id", None)
+
+
+def truncate(data: bytes, level: int) -> bytes:
+    """The real file prefix holding levels 1..level."""
+    import sicc
+
+    return sicc.truncate(data, level=level)
+
+
+def evaluate_image(codec, metrics: Metrics, img: BenchImage, ref: Reference, modes: list[DecodeMode],
+                   only_levels: tuple[int, ...] | None = None) -> ImageResult:
+    """Encode once, then decode every level prefix (or only ``only_levels``) in every mode and score it."""
     data = codec.encode(img.image)
-    info = codec.info(data)
-    levels = [entry.index for entry in info.levels]
-    prefixes = {level: codec.truncate(data, level=level) for level in levels}
-    result = ImageResult(data, prefixes, model_id=getattr(info, "model_id", None))
-    result.prefix_ok = all(data.startswith(p) for p in prefixes.values()) and prefixes[levels[-1]] == data
+    levels, model_id = file_levels(data)
+    prefixes = {level: truncate(data, level) for level in levels if not only_levels or level in only_levels}
+    result = ImageResult(data, prefixes, model_id=model_id)
+    result.prefix_ok = all(data.startswith(p) for p in prefixes.values()) and truncate(data, levels[-1]) == data
     for mode in modes:
         result.decoded[mode.name] = {}
         for level, prefix in prefixes.items():

@@ -47,6 +47,7 @@ class BenchConfig:
     images: int | None = None  # None: all
     crop: int | None = None  # centre crop to crop x crop (tests)
     quick: bool = False
+    levels: tuple[int, ...] | None = None  # None: every level in the file
     weights: Path | None = None  # None: the shipped model
     device: str = "cpu"  # where the metrics run; the codec picks its own
     threads: int | None = None
@@ -98,7 +99,7 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
     for i, img in enumerate(bar):
         bar.set_postfix_str(img.name)
         ref = metrics.reference(img.image)
-        result = evaluate_image(codec, metrics, img, ref, modes)
+        result = evaluate_image(codec, metrics, img, ref, modes, config.levels)
         sicc_rows += result.rows
         model_ids.add(result.model_id)
         prefix_ok &= result.prefix_ok

@@ -62,17 +62,22 @@ def _per_image_median(images: list[BenchImage], fn: Callable[[BenchImage], float
 
 def sicc_inprocess(codec, s: SpeedSettings) -> dict:
     """Library encode / full decode (deterministic and sampled) / per-extra-sample seconds."""
-    encoded = {img.name: codec.encode(img.image) for img in s.images}  # also warms up the model
+    from .progressive import file_levels, truncate
 
-    def decode(img: BenchImage, samples: int, spread: float) -> float:
-        data = encoded[img.name]
+    encoded = {img.name: codec.encode(img.image) for img in s.images}  # also warms up the model
+    # A complete file decodes deterministically; sampling only happens for missing levels.
+    half = {name: truncate(data, len(file_levels(data)[0]) // 2) for name, data in encoded.items()}
+
+    def decode(files: dict[str, bytes], img: BenchImage, samples: int, spread: float) -> float:
+        data = files[img.name]
         return median_seconds(lambda: codec.decode(data, samples=samples, seed=0, spread=spread), s.repeats)
 
-    one = _per_image_median(s.images, lambda img: decode(img, 1, 2.0))
-    many = _per_image_median(s.images, lambda img: decode(img, 1 + s.extra_samples, 2.0))
+    one = _per_image_median(s.images, lambda img: decode(half, img, 1, 2.0))
+    many = _per_image_median(s.images, lambda img: decode(half, img, 1 + s.extra_samples, 2.0))
     return {
         "encode_s": _per_image_median(s.images, lambda img: median_seconds(lambda: codec.encode(img.image), s.repeats)),
-        "decode_s": _per_image_median(s.images, lambda img: decode(img, 1, 0.0)),
+        "decode_s": _per_image_median(s.images, lambda img: decode(encoded, img, 1, 0.0)),
+        "sampled_level": len(file_levels(next(iter(half.values())))[0]),
         "decode_sampled_s": one,
         "extra_sample_s": (many - one) / s.extra_samples,
         "samples_compared": [1, 1 + s.extra_samples],
@@ -80,25 +85,33 @@ def sicc_inprocess(codec, s: SpeedSettings) -> dict:
 
 
 def sicc_cli_command() -> tuple[list[str] | None, str]:
-    """How to call the ``sicc`` command: the installed script, else ``python -m sicc``."""
+    """How to call the ``sicc`` command: the installed script, else ``python -m sicc``, else sicc.cli.run."""
+    import importlib.util
+
     script = which("sicc")
     if script:
         return [script], script
-    import importlib.util
-
     if importlib.util.find_spec("sicc.__main__") is not None:
         return python_cmd("-m", "sicc"), "python -m sicc"
-    return None, "no `sicc` script and no sicc/__main__.py"
+    if importlib.util.find_spec("sicc.cli") is not None:
+        code = "import sys; from sicc.cli import run; sys.argv[0] = 'sicc'; run()"
+        return python_cmd("-c", code), "python -c 'from sicc.cli import run; run()' (no sicc script installed)"
+    return None, "no `sicc` script, no sicc/__main__.py, no sicc.cli"
 
 
-def _cli_weights_args(cli: list[str], weights: Path | None, env: dict) -> tuple[list[str] | None, str]:
-    """Extra CLI arguments selecting the benchmarked model, or None when the CLI cannot."""
-    if weights is None:
+def _cli_options(cli: list[str], s: SpeedSettings, env: dict) -> tuple[list[str] | None, str]:
+    """Global CLI options selecting the benchmarked model and thread count, or None when the CLI cannot."""
+    if s.weights is None and not s.threads:
         return [], ""
-    out = subprocess.run([*cli, "encode", "--help"], capture_output=True, text=True, env=env)
-    if "--weights" in out.stdout:
-        return ["--weights", str(weights)], ""
-    return None, "the CLI has no --weights option, so it would time the default model instead"
+    help_text = subprocess.run([*cli, "--help"], capture_output=True, text=True, env=env).stdout
+    options = []
+    if s.weights is not None:
+        if "--weights" not in help_text:
+            return None, "the CLI has no --weights option, so it would time the default model instead"
+        options += ["--weights", str(s.weights)]
+    if s.threads and "--threads" in help_text:
+        options += ["--threads", str(s.threads)]
+    return options, ""
 
 
 def _median_proc(cmd: list[str], repeats: int, env: dict, timeout: float) -> ProcResult:
@@ -115,19 +128,20 @@ def sicc_cli(s: SpeedSettings, workdir: Path) -> dict:
     cli, how = sicc_cli_command()
     if cli is None:
         return {"available": False, "reason": how}
-    extra, reason = _cli_weights_args(cli, s.weights, env)
-    if extra is None:
+    options, reason = _cli_options(cli, s, env)
+    if options is None:
         return {"available": False, "reason": reason, "command": how}
+    cli = [*cli, *options]
     enc, dec = [], []
     for img in s.images:
         src, sic, png = workdir / f"{img.name}.png", workdir / f"{img.name}.sic", workdir / f"{img.name}.dec.png"
         img.image.save(src)
-        enc.append(_median_proc([*cli, "encode", str(src), "-o", str(sic), *extra], s.repeats, env, s.timeout))
-        dec.append(_median_proc([*cli, "decode", str(sic), "-o", str(png), *extra], s.repeats, env, s.timeout))
+        enc.append(_median_proc([*cli, "encode", str(src), "-o", str(sic)], s.repeats, env, s.timeout))
+        dec.append(_median_proc([*cli, "decode", str(sic), "-o", str(png)], s.repeats, env, s.timeout))
     startup = _median_proc([*cli, "--help"], s.repeats, env, s.timeout)
     return {
         "available": True,
-        "command": how,
+        "command": how + (" " + " ".join(options) if options else ""),
         "encode_s": statistics.median(r.seconds for r in enc),
         "decode_s": statistics.median(r.seconds for r in dec),
         "startup_s": startup.seconds,
@@ -210,7 +224,8 @@ def baseline_commands(s: SpeedSettings, workdir: Path) -> dict:
             for img in s.images:
                 src = workdir / f"{img.name}.png"
                 img.image.save(src)
-                enc_cmd, dec_cmd = _tool_commands(src, workdir / f"{img.name}.{name}", workdir / f"{img.name}.{name}.png")
+                enc_cmd, dec_cmd = _tool_commands(src, workdir / f"{img.name}.{name}",
+                                                  workdir / f"{img.name}.{name}.png")[name]
                 enc.append(_median_proc(enc_cmd, s.repeats, None, s.timeout))
                 dec.append(_median_proc(dec_cmd, s.repeats, None, s.timeout))
         except RuntimeError as exc:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from .images import BenchImage
 from .metrics import Metrics, Reference
-from .progressive import DecodeMode, ImageResult
+from .progressive import DecodeMode, ImageResult, truncate
 
 
 def diversity(codec, metrics: Metrics, img: BenchImage, result: ImageResult, mode: DecodeMode,
@@ -48,7 +48,7 @@ def idempotence(codec, metrics: Metrics, img: BenchImage, ref: Reference, result
         size = len(result.prefixes[level])
         for generation in range(generations + 1):
             if generation:
-                data = codec.truncate(codec.encode(current), level=level)
+                data = truncate(codec.encode(current), level)
                 size = len(data)
                 current = codec.decode(data, samples=1, seed=mode.seed + generation, spread=mode.spread)[0]
             rows.append({

@@ -1,0 +1,204 @@
+"""README tables generated from results.json, so no benchmark number is ever typed by hand.
+
+``update_readme`` replaces what lies between ``<!-- bench:start -->`` and
+``<!-- bench:end -->`` in README.md with ``render(results)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .metrics import LOWER_IS_BETTER
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+REFERENCE_CURVES = {"ms_illm"}
+ROW_ORDER = ("sicc_det", "sicc_sampled", "jpeg", "webp", "avif", "jxl", "ms_illm")
+DIGITS = {"psnr": 2, "ms_ssim": 4, "lpips": 3, "dists": 3, "bpp": 3, "mean_pairwise_lpips": 3}
+TITLES = {"dists": "DISTS ↓", "lpips": "LPIPS-alex ↓", "psnr": "PSNR (dB) ↑", "ms_ssim": "MS-SSIM ↑"}
+
+
+def fmt(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def fmt_seconds(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def matched_table(results: dict, metric: str) -> str:
+    """Codecs x target bpps for one metric; the best measured value of each column in bold."""
+    matched = results["matched"]
+    targets = matched["targets"]
+    names = [n for n in ROW_ORDER if n in matched["at_targets"]]
+    values = {n: [row[metric] for row in matched["at_targets"][n]] for n in names}
+    best = []
+    for j in range(len(targets)):
+        column = [values[n][j] for n in names if n not in REFERENCE_CURVES and values[n][j] is not None]
+        best.append((min if LOWER_IS_BETTER[metric] else max)(column) if column else None)
+    rows = []
+    for n in names:
+        cells = []
+        for j, v in enumerate(values[n]):
+            text = fmt(v, DIGITS[metric])
+            cells.append(f"**{text}**" if v is not None and v == best[j] and n not in REFERENCE_CURVES else text)
+        rows.append([matched["labels"].get(n, n), *cells])
+    return table([TITLES[metric], *[f"{t:g} bpp" for t in targets]], rows)
+
+
+def levels_table(results: dict) -> str:
+    """sicc per level: real rate, deterministic and sampled quality, sample diversity."""
+    det = results["sicc"]["levels"]["det"]
+    sampled = {p["level"]: p for p in results["sicc"]["levels"].get("sampled", [])}
+    diversity = {p["level"]: p["mean_pairwise_lpips"] for p in results["synonymy"]["diversity"]["levels"]}
+    header = ["Level", "bytes", "bpp", "PSNR det", "PSNR smp", "MS-SSIM det", "LPIPS det", "LPIPS smp",
+              "DISTS det", "DISTS smp", "diversity"]
+    rows = []
+    for p in det:
+        s = sampled.get(p["level"], {})
+        rows.append([
+            str(p["level"]), f"{p['bytes']:.0f}", fmt(p["bpp"], 3),
+            fmt(p["psnr"], 2), fmt(s.get("psnr"), 2), fmt(p["ms_ssim"], 4),
+            fmt(p["lpips"], 3), fmt(s.get("lpips"), 3), fmt(p["dists"], 3), fmt(s.get("dists"), 3),
+            fmt(diversity.get(p["level"]), 3),
+        ])
+    return table(header, rows)
+
+
+def idempotence_table(results: dict) -> str:
+    """DISTS against the original after g decode/re-encode generations."""
+    idem = results["synonymy"]["idempotence"]
+    generations = list(range(idem["generations"] + 1))
+    rows = []
+    for mode in ("det", "sampled"):
+        by_level: dict = {}
+        for p in idem.get(mode, []):
+            by_level.setdefault(p["level"], {})[p["generation"]] = p
+        for level, gens in sorted(by_level.items()):
+            cells = [f"{fmt(gens[g]['dists'], 3)} / {fmt(gens[g]['psnr'], 1)}" if g in gens else "–" for g in generations]
+            rows.append([mode, str(level), *cells])
+    return table(["decode", "level", *[f"gen {g}" for g in generations]], rows)
+
+
+def speed_table(results: dict) -> str:
+    speed = results.get("speed", {})
+    if speed.get("skipped"):
+        return "_Speed not measured in this run._"
+    rows = []
+
+    def add(label: str, part: dict | None, note: str = "") -> None:
+        if not part:
+            return
+        if not part.get("available", True):
+            rows.append([label, "–", "–", f"unavailable: {part.get('reason', '')}"])
+        else:
+            rows.append([label, fmt_seconds(part.get("encode_s")), fmt_seconds(part.get("decode_s")), note])
+
+    inproc = speed.get("sicc_inprocess", {})
+    extra = inproc.get("extra_sample_s")
+    add("sicc (library, model loaded)", inproc,
+        f"sampled decode {fmt_seconds(inproc.get('decode_sampled_s'))} s, +{fmt_seconds(extra)} s per extra sample"
+        if extra is not None else "")
+    cli = speed.get("sicc_cli", {})
+    add(f"`sicc encode` / `sicc decode` (process)", cli,
+        f"startup {fmt_seconds(cli.get('startup_s'))} s" if cli.get("startup_s") is not None else "")
+    lib, cmd = speed.get("baseline_library", {}), speed.get("baseline_commands", {})
+    settings = speed.get("settings", {})
+    add("JPEG XL (imagecodecs)", lib.get("jxl"), _settings_note(settings.get("jxl")))
+    add("`cjxl` / `djxl` (process)", cmd.get("jxl"), cmd.get("jxl", {}).get("version", ""))
+    add("AVIF (Pillow)", lib.get("avif"), _settings_note(settings.get("avif")))
+    add("`avifenc` / `avifdec` (process)", cmd.get("avif"), cmd.get("avif", {}).get("version", ""))
+    return table(["codec", "encode s", "decode s", "notes"], rows)
+
+
+def _settings_note(settings: dict | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in (settings or {}).items())
+
+
+def memory_table(results: dict) -> str:
+    memory = results.get("speed", {}).get("memory")
+    if not memory or "size" not in memory:
+        return "_Peak memory not measured in this run._"
+    labels = {
+        "sicc_load_only": "sicc: import + model load only",
+        "sicc_encode": "sicc encode (library, fresh process)",
+        "sicc_decode": "sicc decode (library, fresh process)",
+        "jxl_decode_library": "JPEG XL decode (imagecodecs)",
+        "jxl_decode_djxl": "JPEG XL decode (`djxl`)",
+        "avif_decode_library": "AVIF decode (Pillow)",
+        "avif_decode_avifdec": "AVIF decode (`avifdec`)",
+    }
+    rows = []
+    for key, label in labels.items():
+        run = memory.get(key)
+        if run:
+            status = "" if run.get("ok") else " (failed)"
+            rows.append([label + status, f"{run['max_rss_mib']:.0f}", fmt_seconds(run.get("seconds"))])
+    w, h = memory["size"]
+    return table([f"{w}x{h} frame", "peak RSS MiB", "seconds"], rows)
+
+
+def render(results: dict, figure: str | None = None, source: str = "bench/results.json") -> str:
+    """The whole generated README section (without the markers)."""
+    settings, machine, model = results["settings"], results["machine"], results["model"]
+    n = len(settings["image_names"])
+    crop = f", centre crops {settings['crop']}px" if settings.get("crop") else ""
+    load = ", ".join(f"{x:.1f}" for x in machine.get("load_average", []))
+    parts = [
+        f"_Generated by `python -m sicc.bench readme` from `{source}` ({results['date']}); "
+        f"command `{results['command']}`._",
+        "",
+        f"Kodak, {n} images{crop}. sicc model `{model['id']}`; deterministic decode (spread 0) and one sampled "
+        f"decode (spread {results['sicc']['modes'].get('sampled', {}).get('spread')}, seed "
+        f"{results['sicc']['modes'].get('sampled', {}).get('seed')}). Rates are real file sizes "
+        "(sicc: `sicc.truncate` prefixes of one file).",
+        f"Machine: {machine.get('cpu')}, {machine.get('cpus_usable')} cores, torch {machine.get('torch')} "
+        f"({machine.get('torch_threads')} threads), load average {load} at start.",
+        "",
+    ]
+    if figure:
+        parts += [f"![rate-distortion curves]({figure})", ""]
+    parts += [f"Metrics at matched rate. {results['matched']['method']} "
+              "MS-ILLM: published figures (NeuralCompression results.csv), not measured here.", ""]
+    for metric in ("dists", "lpips", "psnr"):
+        parts += [matched_table(results, metric), ""]
+    parts += ["Per level (sicc, image-set mean; diversity = mean pairwise LPIPS between 4 samples):", "",
+              levels_table(results), ""]
+    idem = results["synonymy"]["idempotence"]
+    if idem.get("det") or idem.get("sampled"):
+        parts += [f"Idempotence (DISTS / PSNR against the original after g decode → re-encode generations, "
+                  f"{len(results['synonymy']['images'])} images):", "", idempotence_table(results), ""]
+    parts += ["Speed (seconds per image, median):", "", speed_table(results), "", memory_table(results)]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def update_readme(readme: Path, results: dict, results_path: Path | None = None) -> Path:
+    """Replace the marked section of ``readme``; the markers must already be there."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if START not in text or END not in text or text.index(START) > text.index(END):
+        raise ValueError(f"{readme} has no '{START}' ... '{END}' section; add the two markers where the "
+                         "benchmark tables belong")
+    figure, source = None, "results.json"
+    if results_path is not None:
+        source = _relative(Path(results_path), readme)
+        png = Path(results_path).with_name("rd.png")
+        if png.is_file():
+            figure = _relative(png, readme)
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{render(results, figure, source)}{END}{tail}")
+    return readme
+
+
+def _relative(path: Path, readme: Path) -> str:
+    """``path`` as a link relative to the README's folder."""
+    return Path(os.path.relpath(path.resolve(), readme.resolve().parent)).as_posix()

@@ -1,0 +1,576 @@
+"""Fuzzing of the SIC container parser and the decoder with mutations of real files.
+
+    python -m tests.fuzz --seconds 1800          # what `make fuzz` runs
+    python -m tests.fuzz --seconds 60 --seed 3 --out /tmp/crashes
+
+Real files are made with a tiny untrained model, then mutated: bit flips, byte
+overwrites, truncations, forged chunk lengths, forged header fields with the
+header CRC recomputed (so the forgery reaches the checks behind it), chunk
+payloads rewritten with a valid CRC (so they reach the range decoder), chunks
+reordered, duplicated, dropped and spliced between files. Each input goes
+through ``sicc.info``, ``sicc.truncate`` and ``Codec.decode``.
+
+Acceptable outcomes are success (possibly with a :class:`sicc.SiccWarning`) or
+a :class:`sicc.SiccError`. Anything else is a crash: another exception type, a
+broken invariant (a truncation that is not a prefix, an image of the wrong
+size), a warning of another kind, an input that runs longer than
+``--hang-seconds``, or one that allocates past the worker's memory cap.
+
+Inputs run in a worker process with an address-space limit (RLIMIT_AS); the
+parent watches it, so a hang or a hard crash (segfault, out of memory) is
+caught as well as an exception. Crashing inputs are saved as files (default
+tests/regressions/), which ``tests/test_fuzz.py`` replays on every test run.
+
+Decoding uses ``max_pixels`` = 65536 by default: a forged header may declare
+any size up to that limit, and the range decoder happily decodes a near-empty
+payload into that many symbols, so the limit is what bounds the work (exactly
+as ``sicc.MAX_IMAGE_PIXELS`` does for users).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import random
+import re
+import select
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REGRESSIONS = Path(__file__).resolve().parent / "regressions"
+FUZZ_MAX_PIXELS = 1 << 16
+HANG_SECONDS = 10.0
+MEMORY_CAP = 1536 << 20  # bytes of address space a worker may add after start-up
+
+HEADER_SIZE = 32
+_CHUNK_HEAD = struct.Struct("<4sI")
+# header fields: (name, offset, struct format)
+HEADER_FIELDS = (("version", 8, "<B"), ("flags", 9, "<B"), ("levels", 10, "<B"), ("reserved", 11, "<B"),
+                 ("width", 12, "<I"), ("height", 16, "<I"), ("model_id", 20, "<Q"))
+
+
+# -- seed files ------------------------------------------------------------------------
+def make_tiny_weights(path: Path) -> Path:
+    """The same tiny untrained model as tests/conftest.py's ``tiny_weights`` (seed 0)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.conftest import make_tiny_weights as make
+
+    return make(Path(path))
+
+
+def seed_files(codec) -> list[bytes]:
+    """Real files: two sizes, with and without ICC/EXIF chunks, whole, cut and level-free."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from PIL import Image
+
+    from tests.conftest import synthetic_image
+
+    plain = codec.encode(synthetic_image(64, 64, seed=1))
+    image = Image.fromarray(synthetic_image(72, 100, seed=2))
+    exif = Image.Exif()
+    exif[0x010E] = "fuzz seed"
+    image.info["icc_profile"] = b"not really an ICC profile, but carried verbatim" * 3
+    image.info["exif"] = exif.tobytes()
+    with_metadata = codec.encode(image)
+    tiny = codec.encode(synthetic_image(1, 5, seed=3), levels=3)
+    no_levels = codec.encode(synthetic_image(40, 30, seed=4), levels=0)
+    return [plain, with_metadata, tiny, no_levels]
+
+
+# -- structure helpers -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Chunk:
+    start: int
+    kind: bytes
+    length: int
+    end: int  # offset after the CRC
+
+    @property
+    def payload(self) -> slice:
+        return slice(self.start + 8, self.end - 4)
+
+
+def walk_chunks(data: bytes) -> list[Chunk]:
+    """The chunks of a (possibly damaged) file, as far as their lengths fit."""
+    chunks, pos = [], HEADER_SIZE
+    while pos + 12 <= len(data):
+        kind, length = _CHUNK_HEAD.unpack_from(data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        chunks.append(Chunk(pos, kind, length, end))
+        pos = end
+    return chunks
+
+
+def make_chunk(kind: bytes, payload: bytes) -> bytes:
+    return _CHUNK_HEAD.pack(kind, len(payload)) + payload + struct.pack("<I", zlib.crc32(kind + payload))
+
+
+def fix_header_crc(data: bytes | bytearray) -> bytes:
+    """Recompute the header CRC so that a forged field passes the checksum."""
+    if len(data) < HEADER_SIZE:
+        return bytes(data)
+    out = bytearray(data)
+    out[28:32] = struct.pack("<I", zlib.crc32(bytes(out[:28])))
+    return bytes(out)
+
+
+def forge_header(data: bytes, **fields: int) -> bytes:
+    """``data`` with header fields replaced (version, flags, levels, reserved, width, height,
+    model_id) and the header CRC recomputed."""
+    out = bytearray(data)
+    offsets = {name: (offset, fmt) for name, offset, fmt in HEADER_FIELDS}
+    for name, value in fields.items():
+        offset, fmt = offsets[name]
+        struct.pack_into(fmt, out, offset, value)
+    return fix_header_crc(out)
+
+
+# -- mutators --------------------------------------------------------------------------
+def _interesting(rng: random.Random, original: int, bits: int) -> int:
+    top = (1 << bits) - 1
+    choices = [0, 1, 2, 3, 4, 15, 16, 17, 63, 64, 65, 255, 256, 1 << 15, (1 << 16) - 1, 1 << 16, 1 << 20,
+               (1 << 20) + 1, 1 << 31, top, top - 1, original - 1, original + 1, original * 2, original // 2,
+               original + 4, original - 4, rng.randrange(top + 1)]
+    return rng.choice(choices) & top
+
+
+def m_bitflip(rng, data, corpus):
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        if out:
+            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+    return bytes(out)
+
+
+def m_bytes(rng, data, corpus):
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        if out:
+            out[rng.randrange(len(out))] = rng.choice([0, 1, 0x7F, 0x80, 0xFF, rng.randrange(256)])
+    return bytes(out)
+
+
+def m_truncate(rng, data, corpus):
+    chunks = walk_chunks(data)
+    if chunks and rng.random() < 0.5:
+        cut = rng.choice(chunks).end + rng.randint(-13, 13)
+    else:
+        cut = rng.randrange(len(data) + 1)
+    return data[: max(cut, 0)]
+
+
+def m_insert_delete(rng, data, corpus):
+    pos = rng.randrange(len(data) + 1)
+    if rng.random() < 0.5:
+        return data[:pos] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 16))) + data[pos:]
+    return data[:pos] + data[pos + rng.randint(1, 16):]
+
+
+def m_chunk_length(rng, data, corpus):
+    """A forged length field (CRC not fixed): too long, too short, absurd."""
+    chunks = walk_chunks(data)
+    if not chunks:
+        return m_bitflip(rng, data, corpus)
+    chunk = rng.choice(chunks)
+    remaining = len(data) - chunk.start - 12
+    value = rng.choice([_interesting(rng, chunk.length, 32), remaining, remaining + 1, remaining - 1,
+                        0xFFFFFFFF, 0xFFFFFFF4, 1 << 31])
+    out = bytearray(data)
+    struct.pack_into("<I", out, chunk.start + 4, value & 0xFFFFFFFF)
+    return bytes(out)
+
+
+def m_header_field(rng, data, corpus):
+    """A forged header field with a valid header CRC."""
+    if len(data) < HEADER_SIZE:
+        return data
+    name, offset, fmt = rng.choice(HEADER_FIELDS)
+    (original,) = struct.unpack_from(fmt, data, offset)
+    value = _interesting(rng, original, struct.calcsize(fmt) * 8)
+    if name in ("width", "height") and rng.random() < 0.5:  # plausible sizes near the real one
+        value = max(0, original + rng.randint(-70, 70))
+    return forge_header(data, **{name: value})
+
+
+def m_header_bytes(rng, data, corpus):
+    """Random header bytes, CRC recomputed (or not)."""
+    out = bytearray(m_bytes(rng, data[:HEADER_SIZE], corpus) + data[HEADER_SIZE:])
+    return fix_header_crc(out) if rng.random() < 0.8 else bytes(out)
+
+
+def m_payload(rng, data, corpus):
+    """A chunk payload changed and its length and CRC recomputed: reaches the range decoder."""
+    chunks = walk_chunks(data)
+    if not chunks:
+        return m_bitflip(rng, data, corpus)
+    chunk = rng.choice(chunks)
+    payload = bytearray(data[chunk.payload])
+    action = rng.randrange(6)
+    if action == 0 and payload:
+        payload[rng.randrange(len(payload))] ^= 1 << rng.randrange(8)
+    elif action == 1:
+        payload = payload[: rng.randrange(len(payload) + 1)]
+    elif action == 2:
+        payload += bytes(rng.randrange(256) for _ in range(rng.choice([1, 2, 3, 4, 8, 64])))
+    elif action == 3 and chunk.kind == b"LEVL" and payload:
+        payload[0] = rng.choice([0, payload[0] - 1, payload[0] + 1, 255, rng.randrange(256)]) & 0xFF
+    elif action == 4:
+        payload = bytearray(rng.randrange(256) for _ in range(len(payload)))
+    else:
+        payload = bytearray(b"\xff" * len(payload) if rng.random() < 0.5 else b"\x00" * len(payload))
+    kind = chunk.kind if rng.random() < 0.9 else rng.choice([b"LEVL", b"HYPR", b"ICCP", b"EXIF", b"XXXX"])
+    return data[: chunk.start] + make_chunk(kind, bytes(payload)) + data[chunk.end:]
+
+
+def m_reorder(rng, data, corpus):
+    """Chunks swapped, duplicated, dropped or taken from another file."""
+    chunks = walk_chunks(data)
+    if len(chunks) < 2:
+        return m_truncate(rng, data, corpus)
+    tail = data[chunks[-1].end:]
+    parts = [data[c.start : c.end] for c in chunks]
+    action = rng.randrange(4)
+    i, j = rng.randrange(len(parts)), rng.randrange(len(parts))
+    if action == 0:
+        parts[i], parts[j] = parts[j], parts[i]
+    elif action == 1:
+        parts.insert(j, parts[i])
+    elif action == 2:
+        del parts[i]
+    else:
+        other = walk_chunks(donor := rng.choice(corpus))
+        if other:
+            c = rng.choice(other)
+            parts.insert(j, donor[c.start : c.end])
+    return data[:HEADER_SIZE] + b"".join(parts) + tail
+
+
+def m_splice(rng, data, corpus):
+    """The head of one file with the tail of another, cut at chunk boundaries."""
+    donor = rng.choice(corpus)
+    a, b = walk_chunks(data), walk_chunks(donor)
+    cut_a = rng.choice(a).end if a else HEADER_SIZE
+    cut_b = rng.choice(b).start if b else HEADER_SIZE
+    return data[:cut_a] + donor[cut_b:]
+
+
+def m_garbage(rng, data, corpus):
+    choice = rng.randrange(4)
+    if choice == 0:
+        return b""
+    if choice == 1:
+        return data[: rng.randint(1, 8)]
+    if choice == 2:
+        return data[:HEADER_SIZE] + bytes(rng.randrange(256) for _ in range(rng.randint(0, 64)))
+    return bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+
+
+MUTATORS = (m_bitflip, m_bytes, m_truncate, m_insert_delete, m_chunk_length, m_header_field,
+            m_header_bytes, m_payload, m_payload, m_reorder, m_splice, m_garbage)
+
+
+def mutate(rng: random.Random, corpus: list[bytes]) -> bytes:
+    data = rng.choice(corpus)
+    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        data = rng.choice(MUTATORS)(rng, data, corpus)
+    return data
+
+
+# -- running one input -----------------------------------------------------------------
+class Crash(Exception):
+    """An outcome that is neither success nor a SiccError."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind, self.detail = kind, detail
+
+
+def normalize(message: str) -> str:
+    """An error message with its numbers and byte strings blanked, for counting distinct ones."""
+    message = re.sub(r"b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\"", "b'…'", message)
+    message = re.sub(r"\b[0-9a-f]{16}\b", "<id>", message)
+    return re.sub(r"\d+", "N", message)
+
+
+def _last_frames(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    return " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+
+
+def exercise(codec, data: bytes, max_pixels: int | None = FUZZ_MAX_PIXELS) -> list[str]:
+    """Run ``data`` through info, truncate and decode; return the normalized SiccError messages
+    and warnings met. Raises :class:`Crash` for anything that is not acceptable."""
+    import sicc
+
+    rng = random.Random(zlib.crc32(data))  # choices follow from the input: a saved crash replays
+    seen: list[str] = []
+
+    def call(what, fn, *args, **kwargs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = fn(*args, **kwargs)
+            except sicc.SiccError as exc:
+                seen.append(f"{type(exc).__name__}: {normalize(str(exc))}")
+                return exc
+            except Crash:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - everything else is the bug we look for
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                kind = "memory" if isinstance(exc, MemoryError) or "allocate" in str(exc) else "exception"
+                raise Crash(kind, f"{what}: {type(exc).__name__}: {exc} [{_last_frames(exc)}]") from None
+        for w in caught:
+            if not issubclass(w.category, sicc.SiccWarning):
+                raise Crash("warning", f"{what}: {w.category.__name__}: {w.message}")
+            seen.append(f"{w.category.__name__}: {normalize(str(w.message))}")
+        return result
+
+    info = call("info", sicc.info, data)
+    if isinstance(info, sicc.SiccError):
+        cut = call("truncate", sicc.truncate, data, level=0)
+        if not isinstance(cut, sicc.SiccError):
+            raise Crash("property", "truncate accepted a file that info rejects")
+    else:
+        count = len(info.levels)
+        k = rng.randint(0, count)
+        cut = call("truncate", sicc.truncate, data, level=k)
+        if isinstance(cut, sicc.SiccError) or not data.startswith(cut) or len(sicc.info(cut).levels) != k:
+            raise Crash("property", f"truncate(level={k}) of a file with {count} levels is not a {k}-level prefix")
+        budget = rng.randint(info.base_bytes, len(data) + 16)
+        cut = call("truncate", sicc.truncate, data, max_bytes=budget)
+        if isinstance(cut, sicc.SiccError) or len(cut) > budget or not data.startswith(cut):
+            raise Crash("property", f"truncate(max_bytes={budget}) is not a prefix within the budget")
+
+    strict = rng.random() < 0.25
+    level = None if strict or info is None or isinstance(info, sicc.SiccError) or rng.random() < 0.5 \
+        else rng.randint(0, len(info.levels))
+    spread = rng.choice((0.0, 2.0))
+    images = call("decode", codec.decode, data, samples=rng.choice((1, 1, 2)), seed=rng.randrange(1 << 31),
+                  spread=spread, level=level, strict=strict, max_pixels=max_pixels)
+    if not isinstance(images, sicc.SiccError):
+        if isinstance(info, sicc.SiccError):
+            raise Crash("property", "decode accepted a file that info rejects")
+        if any(im.size != (info.width, info.height) or im.mode != "RGB" for im in images):
+            raise Crash("property", f"decoded size {images[0].size} differs from the header's "
+                                    f"{info.width}x{info.height}")
+    return seen
+
+
+# -- the worker process ----------------------------------------------------------------
+def _address_space() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def worker(weights: Path, seed: int, current: Path, max_pixels: int | None, memory_cap: int) -> None:
+    """Mutate and run inputs forever; one JSON line per input on stdout."""
+    warnings.simplefilter("ignore")  # torch's start-up chatter
+    import torch
+
+    torch.set_num_threads(1)
+    from sicc import Codec
+
+    codec = Codec.load(weights)
+    corpus = seed_files(codec)
+    for data in corpus:  # warm up every code path before the memory cap
+        exercise(codec, data, max_pixels)
+    warnings.resetwarnings()
+    if memory_cap and sys.platform.startswith("linux"):
+        import resource
+
+        limit = _address_space() + memory_cap
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    out = sys.stdout
+    out.write(json.dumps({"ready": True}) + "\n")
+    out.flush()
+    rng = random.Random(seed)
+    while True:
+        data = mutate(rng, corpus)
+        current.write_bytes(data)
+        record: dict = {}
+        try:
+            record["seen"] = exercise(codec, data, max_pixels)
+        except Crash as crash:
+            record["crash"] = {"kind": crash.kind, "detail": crash.detail,
+                               "input": base64.b64encode(data).decode()}
+        out.write(json.dumps(record) + "\n")
+        out.flush()
+
+
+# -- the parent: run, watch, save -----------------------------------------------------
+@dataclass
+class FuzzReport:
+    executions: int = 0
+    seconds: float = 0.0
+    crashes: list[dict] = field(default_factory=list)  # kind, detail, path
+    messages: Counter = field(default_factory=Counter)  # normalized error/warning -> count
+    workers_started: int = 0
+
+    def summary(self) -> str:
+        lines = [f"executions: {self.executions} in {self.seconds:.0f} s "
+                 f"({self.executions / max(self.seconds, 1e-9):.1f}/s, {self.workers_started} worker(s))",
+                 f"crashes: {len(self.crashes)}"]
+        lines += [f"  [{c['kind']}] {c['detail']}\n    saved as {c['path']}" for c in self.crashes]
+        lines.append(f"distinct error/warning messages reached: {len(self.messages)}")
+        lines += [f"  {count:7d}  {message}" for message, count in sorted(self.messages.items())]
+        return "\n".join(lines)
+
+
+def _save(data: bytes, kind: str, save_dir: Path) -> Path:
+    save_dir.mkdir(parents=True, exist_ok=True)
+    path = save_dir / f"{kind}-{hashlib.sha1(data).hexdigest()[:12]}.sic"
+    path.write_bytes(data)
+    return path
+
+
+def fuzz(seconds: float, seed: int = 0, save_dir: Path = REGRESSIONS, weights: Path | None = None,
+         max_pixels: int | None = FUZZ_MAX_PIXELS, hang_seconds: float = HANG_SECONDS,
+         memory_cap: int = MEMORY_CAP, max_crashes_per_signature: int = 3) -> FuzzReport:
+    """Fuzz for ``seconds`` (worker start-up included); crashing inputs go to ``save_dir``."""
+    report = FuzzReport()
+    signatures: Counter = Counter()
+
+    def on_crash(crash: dict, data: bytes) -> None:
+        signature = (crash["kind"], re.sub(r"\d+", "N", crash["detail"])[:200])
+        signatures[signature] += 1
+        if signatures[signature] <= max_crashes_per_signature:
+            path = _save(data, crash["kind"], Path(save_dir))
+            report.crashes.append({"kind": crash["kind"], "detail": crash["detail"], "path": str(path)})
+
+    start = time.monotonic()
+    deadline = start + seconds
+    with tempfile.TemporaryDirectory(prefix="sicc-fuzz-") as tmp:
+        tmp = Path(tmp)
+        weights = Path(weights) if weights else make_tiny_weights(tmp / "tiny.pt")
+        current = tmp / "current.bin"
+        attempt = 0
+        while time.monotonic() < deadline:
+            attempt += 1
+            cmd = [sys.executable, "-m", "tests.fuzz", "--worker", "--weights", str(weights),
+                   "--seed", str(seed * 1000 + attempt), "--current", str(current),
+                   "--max-pixels", str(max_pixels or 0), "--memory-cap", str(memory_cap)]
+            with open(tmp / "worker.err", "w+b") as err:  # a file: a full pipe would stall the worker
+                proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err,
+                                        env={**os.environ, "OMP_NUM_THREADS": "1"})
+                report.workers_started += 1
+                try:
+                    fatal = _watch(proc, report, deadline, hang_seconds, on_crash, err)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.wait()
+                    proc.stdout.close()
+            if fatal is not None:  # a hang or a dead worker: the input is the last one it started
+                if fatal.get("startup"):
+                    raise RuntimeError(f"fuzz worker failed to start: {fatal['detail']}")
+                on_crash(fatal, current.read_bytes() if current.exists() else b"")
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _watch(proc: subprocess.Popen, report: FuzzReport, deadline: float, hang_seconds: float,
+           on_crash, err, start_timeout: float = 180.0) -> dict | None:
+    """Read the worker's lines until the deadline. Returns None at the deadline, or the
+    fatal problem (hang, death) that stopped the worker."""
+    ready = False
+    buffer = b""
+    fd = proc.stdout.fileno()
+    last = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            return None
+        if now - last > (hang_seconds if ready else start_timeout):
+            if not ready:
+                return {"startup": True, "detail": "no ready line"}
+            return {"kind": "hang", "detail": f"no result within {hang_seconds:.0f} s"}
+        readable, _, _ = select.select([fd], [], [], min(0.5, deadline - now))
+        if not readable:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:  # the worker died
+            proc.wait()
+            err.seek(0)
+            stderr = err.read().decode(errors="replace").strip().splitlines()
+            if not ready:
+                return {"startup": True, "detail": "\n".join(stderr[-20:])}
+            return {"kind": "died", "detail": f"worker exited with {proc.returncode}: "
+                                              f"{stderr[-1] if stderr else ''}"}
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            last = time.monotonic()
+            record = json.loads(line)
+            if record.get("ready"):
+                ready = True
+                continue
+            report.executions += 1
+            for message in record.get("seen", ()):
+                report.messages[message] += 1
+            if "crash" in record:
+                on_crash(record["crash"], base64.b64decode(record["crash"]["input"]))
+
+
+# -- replaying saved inputs ------------------------------------------------------------
+def replay(codec, path: Path, seconds: float = HANG_SECONDS) -> list[str]:
+    """Run one saved input in this process, with an alarm for hangs; raises :class:`Crash`."""
+    import signal
+
+    def on_alarm(signum, frame):
+        raise Crash("hang", f"{path.name} ran for more than {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return exercise(codec, path.read_bytes())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seed", type=int, default=None, help="default: from the clock")
+    parser.add_argument("--out", type=Path, default=REGRESSIONS, help="where crashing inputs are saved")
+    parser.add_argument("--weights", type=Path, default=None, help="default: a fresh tiny model")
+    parser.add_argument("--max-pixels", type=int, default=FUZZ_MAX_PIXELS, help="0: no limit")
+    parser.add_argument("--hang-seconds", type=float, default=HANG_SECONDS)
+    parser.add_argument("--memory-cap", type=int, default=MEMORY_CAP)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--current", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.weights, args.seed, args.current, args.max_pixels or None, args.memory_cap)
+        return 0
+    seed = args.seed if args.seed is not None else int(time.time())
+    print(f"fuzzing for {args.seconds:.0f} s, seed {seed}, crashes to {args.out}", flush=True)
+    report = fuzz(args.seconds, seed=seed, save_dir=args.out, weights=args.weights,
+                  max_pixels=args.max_pixels or None, hang_seconds=args.hang_seconds, memory_cap=args.memory_cap)
+    print(report.summary())
+    return 1 if report.crashes else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""An independent reader of formats/sic-v1.md, written from the spec (not from
+sicc/container.py), so the tests check the files against the document."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = bytes([0x8B, 0x53, 0x49, 0x43, 0x0D, 0x0A, 0x1A, 0x0A])
+
+
+@dataclass
+class Chunk:
+    kind: str
+    offset: int
+    length: int
+    payload: bytes
+    crc_ok: bool
+
+
+def read_header(data: bytes) -> dict:
+    assert data[:8] == MAGIC, "magic"
+    version, flags, levels, reserved = data[8], data[9], data[10], data[11]
+    width, height = struct.unpack("<II", data[12:20])
+    (crc,) = struct.unpack("<I", data[28:32])
+    return {
+        "version": version, "flags": flags, "model_levels": levels, "reserved": reserved,
+        "width": width, "height": height, "model_id": data[20:28].hex(),
+        "header_crc_ok": zlib.crc32(data[:28]) == crc,
+    }
+
+
+def read_chunks(data: bytes) -> list[Chunk]:
+    chunks, pos = [], 32
+    while pos + 8 <= len(data):
+        kind = data[pos : pos + 4]
+        (length,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        end = pos + 8 + length + 4
+        if end > len(data):
+            break
+        payload = data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack("<I", data[end - 4 : end])
+        chunks.append(Chunk(kind.decode("ascii"), pos, length, payload, zlib.crc32(kind + payload) == crc))
+        pos = end
+    return chunks
