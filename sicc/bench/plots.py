@@ -22,6 +22,14 @@ STYLES = {
     "ms_illm": {"color": "black", "marker": "*", "linestyle": ":", "markersize": 9},
 }
 BPP_RANGE = (0.02, 2.0)
+BPP_TICKS = (0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
+
+
+def _xlim(points: dict[str, list[dict]]) -> tuple[float, float]:
+    """The plotted bpp range: every curve's points, within BPP_RANGE, with a small margin."""
+    bpps = [p["bpp"] for pts in points.values() for p in pts
+            if p.get("bpp") and BPP_RANGE[0] <= p["bpp"] <= BPP_RANGE[1]]
+    return (min(bpps) / 1.15, max(bpps) * 1.15) if bpps else BPP_RANGE
 
 
 def plot_rd(results: dict, path: Path) -> Path:
@@ -39,6 +47,8 @@ def plot_rd(results: dict, path: Path) -> Path:
             style = {"markersize": 4, "linewidth": 1.4, **STYLES.get(name, {})}
             ax.plot(*zip(*xy), label=labels.get(name, name), **style)
         ax.set_xscale("log")
+        ax.set_xticks(BPP_TICKS, [f"{t:g}" for t in BPP_TICKS])
+        ax.set_xlim(*_xlim(points))
         ax.set_xlabel("bits per pixel")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
