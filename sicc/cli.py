@@ -138,7 +138,7 @@ def reported_errors(settings: Settings):
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         if not settings.quiet:
-            click.echo(f"sicc: warning: {message}", err=True)
+            click.echo(f"sicc: warning: {one_line(message)}", err=True)
 
     warnings.showwarning = show_warning
     try:
@@ -157,8 +157,14 @@ def reported_errors(settings: Settings):
         _fail("interrupted", EXIT_INTERRUPTED)
 
 
+def one_line(message) -> str:
+    """Message text on one line: newlines become spaces, other control characters are escaped."""
+    text = " ".join(str(message).splitlines())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"sicc: error: {message}", err=True)
+    click.echo(f"sicc: error: {one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -351,9 +357,10 @@ def run() -> None:
         main.main(standalone_mode=False, prog_name="sicc")
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:  # usage errors: one line too, with where to look
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _fail(exc.format_message() + hint, EXIT_USAGE)
     except click.exceptions.Abort:
         _fail("interrupted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:

@@ -121,10 +121,10 @@ def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> S
         kind, payload, end, problem = _read_chunk(data, pos)
         if result is None:  # before and at HYPR every chunk must be whole and intact
             if problem:
-                name = kind.decode("ascii", "replace") if kind else "chunk"
                 if problem == "truncated":
-                    raise TruncatedError(f"file is truncated inside the {name} chunk, before any level")
-                raise CorruptError(f"{name} chunk is corrupt ({problem})")
+                    where = f"the {_chunk_name(kind)} chunk" if kind else "a chunk header"
+                    raise TruncatedError(f"file is truncated inside {where}, before any level")
+                raise CorruptError(f"{_chunk_name(kind)} chunk is corrupt ({problem})")
             if kind in _METADATA_CHUNKS:
                 if hyper is not None or (kind == CHUNK_ICCP and icc is not None) or (kind == CHUNK_EXIF and exif is not None):
                     raise CorruptError(f"{kind.decode()} chunk out of order")
@@ -160,6 +160,12 @@ def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> S
     if result is None:
         raise TruncatedError("file is truncated: it ends before the hyperprior chunk")
     return result
+
+
+def _chunk_name(kind: bytes) -> str:
+    """A chunk type for messages: as is when printable ASCII, else escaped, so that a forged
+    type can never put a newline or a terminal control sequence into an error message."""
+    return kind.decode("ascii") if kind and all(0x20 < b < 0x7F for b in kind) else repr(kind)
 
 
 def _read_chunk(data: bytes, pos: int) -> tuple[bytes, bytes, int, str | None]:

@@ -249,6 +249,14 @@ def _tool_version(tool: str) -> str:
         return "unknown"
 
 
+LIBRARY_DECODE_SNIPPETS = {
+    "jxl-decode": "import sys, imagecodecs; from PIL import Image; "
+                  "Image.fromarray(imagecodecs.jpegxl_decode(open(sys.argv[1], 'rb').read())).save(sys.argv[2])",
+    "avif-decode": "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').save(sys.argv[2])",
+}
+"""Baseline decodes for the memory probe, without importing sicc (and so torch)."""
+
+
 def peak_memory(s: SpeedSettings, workdir: Path) -> dict:
     """Peak RSS of fresh processes encoding / decoding one large frame (sicc, JPEG XL, AVIF)."""
     w, h = s.memory_size
@@ -260,7 +268,10 @@ def peak_memory(s: SpeedSettings, workdir: Path) -> dict:
     threads = ["--threads", str(s.threads)] if s.threads else []
 
     def probe(op: str, a: Path | str, b: Path | str) -> ProcResult:
-        cmd = python_cmd("-m", "sicc.bench.memprobe", op, str(a), str(b), *weights, *threads)
+        if op in LIBRARY_DECODE_SNIPPETS:
+            cmd = python_cmd("-c", LIBRARY_DECODE_SNIPPETS[op], str(a), str(b))
+        else:
+            cmd = python_cmd("-m", "sicc.bench.memprobe", op, str(a), str(b), *weights, *threads)
         return run_measured(cmd, timeout=s.timeout, env=env)
 
     out: dict = {"size": [w, h], "source": "Kodak tiles, Lanczos-resized", "what": "peak RSS of a fresh process (MiB)"}
