@@ -169,3 +169,20 @@ def summarize_logs(paths: list[Path]) -> dict:
             "final_100_steps_mean": {k: round(v, 4) for k, v in mean.items()},
         })
     return {"runs": runs}
+
+
+LOG_KEYS = ("loss", "full_psnr", "full_bpp", "full_lpips", "level_bpp", "level_lpips", "consistency", "seconds")
+
+
+def compact_log(paths: list[Path], every: int = 50) -> list[dict]:
+    """Training logs averaged over windows of ``every`` steps: small enough to commit."""
+    rows = []
+    for path in paths:
+        rows += [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    out = []
+    for start in range(0, len(rows), every):
+        window = rows[start : start + every]
+        entry = {"step": window[-1]["step"]}
+        entry.update({k: round(sum(r[k] for r in window) / len(window), 4) for k in LOG_KEYS})
+        out.append(entry)
+    return out

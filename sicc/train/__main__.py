@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -115,6 +116,11 @@ def _cmd_export(args: argparse.Namespace) -> None:
     summary["step"] = int(state["step"])
     model_id = weights.export_weights(net, args.output, summary)
     print(f"exported {args.output} (model id {model_id})")
+    if args.log:
+        log_out = args.output.with_name("training-log.jsonl")
+        rows = weights.compact_log(args.log)
+        log_out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        print(f"wrote {log_out} ({len(rows)} rows, 50-step means)")
 
 
 def main(argv: list[str] | None = None) -> None:
