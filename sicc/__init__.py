@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from PIL import Image
 
-from .codec import DEFAULT_SPREAD, Codec, FileInfo, LevelInfo, file_info, truncate
+from typing import TYPE_CHECKING
+
 from .errors import (
     CorruptError,
     CorruptLevelWarning,
@@ -27,6 +28,13 @@ from .errors import (
     UnsupportedError,
 )
 
+from .stream import FileInfo, LevelInfo, file_info, truncate
+
+if TYPE_CHECKING:
+    from .codec import Codec
+
+from .model.config import DEFAULT_SPREAD
+
 __version__ = "0.1.0"
 
 MAX_IMAGE_PIXELS: int | None = 1 << 28
@@ -35,18 +43,31 @@ MAX_IMAGE_PIXELS: int | None = 1 << 28
 
 def encode(image, levels: int | None = None, keep_metadata: bool = True) -> bytes:
     """Encode a path, PIL image or (H, W, 3) uint8 array with the shipped model."""
+    from .codec import Codec
+
     return Codec.default().encode(image, levels=levels, keep_metadata=keep_metadata)
 
 
 def decode(data: bytes, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
            level: int | None = None, strict: bool = False) -> list[Image.Image]:
     """Decode ``samples`` synonymous reconstructions (spread=0: the deterministic mean decode)."""
+    from .codec import Codec
+
     return Codec.default().decode(data, samples=samples, seed=seed, spread=spread, level=level, strict=strict)
 
 
 def info(data: bytes) -> FileInfo:
     """Size, model id and per-level bytes and bpp of a SIC file."""
     return file_info(data)
+
+
+def __getattr__(name: str):
+    # The codec pulls in torch (seconds); `sicc info`, `truncate` and `--help` never need it.
+    if name == "Codec":
+        from .codec import Codec
+
+        return Codec
+    raise AttributeError(f"module 'sicc' has no attribute {name!r}")
 
 
 def _register_pillow_plugin() -> None:

@@ -1,0 +1,80 @@
+"""Operations on SIC data that need no model: inspecting and truncating files.
+
+Kept free of torch so that ``sicc info`` and ``sicc truncate`` start instantly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from . import container
+
+
+@dataclass(frozen=True)
+class LevelInfo:
+    index: int  # 1-based
+    bytes: int  # size of this level's chunk, framing included
+    cumulative_bytes: int  # file prefix that ends with this level
+    cumulative_bpp: float
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    width: int
+    height: int
+    model_id: str
+    model_levels: int
+    file_bytes: int
+    base_bytes: int  # header, metadata and hyperprior: the smallest valid prefix
+    levels: list[LevelInfo] = field(default_factory=list)
+    truncated: bool = False
+    corrupt_level: int | None = None
+    has_icc_profile: bool = False
+    has_exif: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.truncated and self.corrupt_level is None and len(self.levels) == self.model_levels
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "complete": self.complete}
+
+
+def file_info(data: bytes) -> FileInfo:
+    """Structure of a SIC file; needs no model (any model id is reported, not checked)."""
+    parsed = container.parse(bytes(data), max_pixels=None, strict=False)
+    header = parsed.header
+    pixels = header.width * header.height
+    ends = parsed.chunk_ends
+    levels = [
+        LevelInfo(i, ends[i] - ends[i - 1], ends[i], ends[i] * 8 / pixels) for i in range(1, len(ends))
+    ]
+    return FileInfo(
+        width=header.width, height=header.height, model_id=header.model_id.hex(),
+        model_levels=header.model_levels, file_bytes=len(data), base_bytes=ends[0], levels=levels,
+        truncated=parsed.truncated, corrupt_level=parsed.corrupt_level,
+        has_icc_profile=parsed.icc_profile is not None, has_exif=parsed.exif is not None,
+    )
+
+
+def truncate(data: bytes, level: int | None = None, max_bytes: int | None = None,
+             bpp: float | None = None) -> bytes:
+    """The longest level prefix of ``data`` that fits: exactly ``level`` levels, at most
+    ``max_bytes`` bytes, or at most ``bpp`` bits per pixel. A byte prefix, nothing rewritten."""
+    if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
+        raise ValueError("give exactly one of level, max_bytes, bpp")
+    parsed = container.parse(bytes(data), max_pixels=None, strict=False)
+    ends = parsed.chunk_ends
+    if level is not None:
+        if not 0 <= level < len(ends):
+            raise ValueError(f"level {level} is not in the file (it holds levels 0..{len(ends) - 1})")
+        return bytes(data[: ends[level]])
+    if bpp is not None:
+        if not (bpp >= 0 and math.isfinite(bpp)):
+            raise ValueError("bpp must be a finite number >= 0")
+        max_bytes = int(bpp * parsed.header.width * parsed.header.height / 8)
+    if max_bytes < ends[0]:
+        raise ValueError(f"cannot fit in {max_bytes} bytes: the smallest valid file (no levels) is {ends[0]} bytes")
+    fitting = max(i for i, end in enumerate(ends) if end <= max_bytes)
+    return bytes(data[: ends[fitting]])
