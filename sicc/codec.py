@@ -77,8 +77,7 @@ class Codec:
     @torch.no_grad()
     def analyse(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Integer latents (z, y) of an (H, W, 3) uint8 image, clamped to the codable ranges."""
-        x = torch.from_numpy(np.array(_pad_to_multiple(pixels))).permute(2, 0, 1)[None].float().div_(255.0)
-        y = tiled_analysis(self.model.g_a, x)
+        y = tiled_analysis(self.model.g_a, _pad_to_multiple(pixels))
         z = self.model.h_a(y)
         z_int = torch.round(z).clamp_(-Z_BOUND, Z_BOUND)[0].to(torch.int32).numpy()
         y_int = torch.round(y).clamp_(-Y_BOUND, Y_BOUND)[0].to(torch.int32).numpy()
@@ -137,35 +136,34 @@ class Codec:
         except CodingError as exc:
             raise CorruptError(f"hyperprior is corrupt: {exc}") from None
         z = torch.from_numpy(z.astype(np.int64) - Z_BOUND).view(1, -1, zh, zw)
-        hyper = self.exact.hyper(z)
+        hyper = self.exact.hyper(z).float()  # integers < 2**21: exact in float32, half the memory
         g = self.config.group_size
-        y = torch.zeros((1, level * g, lh, lw), dtype=torch.float64)
+        y = torch.zeros((1, level * g, lh, lw), dtype=torch.float32)
         for index in range(level):
             means, scales = self._level_model(y[:, : index * g], hyper, index)
             try:
                 symbols = decode_gaussian(parsed.levels[index], means, scales)
             except CodingError as exc:
                 raise CorruptError(f"level {index + 1} is corrupt: {exc}") from None
-            y[0, index * g : (index + 1) * g] = torch.from_numpy(symbols.astype(np.float64))
+            y[0, index * g : (index + 1) * g] = torch.from_numpy(symbols.astype(np.float32))
         return hyper, y
 
     def complete_latent(self, coded: torch.Tensor, hyper: torch.Tensor, spread: float,
                         rng: np.random.Generator | None) -> torch.Tensor:
         """Append sampled levels: y_e = round(mu + spread * u), u ~ U(-1, 1) from ``rng``."""
         g = self.config.group_size
-        y = torch.zeros((1, self.config.latent) + tuple(coded.shape[2:]), dtype=torch.float64)
+        y = torch.zeros((1, self.config.latent) + tuple(coded.shape[2:]), dtype=torch.float32)
         y[:, : coded.shape[1]] = coded
         for index in range(coded.shape[1] // g, self.config.levels):
             means, _ = self._level_model(y[:, : index * g], hyper, index)
             values = means if spread == 0 or rng is None else means + spread * rng.uniform(-1.0, 1.0, means.shape)
-            y[0, index * g : (index + 1) * g] = torch.from_numpy(np.clip(np.round(values), -Y_BOUND, Y_BOUND))
+            y[0, index * g : (index + 1) * g] = torch.from_numpy(np.clip(np.round(values), -Y_BOUND, Y_BOUND).astype(np.float32))
         return y
 
     @torch.no_grad()
     def synthesize(self, y: torch.Tensor, height: int, width: int) -> np.ndarray:
-        x = tiled_synthesis(self.model.g_s, y.float())
-        x = x[0, :, :height, :width].clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-        return x.permute(1, 2, 0).contiguous().numpy()
+        """(height, width, 3) uint8 pixels from a complete integer latent."""
+        return tiled_synthesis(self.model.g_s, y, height, width)
 
     def decode(self, data: bytes, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
                level: int | None = None, strict: bool = False, max_pixels: int | None = None) -> list[Image.Image]:
@@ -192,6 +190,7 @@ class Codec:
         for k in range(1 if deterministic else samples):
             y = self.complete_latent(coded, hyper, spread, None if deterministic else _seed_generator(seed, k))
             images.append(self._to_image(self.synthesize(y, height, width), parsed))
+            del y
         while len(images) < samples:
             images.append(images[0].copy())
         return images

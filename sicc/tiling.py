@@ -1,14 +1,16 @@
-"""Run the transforms tile by tile so that memory stays bounded for any image size.
+"""Run the transforms tile by tile so that pixel-domain memory stays bounded.
 
 Each tile is processed with a halo wider than the transform's receptive field
 and the halo is cropped away, so the tiled result equals the untiled one up to
-float rounding: no seams, no blending.
+float rounding: no seams, no blending. Pixels enter and leave as uint8 arrays,
+so only one tile at a time exists in float.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 SCALE = 16  # pixels per latent position
@@ -17,42 +19,47 @@ ANALYSIS_HALO = 4  # latents (64 px) > the 61 px receptive field of g_a
 SYNTHESIS_HALO = 4  # latents; g_s reaches about 2.5 latents
 
 
-def _tile_starts(size: int, tile: int) -> range:
-    return range(0, size, tile)
+def _tiles(h: int, w: int, tile: int, halo: int):
+    """(core, padded) latent windows covering an h x w latent grid."""
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            core = (top, min(top + tile, h), left, min(left + tile, w))
+            padded = (max(top - halo, 0), min(top + tile + halo, h), max(left - halo, 0), min(left + tile + halo, w))
+            yield core, padded
 
 
-def tiled_synthesis(g_s: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor,
-                    tile: int = TILE_LATENT, halo: int = SYNTHESIS_HALO) -> torch.Tensor:
-    _, _, h, w = y.shape
-    if h <= tile and w <= tile:
-        return g_s(y)
-    out = torch.empty((y.shape[0], 3, h * SCALE, w * SCALE), dtype=y.dtype)
-    for top in _tile_starts(h, tile):
-        for left in _tile_starts(w, tile):
-            t0, l0 = max(top - halo, 0), max(left - halo, 0)
-            t1, l1 = min(top + tile + halo, h), min(left + tile + halo, w)
-            part = g_s(y[:, :, t0:t1, l0:l1])
-            bottom, right = min(top + tile, h), min(left + tile, w)
-            out[:, :, top * SCALE : bottom * SCALE, left * SCALE : right * SCALE] = part[
-                :, :, (top - t0) * SCALE : (bottom - t0) * SCALE, (left - l0) * SCALE : (right - l0) * SCALE
-            ]
+def _to_float(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return x[0].clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def tiled_analysis(g_a: Callable[[torch.Tensor], torch.Tensor], pixels: np.ndarray,
+                   tile: int = TILE_LATENT, halo: int = ANALYSIS_HALO) -> torch.Tensor:
+    """g_a over an (H, W, 3) uint8 image whose sides are multiples of 16."""
+    h, w = pixels.shape[0] // SCALE, pixels.shape[1] // SCALE
+    out = None
+    for (c0, c1, d0, d1), (t0, t1, l0, l1) in _tiles(h, w, tile, halo):
+        part = g_a(_to_float(pixels[t0 * SCALE : t1 * SCALE, l0 * SCALE : l1 * SCALE]))
+        if out is None:
+            out = torch.empty((1, part.shape[1], h, w), dtype=part.dtype)
+        out[:, :, c0:c1, d0:d1] = part[:, :, c0 - t0 : c1 - t0, d0 - l0 : d1 - l0]
     return out
 
 
-def tiled_analysis(g_a: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                   tile: int = TILE_LATENT, halo: int = ANALYSIS_HALO) -> torch.Tensor:
-    _, _, ph, pw = x.shape
-    h, w = ph // SCALE, pw // SCALE
-    if h <= tile and w <= tile:
-        return g_a(x)
-    out = None
-    for top in _tile_starts(h, tile):
-        for left in _tile_starts(w, tile):
-            t0, l0 = max(top - halo, 0), max(left - halo, 0)
-            t1, l1 = min(top + tile + halo, h), min(left + tile + halo, w)
-            part = g_a(x[:, :, t0 * SCALE : t1 * SCALE, l0 * SCALE : l1 * SCALE])
-            if out is None:
-                out = torch.empty((x.shape[0], part.shape[1], h, w), dtype=part.dtype)
-            bottom, right = min(top + tile, h), min(left + tile, w)
-            out[:, :, top:bottom, left:right] = part[:, :, top - t0 : bottom - t0, left - l0 : right - l0]
+def tiled_synthesis(g_s: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, height: int, width: int,
+                    tile: int = TILE_LATENT, halo: int = SYNTHESIS_HALO) -> np.ndarray:
+    """g_s over latent tiles, straight into an (height, width, 3) uint8 image."""
+    _, _, h, w = y.shape
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for (c0, c1, d0, d1), (t0, t1, l0, l1) in _tiles(h, w, tile, halo):
+        if c0 * SCALE >= height or d0 * SCALE >= width:
+            continue  # a tile of padding only
+        part = g_s(y[:, :, t0:t1, l0:l1].float())
+        rows = slice(c0 * SCALE, min(c1 * SCALE, height))
+        cols = slice(d0 * SCALE, min(d1 * SCALE, width))
+        r0, q0 = (c0 - t0) * SCALE, (d0 - l0) * SCALE
+        out[rows, cols] = _to_uint8(part[:, :, r0 : r0 + rows.stop - rows.start, q0 : q0 + cols.stop - cols.start])
     return out

@@ -116,7 +116,7 @@ class FixedPointEntropyModel:
         """Fixed-point (mean, log-scale) of ``level`` from integer levels < ``level``."""
         causal_w, causal_b, (mid_w, mid_b), (out_w, out_b) = self.level_layers[level]
         k = self.config.context_per_level
-        acc = hyper[:, level * k : (level + 1) * k] * 2.0**self.w_bits + causal_b.view(1, -1, 1, 1)
+        acc = hyper[:, level * k : (level + 1) * k].double() * 2.0**self.w_bits + causal_b.view(1, -1, 1, 1)
         if level:
             acc = acc + F.conv2d(previous.double() * self.unit, causal_w, padding=causal_w.shape[-1] // 2)
         h = self._rescale(acc, relu=True)
