@@ -53,8 +53,8 @@ def bench_run(tiny_weights, tmp_path_factory) -> tuple[Path, dict]:
     from sicc.bench.__main__ import main
 
     out = tmp_path_factory.mktemp("bench")
-    args = ["--quick", "--images", "1", "--crop", "192", "--levels", "1,2,4,8,16", "--idempotence-levels", "16",
-            "--weights", str(tiny_weights), "--threads", "1",
+    args = ["--quick", "--images", "1", "--crop", "192", "--levels", "1,2,4,8,16", "--idempotence-levels", "8",
+            "--generations", "1", "--weights", str(tiny_weights), "--threads", "1",
             "--device", "cpu", "--codecs", "jpeg,webp", "--skip-speed", "--no-progress", "--out", str(out)]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -105,7 +105,8 @@ def test_synonymy_section(bench_run):
     # A complete file decodes deterministically: every sample of level 16 is the same image.
     assert syn["diversity"]["levels"][-1]["mean_pairwise_lpips"] == pytest.approx(0, abs=1e-6)
     idem = syn["idempotence"]
-    assert [p["generation"] for p in idem["det"]] == list(range(idem["generations"] + 1))
+    for mode in ("det", "sampled"):
+        assert [(p["level"], p["generation"]) for p in idem[mode]] == [(8, g) for g in range(idem["generations"] + 1)]
 
 
 def test_readme_section_is_generated(bench_run, tmp_path):

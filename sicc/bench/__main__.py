@@ -1,9 +1,11 @@
 """``python -m sicc.bench``: run the benchmark; ``python -m sicc.bench readme``: refresh README tables.
 
-    python -m sicc.bench                 # full run: 24 Kodak images, writes bench/results.json + bench/rd.png
-    python -m sicc.bench --quick         # 2 images, short sweeps, light speed part
+    python -m sicc.bench [run]           # full run: 24 Kodak images, writes bench/results.json + bench/rd.png
+    python -m sicc.bench [run] --quick   # 2 images, short sweeps, light speed part
     python -m sicc.bench readme          # regenerate README.md's bench section from bench/results.json
     python -m sicc.bench plot            # redraw bench/rd.png from bench/results.json
+
+``run`` is also the default command, so its options work without it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from .progressive import load_codec
 from .runner import REPO_ROOT, BenchConfig, default_out_dir, read_results, run_bench, write_results
 
 
@@ -26,52 +29,67 @@ def _size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+_RUN_OPTIONS = [
+    click.option("--quick", is_flag=True, help="2 images, short codec sweeps, light synonymy/speed parts."),
+    click.option("--images", "n_images", type=int, default=None, help="Use the first N images (default: all 24)."),
+    click.option("--images-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                 help="Evaluation PNGs (default: shared/data/kodak)."),
+    click.option("--levels", default=None, help="Comma-separated sicc levels to evaluate (default: all)."),
+    click.option("--crop", type=int, default=None, help="Centre-crop every image to CROP x CROP (tests)."),
+    click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                 help="Output folder for results.json and rd.png (default: bench/ at the repo root)."),
+    click.option("--weights", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+                 help="Model weights file (default: the shipped model)."),
+    click.option("--device", default="auto", show_default=True, help="Where the metrics run: cpu, cuda or auto."),
+    click.option("--threads", type=int, default=None, help="torch threads (default: torch's own choice)."),
+    click.option("--codecs", default="jpeg,webp,avif,jxl", show_default=True, help="Baselines to run."),
+    click.option("--spread", type=float, default=2.0, show_default=True, help="Spread of the sampled decode."),
+    click.option("--synonymy-images", type=int, default=4, show_default=True,
+                 help="Images used for the diversity and idempotence measurements (0: skip)."),
+    click.option("--idempotence-levels", default="4,8,16", show_default=True,
+                 help="Levels at which decode -> re-encode is repeated."),
+    click.option("--generations", type=int, default=5, show_default=True, help="Idempotence generations."),
+    click.option("--skip-speed", is_flag=True, help="Skip speed and memory measurements."),
+    click.option("--skip-memory", is_flag=True, help="Skip the large-frame peak-memory measurement."),
+    click.option("--speed-images", type=int, default=3, show_default=True),
+    click.option("--speed-repeats", type=int, default=3, show_default=True),
+    click.option("--memory-size", type=_size, default="3840x2160", show_default=True,
+                 help="Frame size for the peak-memory measurement."),
+    click.option("--no-progress", is_flag=True, help="No progress bar."),
+]
+
+
+def run_options(command):
+    """The benchmark options, shared by the group (default command) and ``run``."""
+    for option in reversed(_RUN_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--quick", is_flag=True, help="2 images, short codec sweeps, light synonymy/speed parts.")
-@click.option("--images", "n_images", type=int, default=None, help="Use the first N images (default: all 24).")
-@click.option("--images-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Evaluation PNGs (default: shared/data/kodak).")
-@click.option("--levels", default=None, help="Comma-separated sicc levels to evaluate (default: all).")
-@click.option("--crop", type=int, default=None, help="Centre-crop every image to CROP x CROP (tests).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Output folder for results.json and rd.png (default: bench/ at the repo root).")
-@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
-              help="Model weights file (default: the shipped model).")
-@click.option("--device", default="auto", show_default=True, help="Where the metrics run: cpu, cuda or auto.")
-@click.option("--threads", type=int, default=None, help="torch threads (default: torch's own choice).")
-@click.option("--codecs", default="jpeg,webp,avif,jxl", show_default=True, help="Baselines to run.")
-@click.option("--spread", type=float, default=2.0, show_default=True, help="Spread of the sampled decode.")
-@click.option("--synonymy-images", type=int, default=4, show_default=True,
-              help="Images used for the diversity and idempotence measurements (0: skip).")
-@click.option("--idempotence-levels", default="4,8,16", show_default=True,
-              help="Levels at which decode -> re-encode is repeated.")
-@click.option("--generations", type=int, default=5, show_default=True, help="Idempotence generations.")
-@click.option("--skip-speed", is_flag=True, help="Skip speed and memory measurements.")
-@click.option("--skip-memory", is_flag=True, help="Skip the large-frame peak-memory measurement.")
-@click.option("--speed-images", type=int, default=3, show_default=True)
-@click.option("--speed-repeats", type=int, default=3, show_default=True)
-@click.option("--memory-size", type=_size, default="3840x2160", show_default=True,
-              help="Frame size for the peak-memory measurement.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@run_options
 @click.pass_context
-def main(ctx: click.Context, quick: bool, n_images: int | None, images_dir: Path | None, levels: str | None,
-         crop: int | None, out_dir: Path | None, weights: Path | None, device: str, threads: int | None,
-         codecs: str, spread: float, synonymy_images: int, idempotence_levels: str, generations: int,
-         skip_speed: bool, skip_memory: bool, speed_images: int, speed_repeats: int,
-         memory_size: tuple[int, int], no_progress: bool) -> None:
-    """Benchmark sicc on Kodak against JPEG, WebP, AVIF and JPEG XL."""
-    if ctx.invoked_subcommand is not None:
-        return
+def main(ctx: click.Context, **options) -> None:
+    """Benchmark sicc on Kodak against JPEG, WebP, AVIF and JPEG XL (default command: run)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run, **options)
+
+
+@main.command()
+@run_options
+def run(quick: bool, n_images: int | None, images_dir: Path | None, levels: str | None, crop: int | None,
+        out_dir: Path | None, weights: Path | None, device: str, threads: int | None, codecs: str, spread: float,
+        synonymy_images: int, idempotence_levels: str, generations: int, skip_speed: bool, skip_memory: bool,
+        speed_images: int, speed_repeats: int, memory_size: tuple[int, int], no_progress: bool) -> None:
+    """Run the benchmark: results.json and rd.png in --out."""
     import torch
 
     config = BenchConfig(
-        images=n_images, crop=crop, weights=weights,
-        levels=_ints(levels) if levels else None, threads=threads, spread=spread,
+        images=n_images, crop=crop, weights=weights, levels=_ints(levels) if levels else None,
         device=("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device,
-        codecs=tuple(c.strip() for c in codecs.split(",") if c.strip()),
-        synonymy_images=synonymy_images, generations=generations,
-        idempotence_levels=_ints(idempotence_levels), skip_speed=skip_speed,
-        skip_memory=skip_memory, speed_images=speed_images, speed_repeats=speed_repeats,
+        threads=threads, spread=spread, codecs=tuple(c.strip() for c in codecs.split(",") if c.strip()),
+        synonymy_images=synonymy_images, idempotence_levels=_ints(idempotence_levels), generations=generations,
+        skip_speed=skip_speed, skip_memory=skip_memory, speed_images=speed_images, speed_repeats=speed_repeats,
         memory_size=memory_size, progress=not no_progress,
     )
     if images_dir is not None:
@@ -79,6 +97,10 @@ def main(ctx: click.Context, quick: bool, n_images: int | None, images_dir: Path
     if quick:
         config.apply_quick()
     out_dir = out_dir or default_out_dir()
+    try:
+        load_codec(config.weights)  # fail early and in one line when there is no model
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot load sicc model {config.weights or '(shipped)'}: {exc}") from exc
     results = run_bench(config, command="python -m sicc.bench " + shlex.join(sys.argv[1:]))
     json_path = write_results(results, out_dir / "results.json")
     from .plots import plot_rd
@@ -100,7 +122,7 @@ def readme(results_path: Path | None, readme: Path | None) -> None:
     readme = readme or REPO_ROOT / "README.md"
     try:
         update_readme(readme, read_results(results_path), results_path)
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"updated {readme} from {results_path}")
 

@@ -11,6 +11,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -46,11 +47,23 @@ def build_dists(weights_dir: Path | None = None) -> "OfflineDISTS":
     return OfflineDISTS(weights_dir)
 
 
+def _untrained_vgg16_features() -> nn.Module:
+    """An object with VGG16's ``.features`` (random weights), skipping the 120M-parameter classifier."""
+    try:
+        from torchvision.models.vgg import cfgs, make_layers
+
+        return SimpleNamespace(features=make_layers(cfgs["D"], batch_norm=False))
+    except ImportError:  # torchvision internals moved: build the whole (slower) network
+        import torchvision
+
+        return torchvision.models.vgg16(weights=None)
+
+
 class OfflineDISTS(DISTS):
     """DISTS_pytorch.DISTS without its ``vgg16(pretrained=True)`` download.
 
     The parent constructor is run with torchvision's ``vgg16`` swapped for an
-    untrained one (weights=None), then every VGG conv layer is overwritten from
+    untrained one (no download), then every VGG conv layer is overwritten from
     ``vgg16_features_fp16.pth`` and alpha/beta from ``dists_alpha_beta.pt``.
     ``load_report`` lists what was loaded so tests can check nothing stayed random.
     """
@@ -66,7 +79,7 @@ class OfflineDISTS(DISTS):
                 raise FileNotFoundError(f"DISTS weights not found: {f} (set SICC_METRIC_WEIGHTS)")
 
         original = dists_module.models.vgg16  # the same object as torchvision.models.vgg16
-        dists_module.models.vgg16 = lambda *args, **kwargs: original(weights=None)
+        dists_module.models.vgg16 = lambda *args, **kwargs: _untrained_vgg16_features()
         try:
             super().__init__(load_weights=False)
         finally:

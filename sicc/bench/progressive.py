@@ -52,7 +52,8 @@ def file_levels(data: bytes) -> tuple[list[int], str | None]:
     import sicc
 
     info = sicc.info(data)
-    return [entry.index for entry in info.levels], getattr(info, "model_id", None)
+    model_id = getattr(info, "model_id", None)
+    return [entry.index for entry in info.levels], model_id.hex() if isinstance(model_id, bytes) else model_id
 
 
 def truncate(data: bytes, level: int) -> bytes:

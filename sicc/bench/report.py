@@ -83,7 +83,8 @@ def idempotence_table(results: dict) -> str:
         for p in idem.get(mode, []):
             by_level.setdefault(p["level"], {})[p["generation"]] = p
         for level, gens in sorted(by_level.items()):
-            cells = [f"{fmt(gens[g]['dists'], 3)} / {fmt(gens[g]['psnr'], 1)}" if g in gens else "–" for g in generations]
+            cells = [f"{fmt(gens[g]['dists'], 3)} / {fmt(gens[g]['psnr'], 1)}" if g in gens else "–"
+                     for g in generations]
             rows.append([mode, str(level), *cells])
     return table(["decode", "level", *[f"gen {g}" for g in generations]], rows)
 
@@ -105,7 +106,8 @@ def speed_table(results: dict) -> str:
     inproc = speed.get("sicc_inprocess", {})
     extra = inproc.get("extra_sample_s")
     add("sicc (library, model loaded)", inproc,
-        f"sampled decode {fmt_seconds(inproc.get('decode_sampled_s'))} s, +{fmt_seconds(extra)} s per extra sample"
+        f"sampled decode at level {inproc.get('sampled_level')}: {fmt_seconds(inproc.get('decode_sampled_s'))} s, "
+        f"+{fmt_seconds(extra)} s per extra sample"
         if extra is not None else "")
     cli = speed.get("sicc_cli", {})
     add(f"`sicc encode` / `sicc decode` (process)", cli,
@@ -161,13 +163,17 @@ def render(results: dict, figure: str | None = None, source: str = "bench/result
         f"{results['sicc']['modes'].get('sampled', {}).get('seed')}). Rates are real file sizes "
         "(sicc: `sicc.truncate` prefixes of one file).",
         f"Machine: {machine.get('cpu')}, {machine.get('cpus_usable')} cores, torch {machine.get('torch')} "
-        f"({machine.get('torch_threads')} threads), load average {load} at start.",
+        f"(threads: {machine.get('torch_threads')}), load average {load} at start.",
         "",
     ]
     if figure:
         parts += [f"![rate-distortion curves]({figure})", ""]
     parts += [f"Metrics at matched rate. {results['matched']['method']} "
               "MS-ILLM: published figures (NeuralCompression results.csv), not measured here.", ""]
+    missing = [f"{b['label']} ({b.get('reason', 'unavailable')})"
+               for b in results["baselines"].values() if not b["available"]]
+    if missing:
+        parts += [f"Not run on this machine: {'; '.join(missing)}.", ""]
     for metric in ("dists", "lpips", "psnr"):
         parts += [matched_table(results, metric), ""]
     parts += ["Per level (sicc, image-set mean; diversity = mean pairwise LPIPS between 4 samples):", "",

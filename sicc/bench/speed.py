@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import statistics
 import subprocess
 import tempfile
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .baselines import AVIF_SPEED, JXL_EFFORT
 from .images import BenchImage, large_frame
 from .procs import ProcResult, child_env, python_cmd, run_measured, which
 
@@ -31,8 +33,8 @@ JXL_DISTANCE = 10.0  # about 0.3 bpp on Kodak
 AVIF_QUALITY = 30  # about 0.3 bpp on Kodak
 AVIF_QUANTIZER = ((100 - AVIF_QUALITY) * 63 + 50) // 100  # libavif's quality -> quantizer mapping
 CODEC_SETTINGS = {
-    "jxl": {"distance": JXL_DISTANCE, "effort": 7},
-    "avif": {"quality": AVIF_QUALITY, "quantizer": AVIF_QUANTIZER, "speed": 6, "subsampling": "4:2:0"},
+    "jxl": {"distance": JXL_DISTANCE, "effort": JXL_EFFORT},
+    "avif": {"quality": AVIF_QUALITY, "quantizer": AVIF_QUANTIZER, "speed": AVIF_SPEED, "subsampling": "4:2:0"},
 }
 
 
@@ -153,7 +155,7 @@ def sicc_cli(s: SpeedSettings, workdir: Path) -> dict:
 def _jxl_encode(img: Image.Image) -> bytes:
     import imagecodecs
 
-    return bytes(imagecodecs.jpegxl_encode(np.asarray(img), distance=JXL_DISTANCE, effort=7))
+    return bytes(imagecodecs.jpegxl_encode(np.asarray(img), distance=JXL_DISTANCE, effort=JXL_EFFORT))
 
 
 def _jxl_decode(data: bytes) -> np.ndarray:
@@ -164,7 +166,7 @@ def _jxl_decode(data: bytes) -> np.ndarray:
 
 def _avif_encode(img: Image.Image) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="AVIF", quality=AVIF_QUALITY, speed=6, subsampling="4:2:0")
+    img.save(buf, format="AVIF", quality=AVIF_QUALITY, speed=AVIF_SPEED, subsampling="4:2:0")
     return buf.getvalue()
 
 
@@ -182,28 +184,29 @@ def baseline_library(s: SpeedSettings) -> dict:
     out = {}
     for name, (encode, decode) in LIBRARY_CODECS.items():
         try:
-            encoded = {img.name: encode(img.image) for img in s.images}
-            out[name] = {
-                "available": True,
-                "settings": CODEC_SETTINGS[name],
-                "encode_s": _per_image_median(s.images, lambda img: median_seconds(lambda: encode(img.image), s.repeats)),
-                "decode_s": _per_image_median(
-                    s.images, lambda img: median_seconds(lambda: decode(encoded[img.name]), s.repeats)
-                ),
-            }
+            out[name] = {"available": True, "settings": CODEC_SETTINGS[name], **_library_times(encode, decode, s)}
         except Exception as exc:  # noqa: BLE001 - report and go on
             out[name] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
     return out
 
 
+def _library_times(encode: Callable, decode: Callable, s: SpeedSettings) -> dict:
+    encoded = {img.name: encode(img.image) for img in s.images}
+    return {
+        "encode_s": _per_image_median(s.images, lambda img: median_seconds(lambda: encode(img.image), s.repeats)),
+        "decode_s": _per_image_median(s.images, lambda img: median_seconds(lambda: decode(encoded[img.name]),
+                                                                           s.repeats)),
+    }
+
+
 def _tool_commands(src: Path, coded: Path, dst: Path) -> dict[str, tuple[list[str], list[str]]]:
     return {
         "jxl": (
-            ["cjxl", str(src), str(coded), "-d", str(JXL_DISTANCE), "-e", "7"],
+            ["cjxl", str(src), str(coded), "-d", str(JXL_DISTANCE), "-e", str(JXL_EFFORT)],
             ["djxl", str(coded), str(dst)],
         ),
         "avif": (
-            ["avifenc", "--min", str(AVIF_QUANTIZER), "--max", str(AVIF_QUANTIZER), "-s", "6", "-y", "420",
+            ["avifenc", "--min", str(AVIF_QUANTIZER), "--max", str(AVIF_QUANTIZER), "-s", str(AVIF_SPEED), "-y", "420",
              str(src), str(coded)],
             ["avifdec", str(coded), str(dst)],
         ),
@@ -242,11 +245,13 @@ def baseline_commands(s: SpeedSettings, workdir: Path) -> dict:
 
 
 def _tool_version(tool: str) -> str:
+    """``tool 1.2.3`` from the first version number ``tool --version`` prints."""
     try:
         text = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30)
-        return (text.stdout or text.stderr).strip().splitlines()[0]
-    except Exception:  # noqa: BLE001
-        return "unknown"
+        found = re.search(r"\d+\.\d+(\.\d+)?", text.stdout + text.stderr)
+        return f"{tool} {found.group(0)}" if found else tool
+    except (OSError, subprocess.SubprocessError):
+        return tool
 
 
 LIBRARY_DECODE_SNIPPETS = {
@@ -295,7 +300,8 @@ def peak_memory(s: SpeedSettings, workdir: Path) -> dict:
         avif.write_bytes(_avif_encode(frame))
         runs["avif_decode_library"] = probe("avif-decode", avif, workdir / "large.avif.png")
         if which("avifdec"):
-            runs["avif_decode_avifdec"] = run_measured(["avifdec", str(avif), str(workdir / "large.avifdec.png")], s.timeout)
+            avifdec = ["avifdec", str(avif), str(workdir / "large.avifdec.png")]
+            runs["avif_decode_avifdec"] = run_measured(avifdec, s.timeout)
     except Exception as exc:  # noqa: BLE001
         out["avif_error"] = str(exc)
     for key, r in runs.items():

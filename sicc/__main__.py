@@ -1,0 +1,5 @@
+"""``python -m sicc`` is the ``sicc`` command."""
+
+from .cli import run
+
+run()
