@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -68,30 +69,77 @@ def write_output(path: str, data: bytes, source: str | None = None) -> None:
 
     A failure or Ctrl-C leaves either the old file or nothing, never a partial one.
     """
-    if source and _same_file(source, path):
-        raise CommandError(f"refusing to overwrite the input file {path}", EXIT_USAGE)
-    if path == "-":
+    write_outputs([path], [data], source)
+
+
+def write_outputs(paths: list[str], contents: list[bytes], source: str | None = None) -> None:
+    """Write several outputs as a unit: every one is first staged as a complete temporary file
+    beside its target, then all are renamed. A failure or Ctrl-C removes the temporary files and
+    the outputs this call had created, so N samples are written whole or not at all."""
+    for path in paths:
+        if source and _same_file(source, path):
+            raise CommandError(f"refusing to overwrite the input file {path}", EXIT_USAGE)
+    if paths == ["-"]:
         try:
-            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.write(contents[0])
             sys.stdout.buffer.flush()
         except OSError as exc:
             raise CommandError(f"cannot write to standard output: {exc.strerror or exc}", EXIT_WRITE) from None
         return
-    target = Path(path)
-    tmp_name = None
+    staged: list[tuple[str, str, bool]] = []  # (temporary file, target, target existed before)
+    created: list[str] = []
+    current = paths[0]
+    done = False
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+        for current, data in zip(paths, contents):
+            staged.append((_stage(Path(current), data), current, os.path.lexists(current)))
+        for tmp_name, current, existed in staged:
+            os.replace(tmp_name, current)
+            if not existed:
+                created.append(current)
+        done = True
+    except OSError as exc:
+        raise CommandError(f"cannot write {current}: {exc.strerror or exc}", EXIT_WRITE) from None
+    finally:
+        if not done:
+            for name in [tmp for tmp, _, _ in staged] + created:
+                if os.path.lexists(name):
+                    os.unlink(name)
+
+
+def _stage(target: Path, data: bytes) -> str:
+    """A complete, synced temporary copy of ``data`` beside ``target``, with the permissions the
+    output should get (mkstemp's are 0600)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), _output_mode(target))
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-        tmp_name = None
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
+    return tmp_name
+
+
+def _output_mode(target: Path) -> int:
+    """The permissions of the file being replaced, else what open() would give: 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def print_out(text: str) -> None:
+    """A line on standard output; a closed pipe or a full disk is a write error (exit 5), not
+    click's silent exit 1."""
+    try:
+        click.echo(text)
     except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}", EXIT_WRITE) from None
-    finally:
-        if tmp_name and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        raise CommandError(f"cannot write to standard output: {exc.strerror or exc}", EXIT_WRITE) from None
 
 
 def _image_bytes(image, fmt: str) -> bytes:
@@ -256,7 +304,7 @@ def encode(settings: Settings, input_path: str, output: str, levels: int | None,
 
 
 def _report_encode(settings: Settings, data: bytes, seconds: float) -> None:
-    from .codec import file_info
+    from .stream import file_info
 
     info = file_info(data)
     settings.say(f"{info.width}x{info.height}, {len(info.levels)} levels, {len(data)} bytes, "
@@ -293,8 +341,7 @@ def decode(settings: Settings, input_path: str, output: str, samples: int, seed:
         images = codec.decode(raw, samples=samples, seed=seed, spread=spread, level=level,
                               strict=strict, max_pixels=max_pixels)
         encoded = [_image_bytes(image, fmt) for image in images]
-        for path, data in zip(paths, encoded):
-            write_output(path, data, source=input_path)
+        write_outputs(paths, encoded, source=input_path)
         settings.say(f"decoded {len(images)} image(s) {images[0].width}x{images[0].height} "
                      f"in {time.perf_counter() - start:.2f} s")
 
@@ -310,8 +357,8 @@ def decode(settings: Settings, input_path: str, output: str, samples: int, seed:
 def truncate(settings: Settings, input_path: str, output: str, level: int | None,
              max_bytes: int | None, bpp: float | None) -> None:
     """Cut a SIC file after a level (a byte prefix: nothing is re-encoded)."""
-    from .codec import file_info
-    from .codec import truncate as truncate_data
+    from .stream import file_info
+    from .stream import truncate as truncate_data
 
     with reported_errors(settings):
         if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
@@ -331,24 +378,24 @@ def truncate(settings: Settings, input_path: str, output: str, level: int | None
 @click.pass_obj
 def info(settings: Settings, input_path: str, as_json: bool) -> None:
     """Show a SIC file's size, model id and per-level bytes and bpp (no decoding)."""
-    from .codec import file_info
+    from .stream import file_info
 
     with reported_errors(settings):
         data = read_input(input_path)
         report = file_info(data)
         if as_json:
-            click.echo(json.dumps(report.to_dict(), indent=2))
+            print_out(json.dumps(report.to_dict(), indent=2))
             return
-        click.echo(f"SIC v1, {report.width}x{report.height}, model {report.model_id}, "
+        print_out(f"SIC v1, {report.width}x{report.height}, model {report.model_id}, "
                    f"{len(report.levels)}/{report.model_levels} levels, {report.file_bytes} bytes")
-        click.echo(f"  base (header, metadata, hyperprior): {report.base_bytes} bytes")
+        print_out(f"  base (header, metadata, hyperprior): {report.base_bytes} bytes")
         for lv in report.levels:
-            click.echo(f"  level {lv.index:2d}: {lv.bytes:8d} bytes, cumulative {lv.cumulative_bytes:8d} bytes, "
+            print_out(f"  level {lv.index:2d}: {lv.bytes:8d} bytes, cumulative {lv.cumulative_bytes:8d} bytes, "
                        f"{lv.cumulative_bpp:.4f} bpp")
         if report.truncated:
-            click.echo(f"  truncated inside level {len(report.levels) + 1}")
+            print_out(f"  truncated inside level {len(report.levels) + 1}")
         if report.corrupt_level is not None:
-            click.echo(f"  level {report.corrupt_level} is corrupt")
+            print_out(f"  level {report.corrupt_level} is corrupt")
 
 
 def run() -> None:
@@ -357,6 +404,9 @@ def run() -> None:
         main.main(standalone_mode=False, prog_name="sicc")
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # bare `sicc`: the help, as click does
+        exc.show()
+        sys.exit(EXIT_USAGE)
     except click.ClickException as exc:  # usage errors: one line too, with where to look
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""

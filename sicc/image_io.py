@@ -67,7 +67,7 @@ def to_rgb(image: Image.Image) -> RGBImage:
         rgb = image.convert("RGB")
     except (ValueError, OSError) as exc:
         raise InputImageError(f"cannot convert a {mode} image to RGB: {exc}") from None
-    pixels = np.asarray(rgb, dtype=np.uint8)
+    pixels = np.array(rgb, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
     if pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise InputImageError("image has no pixels")
     return RGBImage(np.ascontiguousarray(pixels), icc, exif_bytes)
@@ -93,7 +93,7 @@ def load_rgb(source) -> RGBImage:
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] != 3:
             raise InputImageError("arrays must be (height, width, 3) uint8")
-        return RGBImage(np.ascontiguousarray(source))
+        return RGBImage(np.require(source, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
     if isinstance(source, Image.Image):
         return to_rgb(source)
     with open_image(source) as image:

@@ -72,8 +72,32 @@ def make_tiny_weights(path: Path) -> Path:
     return make(Path(path))
 
 
+def file_with_symbols(codec, height: int, width: int, seed: int = 0, **encode_options) -> bytes:
+    """A real file whose latents are random integers. The tiny untrained model analyses every
+    image to all-zero latents, which would leave the range decoder a trivial job."""
+    import copy
+
+    import numpy as np
+
+    from sicc.coding import Y_BOUND
+    from sicc.model.config import SPATIAL_FACTOR
+    from sicc.model.weights import Z_BOUND
+    from tests.conftest import synthetic_image
+
+    rng = np.random.default_rng(seed)
+    hp, wp = -(-height // SPATIAL_FACTOR), -(-width // SPATIAL_FACTOR)
+    z = rng.normal(0, 3, (codec.weights.z_frequencies.shape[0], hp, wp))
+    y = rng.normal(0, 6, (codec.config.latent, hp * 4, wp * 4))
+    latents = (np.clip(np.round(z), -Z_BOUND, Z_BOUND).astype(np.int32),
+               np.clip(np.round(y), -Y_BOUND, Y_BOUND).astype(np.int32))
+    forger = copy.copy(codec)
+    forger.analyse = lambda pixels: latents
+    return forger.encode(synthetic_image(height, width, seed), **encode_options)
+
+
 def seed_files(codec) -> list[bytes]:
-    """Real files: two sizes, with and without ICC/EXIF chunks, whole, cut and level-free."""
+    """Real files: several sizes, with and without ICC/EXIF chunks, whole, cut, level-free,
+    and one with non-zero symbols in every level."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from PIL import Image
@@ -89,7 +113,8 @@ def seed_files(codec) -> list[bytes]:
     with_metadata = codec.encode(image)
     tiny = codec.encode(synthetic_image(1, 5, seed=3), levels=3)
     no_levels = codec.encode(synthetic_image(40, 30, seed=4), levels=0)
-    return [plain, with_metadata, tiny, no_levels]
+    with_symbols = file_with_symbols(codec, 48, 80, seed=5)
+    return [plain, with_metadata, tiny, no_levels, with_symbols]
 
 
 # -- structure helpers -----------------------------------------------------------------
@@ -306,12 +331,21 @@ def normalize(message: str) -> str:
     """An error message with its numbers and byte strings blanked, for counting distinct ones."""
     message = re.sub(r"b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\"", "b'…'", message)
     message = re.sub(r"\b[0-9a-f]{16}\b", "<id>", message)
+    message = re.sub(r"flags 0x[0-9a-f]+/0x[0-9a-f]+", "flags <hex>/<hex>", message)
+    message = re.sub(r"(^|the )(?!ICCP|EXIF|HYPR|LEVL)(\S{4}|b'…') chunk", r"\1<type> chunk", message)
     return re.sub(r"\d+", "N", message)
 
 
 def _last_frames(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)[-3:]
     return " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+
+
+def _check_message(what: str, problem) -> None:
+    """Errors and warnings reach terminals: one printable line, no control characters."""
+    text = str(problem)
+    if not text or not text.isprintable():
+        raise Crash("message", f"{what}: {type(problem).__name__} message is not one printable line: {text!r}")
 
 
 def exercise(codec, data: bytes, max_pixels: int | None = FUZZ_MAX_PIXELS) -> list[str]:
@@ -328,6 +362,7 @@ def exercise(codec, data: bytes, max_pixels: int | None = FUZZ_MAX_PIXELS) -> li
             try:
                 result = fn(*args, **kwargs)
             except sicc.SiccError as exc:
+                _check_message(what, exc)
                 seen.append(f"{type(exc).__name__}: {normalize(str(exc))}")
                 return exc
             except Crash:
@@ -340,6 +375,7 @@ def exercise(codec, data: bytes, max_pixels: int | None = FUZZ_MAX_PIXELS) -> li
         for w in caught:
             if not issubclass(w.category, sicc.SiccWarning):
                 raise Crash("warning", f"{what}: {w.category.__name__}: {w.message}")
+            _check_message(what, w.message)
             seen.append(f"{w.category.__name__}: {normalize(str(w.message))}")
         return result
 

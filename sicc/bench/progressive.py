@@ -67,6 +67,7 @@ def evaluate_image(codec, metrics: Metrics, img: BenchImage, ref: Reference, mod
                    only_levels: tuple[int, ...] | None = None) -> ImageResult:
     """Encode once, then decode every level prefix (or only ``only_levels``) in every mode and score it."""
     data = codec.encode(img.image)
+    estimate = codec.estimated_bits(img.image)
     levels, model_id = file_levels(data)
     prefixes = {level: truncate(data, level) for level in levels if not only_levels or level in only_levels}
     result = ImageResult(data, prefixes, model_id=model_id)
@@ -82,6 +83,20 @@ def evaluate_image(codec, metrics: Metrics, img: BenchImage, ref: Reference, mod
                 "level": level,
                 "bytes": len(prefix),
                 "bpp": len(prefix) * 8 / img.pixels,
+                **_estimate_columns(estimate, level, len(prefix), img.pixels),
                 **metrics.compare(ref, decoded),
             })
     return result
+
+
+def _estimate_columns(estimate: dict, level: int, real_bytes: int, pixels: int) -> dict:
+    """The model's own rate estimate for the prefix (z plus levels 1..level) beside the real size.
+
+    ``overhead_pct`` compares the real prefix with that estimate; the real size also
+    holds the 32-byte header and 12-13 bytes of framing per chunk.
+    """
+    est_bits = estimate["z_bits"] + sum(estimate["level_bits"][:level])
+    return {
+        "est_bpp": est_bits / pixels,
+        "overhead_pct": 100.0 * (real_bytes * 8 - est_bits) / est_bits,
+    }

@@ -59,13 +59,14 @@ def levels_table(results: dict) -> str:
     det = results["sicc"]["levels"]["det"]
     sampled = {p["level"]: p for p in results["sicc"]["levels"].get("sampled", [])}
     diversity = {p["level"]: p["mean_pairwise_lpips"] for p in results["synonymy"]["diversity"]["levels"]}
-    header = ["Level", "bytes", "bpp", "PSNR det", "PSNR smp", "MS-SSIM det", "LPIPS det", "LPIPS smp",
+    header = ["Level", "bytes", "bpp", "est. bpp", "overhead %", "PSNR det", "PSNR smp", "MS-SSIM det", "LPIPS det", "LPIPS smp",
               "DISTS det", "DISTS smp", "diversity"]
     rows = []
     for p in det:
         s = sampled.get(p["level"], {})
         rows.append([
-            str(p["level"]), f"{p['bytes']:.0f}", fmt(p["bpp"], 3),
+            str(p["level"]), f"{p['bytes']:.0f}", fmt(p["bpp"], 3), fmt(p.get("est_bpp"), 3),
+            fmt(p.get("overhead_pct"), 2),
             fmt(p["psnr"], 2), fmt(s.get("psnr"), 2), fmt(p["ms_ssim"], 4),
             fmt(p["lpips"], 3), fmt(s.get("lpips"), 3), fmt(p["dists"], 3), fmt(s.get("dists"), 3),
             fmt(diversity.get(p["level"]), 3),

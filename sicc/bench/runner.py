@@ -156,7 +156,8 @@ def _group_mean(rows: list[dict], key: str) -> list[dict]:
     groups: dict = defaultdict(list)
     for r in rows:
         groups[r[key]].append(r)
-    return [{key: k, "images": len(g), **curves.mean_point(g)} for k, g in sorted(groups.items())]
+    keys = ("bpp", "bytes", "est_bpp", "overhead_pct", *curves.METRICS)
+    return [{key: k, "images": len(g), **curves.mean_point(g, keys)} for k, g in sorted(groups.items())]
 
 
 def _sicc_section(rows: list[dict], modes: list[DecodeMode], prefix_ok: bool) -> dict:

@@ -1,0 +1,166 @@
+"""Fuzzing (issue #6): a short run of tests/fuzz.py, a replay of every saved crashing input in
+tests/regressions/, and checks that the harness really catches what it is meant to catch.
+
+The long run is `make fuzz` (python -m tests.fuzz --seconds 1800).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sicc
+from tests import fuzz
+from tests.clitools import one_torch_thread  # noqa: F401  (autouse)
+
+FUZZ_SECONDS = float(os.environ.get("SICC_FUZZ_SECONDS", "30"))
+FUZZ_SEED = int(os.environ.get("SICC_FUZZ_SEED", "20260"))
+
+
+def test_short_fuzz_run_finds_no_crash(tiny_weights, tmp_path):
+    """Mutated real files through info, truncate and decode: only successes and SiccErrors, and the
+    mutations reach the deep checks (header CRC behind forged fields, the range decoder)."""
+    report = fuzz.fuzz(FUZZ_SECONDS, seed=FUZZ_SEED, save_dir=tmp_path, weights=tiny_weights)
+    print(report.summary())
+    assert not report.crashes, report.summary()
+    assert report.executions > 20 * FUZZ_SECONDS / 3, report.summary()
+    reached = " | ".join(report.messages)
+    for fragment in ("NotSicError", "header is corrupt", "HYPR chunk is corrupt", "CorruptLevelWarning",
+                     "TruncatedFileWarning", "ImageTooLargeError", "hyperprior is corrupt",
+                     "range decoder failed", "encoded with model", "version N is not supported"):
+        assert fragment in reached, f"the fuzzer never reached {fragment!r}\n{report.summary()}"
+    assert list(tmp_path.iterdir()) == []
+
+
+REGRESSION_FILES = sorted(fuzz.REGRESSIONS.glob("*.sic"))
+
+
+@pytest.mark.parametrize("path", REGRESSION_FILES, ids=[p.name for p in REGRESSION_FILES])
+def test_saved_inputs_replay_cleanly(path, tiny_codec):
+    """Every input the fuzzer (or a bug report) found: now only success or a SiccError, quickly."""
+    fuzz.replay(tiny_codec, path)
+
+
+def test_regression_folder_is_not_empty():
+    assert len(REGRESSION_FILES) >= 6
+
+
+# -- the harness itself ------------------------------------------------------------------------
+class FakeCodec:
+    """Stands in for Codec.decode to check that exercise() classifies outcomes."""
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+
+    def decode(self, data, **kwargs):
+        return self.behaviour(data)
+
+
+def test_exercise_flags_foreign_exceptions_and_wrong_results(small_file, tiny_codec):
+    assert fuzz.exercise(tiny_codec, small_file) == []
+
+    def raise_type_error(data):
+        raise TypeError("boom")
+
+    def raise_memory_error(data):
+        raise MemoryError()
+
+    def wrong_size(data):
+        return [Image.new("RGB", (3, 3))]
+
+    def corrupt(data):
+        raise sicc.CorruptError("level 2 is\ncorrupt")
+
+    for behaviour, kind in ((raise_type_error, "exception"), (raise_memory_error, "memory"),
+                            (wrong_size, "property"), (corrupt, "message")):
+        with pytest.raises(fuzz.Crash) as crash:
+            fuzz.exercise(FakeCodec(behaviour), small_file)
+        assert crash.value.kind == kind
+
+
+def test_exercise_flags_foreign_warnings(small_file):
+    def warns(data):
+        import warnings
+
+        warnings.warn("overflow encountered", RuntimeWarning)
+        return [Image.new("RGB", (100, 72))]
+
+    with pytest.raises(fuzz.Crash, match="RuntimeWarning"):
+        fuzz.exercise(FakeCodec(warns), small_file)
+
+
+def test_replay_stops_a_hang(tmp_path, small_file):
+    path = tmp_path / "slow.sic"
+    path.write_bytes(small_file)
+
+    def hang(data):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pass
+
+    start = time.monotonic()
+    with pytest.raises(fuzz.Crash, match="more than"):
+        fuzz.replay(FakeCodec(hang), path, seconds=0.5)
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("script,kind", [
+    ("print('{\"ready\": true}', flush=True); import time; time.sleep(60)", "hang"),
+    ("print('{\"ready\": true}', flush=True); import os; os.abort()", "died"),
+], ids=["hang", "died"])
+def test_parent_catches_hangs_and_dead_workers(script, kind, tmp_path):
+    """A worker that stops answering or dies is a crash of the input it was running."""
+    report = fuzz.FuzzReport()
+    crashes = []
+    with open(tmp_path / "err", "w+b") as err:
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=err)
+        try:
+            fatal = fuzz._watch(proc, report, time.monotonic() + 30, hang_seconds=1.0,
+                                on_crash=lambda c, d: crashes.append(c), err=err)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+    assert fatal is not None and fatal["kind"] == kind
+
+
+def test_memory_cap_turns_a_huge_allocation_into_memory_error():
+    """The worker's RLIMIT_AS cap makes a runaway allocation fail (and be reported) rather than
+    exhaust the machine."""
+    resource = pytest.importorskip("resource")
+    code = (
+        "import resource, numpy as np\n"
+        "from tests.fuzz import _address_space\n"
+        "limit = _address_space() + (256 << 20)\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
+        "try:\n    np.ones(1 << 30)\nexcept MemoryError:\n    print('capped')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=fuzz.REPO)
+    assert result.stdout.strip() == "capped", result.stderr
+
+
+def test_mutators_produce_varied_inputs(small_file):
+    """Each mutator changes the file (most of the time) and none of them raises."""
+    import random
+
+    rng = random.Random(1)
+    corpus = [small_file, small_file[:200]]
+    changed = Counter()
+    for mutator in fuzz.MUTATORS:
+        for _ in range(30):
+            out = mutator(rng, small_file, corpus)
+            assert isinstance(out, bytes)
+            changed[mutator.__name__] += out != small_file
+    assert all(count >= 10 for count in changed.values()), changed
+    forged = fuzz.forge_header(small_file, width=7)
+    assert sicc.info(forged).width == 7  # the CRC was recomputed: the forgery passes the header check
+    assert np.frombuffer(forged[12:16], "<u4")[0] == 7
