@@ -127,8 +127,14 @@ class Codec:
                           f"decoding the {len(parsed.levels)} levels before it", CorruptLevelWarning, stacklevel=3)
         return parsed
 
-    def decode_latents(self, parsed: container.SicFile, level: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hyper features and the integer y of levels 1..``level`` (shape (1, level*G, h, w))."""
+    def decode_latents(self, parsed: container.SicFile, level: int,
+                       strict: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hyper features and the integer y of levels 1..``level`` (shape (1, level*G, h, w)).
+
+        A level that passes its CRC but does not decode (a forged payload) is an
+        error when ``strict``; otherwise it is treated like a CRC failure: a
+        warning, and the levels before it are returned.
+        """
         lh, lw = (-(-parsed.header.height // SPATIAL_FACTOR) * 4, -(-parsed.header.width // SPATIAL_FACTOR) * 4)
         zh, zw = lh // 4, lw // 4
         try:
@@ -144,7 +150,11 @@ class Codec:
             try:
                 symbols = decode_gaussian(parsed.levels[index], means, scales)
             except CodingError as exc:
-                raise CorruptError(f"level {index + 1} is corrupt: {exc}") from None
+                if strict:
+                    raise CorruptError(f"level {index + 1} is corrupt: {exc}") from None
+                warnings.warn(f"level {index + 1} is corrupt ({exc}); decoding the {index} levels before it",
+                              CorruptLevelWarning, stacklevel=3)
+                return hyper, y[:, : index * g].clone()
             y[0, index * g : (index + 1) * g] = torch.from_numpy(symbols.astype(np.float32))
         return hyper, y
 
@@ -183,7 +193,8 @@ class Codec:
         level = available if level is None else level
         if not 0 <= level <= available:
             raise ValueError(f"level {level} is not in the file (it holds levels 0..{available})")
-        hyper, coded = self.decode_latents(parsed, level)
+        hyper, coded = self.decode_latents(parsed, level, strict=strict)
+        level = coded.shape[1] // self.config.group_size
         width, height = parsed.header.width, parsed.header.height
         images = []
         deterministic = spread == 0 or level == self.config.levels

@@ -235,3 +235,23 @@ def test_chunk_length_past_the_end_is_a_cut_not_an_allocation(length, tiny_codec
     assert peak_allocation(container.parse, bytes(level5)) < 1 << 20
     with pytest.raises(sicc.TruncatedError, match="level 5"):
         tiny_codec.decode(bytes(level5), strict=True)
+
+
+def test_level_with_valid_crc_but_undecodable_payload(tiny_codec):
+    """A forged level (CRC recomputed) that the range decoder rejects is named like a CRC
+    failure: by default a warning and the levels before it; strict raises."""
+    from tests.fuzz import file_with_symbols
+
+    data = file_with_symbols(tiny_codec, 64, 64, seed=3)
+    parsed = container.parse(data)
+    levels = list(parsed.levels)
+    levels[4] = b"\xff" * 64  # 16 words of garbage, decodes to an invalid state
+    forged = container.write(parsed.header, parsed.hyper, levels)
+    with pytest.raises(sicc.CorruptError, match="level 5 is corrupt"):
+        tiny_codec.decode(forged, strict=True, spread=0.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = tiny_codec.decode(forged, spread=0.0)[0]
+    assert any("level 5 is corrupt" in str(w.message) for w in caught)
+    expected = tiny_codec.decode(sicc.truncate(data, level=4), spread=0.0)[0]
+    assert np.array_equal(np.asarray(image), np.asarray(expected))
