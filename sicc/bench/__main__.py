@@ -121,10 +121,26 @@ def readme(results_path: Path | None, readme: Path | None) -> None:
     results_path = results_path or default_out_dir() / "results.json"
     readme = readme or REPO_ROOT / "README.md"
     try:
-        update_readme(readme, read_results(results_path), results_path)
+        results = read_results(results_path)
+        update_readme(readme, results, results_path)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"updated {readme} from {results_path}")
+    card = REPO_ROOT / "sicc" / "weights" / "MODEL_CARD.md"
+    if results["model"]["id"] == _shipped_model_id():
+        from .report import update_model_card
+        from ..model.weights import load_weights
+
+        update_model_card(card, results, load_weights().training)
+        click.echo(f"updated {card}")
+    else:
+        click.echo(f"{card} left alone: the results are not for the shipped model")
+
+
+def _shipped_model_id() -> str | None:
+    from ..model.weights import default_weights_path, load_weights
+
+    return load_weights().model_id.hex() if default_weights_path().is_file() else None
 
 
 @main.command()
