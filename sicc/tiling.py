@@ -29,7 +29,7 @@ def _tiles(h: int, w: int, tile: int, halo: int):
 
 
 def _to_float(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float().div_(255.0)
+    return torch.from_numpy(np.require(pixels, requirements=["C", "W"])).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
