@@ -122,7 +122,7 @@ def test_parent_catches_hangs_and_dead_workers(script, kind, tmp_path):
     with open(tmp_path / "err", "w+b") as err:
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=err)
         try:
-            fatal = fuzz._watch(proc, report, time.monotonic() + 30, hang_seconds=1.0,
+            fatal = fuzz._watch(proc, report, {"deadline": time.monotonic() + 30}, hang_seconds=1.0,
                                 on_crash=lambda c, d: crashes.append(c), err=err)
         finally:
             if proc.poll() is None:
