@@ -34,6 +34,30 @@ def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
+def image_with_metadata(height: int, width: int, seed: int, note: str, icc: bytes):
+    """A PIL image that carries an ICC profile and an EXIF block, so files get ICCP and EXIF chunks."""
+    from PIL import Image
+
+    image = Image.fromarray(synthetic_image(height, width, seed=seed))
+    exif = Image.Exif()
+    exif[0x010E] = note  # ImageDescription
+    image.info["icc_profile"] = icc
+    image.info["exif"] = exif.tobytes()
+    return image
+
+
+def decode_collecting_warnings(codec, data: bytes, **kwargs):
+    """Deterministic decode of ``data``: the pixels and the SiccWarnings it raised."""
+    import warnings
+
+    import sicc
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = codec.decode(data, spread=0.0, **kwargs)
+    return np.asarray(images[0]), [w for w in caught if issubclass(w.category, sicc.SiccWarning)]
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     return make_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.pt")

@@ -100,17 +100,11 @@ def seed_files(codec) -> list[bytes]:
     and one with non-zero symbols in every level."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from PIL import Image
-
-    from tests.conftest import synthetic_image
+    from tests.conftest import image_with_metadata, synthetic_image
 
     plain = codec.encode(synthetic_image(64, 64, seed=1))
-    image = Image.fromarray(synthetic_image(72, 100, seed=2))
-    exif = Image.Exif()
-    exif[0x010E] = "fuzz seed"
-    image.info["icc_profile"] = b"not really an ICC profile, but carried verbatim" * 3
-    image.info["exif"] = exif.tobytes()
-    with_metadata = codec.encode(image)
+    with_metadata = codec.encode(image_with_metadata(
+        72, 100, seed=2, note="fuzz seed", icc=b"not really an ICC profile, but carried verbatim" * 3))
     tiny = codec.encode(synthetic_image(1, 5, seed=3), levels=3)
     no_levels = codec.encode(synthetic_image(40, 30, seed=4), levels=0)
     with_symbols = file_with_symbols(codec, 48, 80, seed=5)

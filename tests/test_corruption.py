@@ -18,25 +18,19 @@ import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import sicc
 from sicc import container
 from tests.clitools import one_torch_thread  # noqa: F401  (autouse)
 from tests.clitools import assert_error, cli_inprocess
-from tests.conftest import synthetic_image
+from tests.conftest import decode_collecting_warnings, image_with_metadata
 from tests.fuzz import forge_header, walk_chunks
 
 
 @pytest.fixture(scope="module")
 def sample(tiny_codec):
     """A 64x64 file with ICCP and EXIF chunks, its chunk map and the decode of each level count."""
-    image = Image.fromarray(synthetic_image(64, 64, seed=21))
-    exif = Image.Exif()
-    exif[0x010E] = "corruption test"
-    image.info["icc_profile"] = b"icc" * 9
-    image.info["exif"] = exif.tobytes()
-    data = tiny_codec.encode(image)
+    data = tiny_codec.encode(image_with_metadata(64, 64, seed=21, note="corruption test", icc=b"icc" * 9))
     chunks = walk_chunks(data)
     assert [c.kind for c in chunks[:3]] == [b"ICCP", b"EXIF", b"HYPR"] and len(chunks) == 19
 
@@ -56,13 +50,6 @@ def flip(data: bytes, position: int, bit: int = 0) -> bytes:
     return bytes(out)
 
 
-def decode(codec, data: bytes, **kwargs):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        images = codec.decode(data, spread=0.0, **kwargs)
-    return np.asarray(images[0]), [w for w in caught if issubclass(w.category, sicc.SiccWarning)]
-
-
 # -- bit flips ------------------------------------------------------------------------------
 def test_a_flipped_level_is_named_and_the_levels_before_it_decode(tiny_codec, sample):
     """For every level k: a flip in its type, payload or CRC warns "level k is corrupt" and gives
@@ -70,7 +57,7 @@ def test_a_flipped_level_is_named_and_the_levels_before_it_decode(tiny_codec, sa
     for k, chunk in sample.levels.items():
         for position in (chunk.start + 1, chunk.start + 8, (chunk.start + chunk.end) // 2, chunk.end - 1):
             damaged = flip(sample.data, position, bit=k % 8)
-            pixels, warned = decode(tiny_codec, damaged)
+            pixels, warned = decode_collecting_warnings(tiny_codec, damaged)
             assert [type(w.message) for w in warned] == [sicc.CorruptLevelWarning], (k, position)
             assert f"level {k} is corrupt" in str(warned[0].message)
             assert f"decoding the {k - 1} levels before it" in str(warned[0].message)
@@ -228,7 +215,7 @@ def test_chunk_length_past_the_end_is_a_cut_not_an_allocation(length, tiny_codec
 
     level5 = bytearray(sample.data)
     struct.pack_into("<I", level5, sample.levels[5].start + 4, length)
-    pixels, warned = decode(tiny_codec, bytes(level5))
+    pixels, warned = decode_collecting_warnings(tiny_codec, bytes(level5))
     assert [type(w.message) for w in warned] == [sicc.TruncatedFileWarning]
     assert "truncated inside level 5" in str(warned[0].message)
     assert np.array_equal(pixels, sample.reference[4])

@@ -9,7 +9,6 @@ is never called "not a SIC file".
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from PIL import Image
 import sicc
 from tests.clitools import one_torch_thread  # noqa: F401  (autouse)
 from tests.clitools import assert_error, cli_inprocess
-from tests.conftest import synthetic_image
+from tests.conftest import decode_collecting_warnings, synthetic_image
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +42,12 @@ def boundaries(data: bytes) -> list[int]:
     return [info.base_bytes] + [lv.cumulative_bytes for lv in info.levels]
 
 
-def decode_prefix(codec, prefix: bytes, **kwargs):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        images = codec.decode(prefix, spread=0.0, **kwargs)
-    return np.asarray(images[0]), [w for w in caught if issubclass(w.category, sicc.SiccWarning)]
-
-
 def test_every_prefix_decodes_its_complete_levels(tiny_codec, square_file):
     """All len+1 prefixes: TruncatedError before the hyperprior ends, else the pixels of the
     complete levels (compared with a decode of the whole file at that level)."""
     ends = boundaries(square_file)
     assert len(ends) == 17 and ends[-1] == len(square_file)
-    reference = [decode_prefix(tiny_codec, square_file, level=k)[0] for k in range(17)]
+    reference = [decode_collecting_warnings(tiny_codec, square_file, level=k)[0] for k in range(17)]
     for n in range(len(square_file) + 1):
         prefix = square_file[:n]
         if n < ends[0]:
@@ -63,7 +55,7 @@ def test_every_prefix_decodes_its_complete_levels(tiny_codec, square_file):
                 tiny_codec.decode(prefix, spread=0.0)
             continue
         complete = sum(end <= n for end in ends[1:])
-        pixels, warned = decode_prefix(tiny_codec, prefix)
+        pixels, warned = decode_collecting_warnings(tiny_codec, prefix)
         assert np.array_equal(pixels, reference[complete]), f"prefix {n}: not the {complete}-level decode"
         assert len(sicc.info(prefix).levels) == complete
         if n in ends:
@@ -78,7 +70,7 @@ def test_strict_refuses_a_cut_inside_a_level(tiny_codec, square_file):
     ends = boundaries(square_file)
     for n in (ends[3], ends[3] + 1, ends[3] + 8, ends[4] - 1):
         if n == ends[3]:
-            decode_prefix(tiny_codec, square_file[:n], strict=True)  # a boundary is a valid file
+            decode_collecting_warnings(tiny_codec, square_file[:n], strict=True)  # a boundary is a valid file
         else:
             with pytest.raises(sicc.TruncatedError, match="truncated inside level 4"):
                 tiny_codec.decode(square_file[:n], strict=True)
@@ -111,7 +103,7 @@ def test_metadata_file_prefixes(tiny_codec, metadata_file):
         assert info.truncated == (n not in ends)
         assert info.has_icc_profile and info.has_exif
     for n in (ends[0], ends[5] + 3, len(metadata_file) - 1):
-        pixels, _ = decode_prefix(tiny_codec, metadata_file[:n])
+        pixels, _ = decode_collecting_warnings(tiny_codec, metadata_file[:n])
         assert pixels.shape == (72, 100, 3)
 
 
