@@ -20,6 +20,7 @@ from .errors import (
     CorruptLevelWarning,
     ImageTooLargeError,
     InputImageError,
+    InputTooLargeError,
     NotSicError,
     SiccError,
     SiccWarning,
@@ -38,14 +39,16 @@ from .model.config import DEFAULT_SPREAD
 __version__ = "0.1.0"
 
 MAX_IMAGE_PIXELS: int | None = 1 << 28
-"""Decoding refuses images with more pixels than this (16384 x 16384); None disables the guard."""
+"""Encoding and decoding refuse images with more pixels than this (16384 x 16384); None disables
+the guard. Files sicc opens are checked from their header, before any pixel is decoded; this limit
+replaces Pillow's own ``Image.MAX_IMAGE_PIXELS`` for them."""
 
 
-def encode(image, levels: int | None = None, keep_metadata: bool = True) -> bytes:
+def encode(image, levels: int | None = None, keep_metadata: bool = True, max_pixels: int | None = None) -> bytes:
     """Encode a path, PIL image or (H, W, 3) uint8 array with the shipped model."""
     from .codec import Codec
 
-    return Codec.default().encode(image, levels=levels, keep_metadata=keep_metadata)
+    return Codec.default().encode(image, levels=levels, keep_metadata=keep_metadata, max_pixels=max_pixels)
 
 
 def decode(data: bytes, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
@@ -79,7 +82,7 @@ def _register_pillow_plugin() -> None:
 _register_pillow_plugin()
 
 __all__ = [
-    "MAX_IMAGE_PIXELS", "Codec", "CorruptError", "CorruptLevelWarning", "FileInfo", "ImageTooLargeError",
+    "MAX_IMAGE_PIXELS", "Codec", "CorruptError", "CorruptLevelWarning", "FileInfo", "ImageTooLargeError", "InputTooLargeError",
     "InputImageError", "LevelInfo", "NotSicError", "SiccError", "SiccWarning", "TruncatedError",
     "TruncatedFileWarning", "UnsupportedError", "decode", "encode", "info", "truncate",
 ]

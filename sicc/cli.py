@@ -286,9 +286,12 @@ def main(ctx: click.Context, quiet: bool, verbose: int, threads: int | None, wei
 @click.option("-o", "--output", required=True, help="Output .sic file ('-' for standard output).")
 @click.option("--levels", type=click.IntRange(0, 255), default=None, help="Write only the first N levels.")
 @click.option("--strip", is_flag=True, help="Do not carry the ICC profile and EXIF over.")
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Refuse images larger than this many pixels (default 268435456).")
 @common_options
 @click.pass_obj
-def encode(settings: Settings, input_path: str, output: str, levels: int | None, strip: bool) -> None:
+def encode(settings: Settings, input_path: str, output: str, levels: int | None, strip: bool,
+           max_pixels: int | None) -> None:
     """Encode a PNG/JPEG/WebP/TIFF image (or '-') into a SIC file."""
     import io
 
@@ -298,7 +301,7 @@ def encode(settings: Settings, input_path: str, output: str, levels: int | None,
         if levels is not None and levels > codec.config.levels:
             raise CommandError(f"--levels must be at most {codec.config.levels}", EXIT_USAGE)
         start = time.perf_counter()
-        data = codec.encode(io.BytesIO(raw), levels=levels, keep_metadata=not strip)
+        data = codec.encode(io.BytesIO(raw), levels=levels, keep_metadata=not strip, max_pixels=max_pixels)
         write_output(output, data, source=input_path)
         _report_encode(settings, data, time.perf_counter() - start)
 

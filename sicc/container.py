@@ -15,7 +15,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from .errors import CorruptError, ImageTooLargeError, NotSicError, TruncatedError, UnsupportedError
+from .errors import CorruptError, ImageTooLargeError, NotSicError, TruncatedError, UnsupportedError, too_large_message
 
 MAGIC = b"\x8bSIC\r\n\x1a\n"
 VERSION = 1
@@ -99,9 +99,7 @@ def parse_header(data: bytes, max_pixels: int | None = None) -> Header:
     if not 1 <= levels <= 255:
         raise CorruptError(f"model level count {levels} is invalid")
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
-            "(raise it with --max-pixels or sicc.MAX_IMAGE_PIXELS)")
+        raise ImageTooLargeError(too_large_message(width, height, max_pixels))
     return Header(width, height, model_id, levels, flags)
 
 

@@ -35,6 +35,16 @@ class InputImageError(SiccError):
     """An input image that cannot be read or represented."""
 
 
+class InputTooLargeError(InputImageError, ImageTooLargeError):
+    """An image to encode exceeds the pixel limit or the format's size per side."""
+
+
+def too_large_message(width: int, height: int, limit: int) -> str:
+    """One wording for the pixel limit, on encode and on decode."""
+    return (f"image is too large: {width}x{height} = {width * height} pixels, over the limit of {limit} "
+            "(raise it with --max-pixels or sicc.MAX_IMAGE_PIXELS)")
+
+
 class SiccWarning(UserWarning):
     """A problem that sicc recovered from, e.g. decoding the complete levels of a cut file."""
 

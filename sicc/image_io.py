@@ -7,13 +7,16 @@ reported as warnings.
 
 from __future__ import annotations
 
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputImageError, SiccWarning
+from .container import MAX_DIMENSION
+from .errors import InputImageError, InputTooLargeError, SiccWarning, too_large_message
 
 
 @dataclass(frozen=True)
@@ -23,13 +26,44 @@ class RGBImage:
     exif: bytes | None = None
 
 
-def open_image(source) -> Image.Image:
-    """Open a path or file object with Pillow, turning its errors into InputImageError."""
+EXIF_ORIENTATION = 0x0112
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pillow_bomb_check_lifted():
+    """Pillow's own decompression-bomb limit (an error above 179 MP) would refuse images that
+    sicc's limit allows; it is lifted only while sicc opens a file whose size sicc then checks
+    itself, from the header, before any pixel is decoded."""
+    with _PILLOW_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def check_size(width: int, height: int, max_pixels: int | None) -> None:
+    """The pixel limit and the format's limit per side, for an image to encode."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputTooLargeError(too_large_message(width, height, max_pixels))
+    if max(width, height) > MAX_DIMENSION:
+        raise InputTooLargeError(f"image is too large: {width}x{height} exceeds the format's "
+                                 f"{MAX_DIMENSION} px per side")
+
+
+def open_image(source, max_pixels: int | None = None) -> Image.Image:
+    """Open a path or file object with Pillow, turning its errors into InputImageError;
+    ``max_pixels`` replaces Pillow's decompression-bomb limit."""
     try:
-        image = Image.open(source)
+        with _pillow_bomb_check_lifted():
+            image = Image.open(source)
+        check_size(*image.size, max_pixels)
         image.load()
-    except Image.DecompressionBombError as exc:
-        raise InputImageError(f"image is too large: {exc}") from None
+    except Image.DecompressionBombError as exc:  # a later frame of a multi-frame file
+        raise InputTooLargeError(f"image is too large: {exc}") from None
     except UnidentifiedImageError:
         raise InputImageError("not a readable image (unknown or damaged format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -42,7 +76,8 @@ def to_rgb(image: Image.Image) -> RGBImage:
     16-bit and float scaled to 8 bits."""
     icc = image.info.get("icc_profile")
     try:
-        image = ImageOps.exif_transpose(image)
+        if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # transposing copies: only when needed
+            image = ImageOps.exif_transpose(image)
     except Exception:  # a broken EXIF block must not stop the encode
         warnings.warn("EXIF orientation could not be read; image used as stored", SiccWarning, stacklevel=2)
     exif = image.getexif()
@@ -64,10 +99,10 @@ def to_rgb(image: Image.Image) -> RGBImage:
     if image.mode == "CMYK" and icc:
         icc = None  # a CMYK profile would be wrong for the RGB pixels
     try:
-        rgb = image.convert("RGB")
+        rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy RGB too
     except (ValueError, OSError) as exc:
         raise InputImageError(f"cannot convert a {mode} image to RGB: {exc}") from None
-    pixels = np.array(rgb, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
+    pixels = np.asarray(rgb, dtype=np.uint8)  # one copy (read-only; the transforms copy per tile)
     if pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise InputImageError("image has no pixels")
     return RGBImage(np.ascontiguousarray(pixels), icc, exif_bytes)
@@ -86,15 +121,19 @@ def _gray_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
 
 
-def load_rgb(source) -> RGBImage:
-    """A path, file object, PIL image or (H, W, 3) uint8 array as :class:`RGBImage`."""
+def load_rgb(source, max_pixels: int | None = None) -> RGBImage:
+    """A path, file object, PIL image or (H, W, 3) uint8 array as :class:`RGBImage`,
+    refused when it has more than ``max_pixels`` pixels (None: no limit)."""
     if isinstance(source, RGBImage):
+        check_size(source.pixels.shape[1], source.pixels.shape[0], max_pixels)
         return source
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] != 3:
             raise InputImageError("arrays must be (height, width, 3) uint8")
+        check_size(source.shape[1], source.shape[0], max_pixels)
         return RGBImage(np.require(source, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
     if isinstance(source, Image.Image):
+        check_size(*source.size, max_pixels)
         return to_rgb(source)
-    with open_image(source) as image:
+    with open_image(source, max_pixels) as image:
         return to_rgb(image)

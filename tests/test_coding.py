@@ -118,3 +118,18 @@ def test_real_size_tracks_the_model_estimate(tiny_codec, small_image):
     # the untrained tiny model has tiny levels, so allow word padding (<= 4 bytes a level)
     assert coded <= estimated * 1.05 + 4 * len(info.levels)
     assert coded >= estimated * 0.9
+
+
+@pytest.mark.parametrize("band_rows", [1, 2, 5, None])
+def test_banded_probability_model_equals_the_whole_image(tiny_codec, band_rows):
+    """The codec evaluates each level in bands of rows (bounded memory); the integers must be
+    those of one whole-image pass, including the bands at the top and bottom edges."""
+    exact = tiny_codec.exact
+    z, y = _level_inputs(5)
+    hyper, reference = _all_parameters(exact, z, y)
+    base = exact.hyper_base(z)
+    assert torch.equal(exact.hyper(z), hyper)
+    for level, (mean_fp, log_scale_fp) in enumerate(reference):
+        means, scales = tiny_codec._level_model(y.to(torch.int16), base, level, band_rows=band_rows)
+        assert np.array_equal(means, (mean_fp / exact.unit).numpy()[0]), level
+        assert np.array_equal(scales, tiny_codec._scales(log_scale_fp)[0]), level

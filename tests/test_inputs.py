@@ -85,12 +85,40 @@ def test_refused_inputs_cli(refused, tmp_path, tiny_weights):
         assert not out.exists()
 
 
-def test_pillow_bomb_limit_is_honoured(monkeypatch, tiny_codec):
-    """Pillow's own MAX_IMAGE_PIXELS applies to inputs: lowering it refuses a 64x64 image."""
+def test_sicc_pixel_limit_replaces_pillows(monkeypatch, tiny_codec):
+    """Files sicc opens are held to sicc.MAX_IMAGE_PIXELS, not Pillow's 179 MP error, so a
+    16384 x 16384 image can be encoded; Pillow's setting is left as the caller had it."""
     data = png_bytes(Image.fromarray(synthetic_image(64, 64)))
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # error above 2x the limit, like Pillow
-    with pytest.raises(sicc.InputImageError, match="too large"):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow alone would refuse 4096 px
+    assert sicc.container.parse(tiny_codec.encode(io.BytesIO(data))).header.width == 64
+    assert Image.MAX_IMAGE_PIXELS == 1000
+    monkeypatch.setattr(sicc, "MAX_IMAGE_PIXELS", 4095)
+    with pytest.raises(sicc.InputTooLargeError, match="4096 pixels, over the limit of 4095"):
         tiny_codec.encode(io.BytesIO(data))
+    with pytest.raises(sicc.ImageTooLargeError):  # one class to catch on encode and decode
+        tiny_codec.encode(synthetic_image(64, 64))
+    assert tiny_codec.encode(io.BytesIO(data), max_pixels=4096)  # an explicit limit wins
+
+
+def test_pixel_limit_is_checked_before_decoding_pixels(tiny_codec):
+    """A 16384 x 16384 PNG header over a 1000-pixel limit is refused from the header alone: the
+    few bytes of pixel data behind it would otherwise fail as a damaged file."""
+    with pytest.raises(sicc.InputTooLargeError, match="too large"):
+        tiny_codec.encode(io.BytesIO(bomb_png(16384, 16384)), max_pixels=1000)
+    with pytest.raises(sicc.InputImageError, match="cannot read image"):
+        tiny_codec.encode(io.BytesIO(bomb_png(16384, 16384)))  # within the default limit
+
+
+def test_image_wider_than_the_format_is_an_input_error(tiny_codec, tmp_path, tiny_weights):
+    wide = np.zeros((1, container.MAX_DIMENSION + 1, 3), np.uint8)
+    with pytest.raises(sicc.InputTooLargeError, match="px per side"):
+        tiny_codec.encode(wide)
+    source = tmp_path / "small.png"
+    source.write_bytes(png_bytes(Image.fromarray(synthetic_image(64, 64))))
+    result = cli_inprocess(["encode", str(source), "-o", str(tmp_path / "x.sic"), "--max-pixels", "4095",
+                            "--weights", str(tiny_weights)])
+    assert_error(result, 3, "over the limit of 4095")
+    assert not (tmp_path / "x.sic").exists()
 
 
 def test_arrays_of_the_wrong_shape_are_refused(tiny_codec):

@@ -24,9 +24,12 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
-def _size(text: str) -> tuple[int, int]:
-    w, h = text.lower().split("x")
-    return int(w), int(h)
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """'3840x2160,16384x16384' -> ((3840, 2160), (16384, 16384))."""
+    try:
+        return tuple(tuple(int(v) for v in part.lower().split("x", 1)) for part in text.split(",") if part)
+    except ValueError:
+        raise click.BadParameter(f"expected WxH[,WxH...], got {text!r}") from None
 
 
 _RUN_OPTIONS = [
@@ -53,8 +56,8 @@ _RUN_OPTIONS = [
     click.option("--skip-memory", is_flag=True, help="Skip the large-frame peak-memory measurement."),
     click.option("--speed-images", type=int, default=3, show_default=True),
     click.option("--speed-repeats", type=int, default=3, show_default=True),
-    click.option("--memory-size", type=_size, default="3840x2160", show_default=True,
-                 help="Frame size for the peak-memory measurement."),
+    click.option("--memory-sizes", type=_sizes, default="3840x2160,16384x16384", show_default=True,
+                 help="Frame sizes for the peak-memory measurement."),
     click.option("--no-progress", is_flag=True, help="No progress bar."),
 ]
 
@@ -80,7 +83,7 @@ def main(ctx: click.Context, **options) -> None:
 def run(quick: bool, n_images: int | None, images_dir: Path | None, levels: str | None, crop: int | None,
         out_dir: Path | None, weights: Path | None, device: str, threads: int | None, codecs: str, spread: float,
         synonymy_images: int, idempotence_levels: str, generations: int, skip_speed: bool, skip_memory: bool,
-        speed_images: int, speed_repeats: int, memory_size: tuple[int, int], no_progress: bool) -> None:
+        speed_images: int, speed_repeats: int, memory_sizes: tuple[tuple[int, int], ...], no_progress: bool) -> None:
     """Run the benchmark: results.json and rd.png in --out."""
     import torch
 
@@ -90,7 +93,7 @@ def run(quick: bool, n_images: int | None, images_dir: Path | None, levels: str 
         threads=threads, spread=spread, codecs=tuple(c.strip() for c in codecs.split(",") if c.strip()),
         synonymy_images=synonymy_images, idempotence_levels=_ints(idempotence_levels), generations=generations,
         skip_speed=skip_speed, skip_memory=skip_memory, speed_images=speed_images, speed_repeats=speed_repeats,
-        memory_size=memory_size, progress=not no_progress,
+        memory_sizes=memory_sizes, progress=not no_progress,
     )
     if images_dir is not None:
         config.images_dir = images_dir

@@ -34,10 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     codec = _codec(args.weights)
-    if args.op == "sicc-encode":
-        from PIL import Image
-
-        Path(args.dst).write_bytes(codec.encode(Image.open(args.src).convert("RGB")))
+    if args.op == "sicc-encode":  # as the sicc command reads it: sicc's pixel limit, not Pillow's
+        Path(args.dst).write_bytes(codec.encode(args.src))
     elif args.op == "sicc-decode":
         codec.decode(Path(args.src).read_bytes(), samples=1, seed=0, spread=0.0)[0].save(args.dst)
 

@@ -111,7 +111,7 @@ def speed_table(results: dict) -> str:
         f"+{fmt_seconds(extra)} s per extra sample"
         if extra is not None else "")
     cli = speed.get("sicc_cli", {})
-    add(f"`sicc encode` / `sicc decode` (process)", cli,
+    add("`sicc encode` / `sicc decode` (process)", cli,
         f"startup {fmt_seconds(cli.get('startup_s'))} s" if cli.get("startup_s") is not None else "")
     lib, cmd = speed.get("baseline_library", {}), speed.get("baseline_commands", {})
     settings = speed.get("settings", {})
@@ -126,27 +126,43 @@ def _settings_note(settings: dict | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in (settings or {}).items())
 
 
-def memory_table(results: dict) -> str:
+MEMORY_LABELS = {
+    "sicc_load_only": "sicc: import + model load only",
+    "sicc_encode": "sicc encode (library, fresh process)",
+    "sicc_decode": "sicc decode (library, fresh process)",
+    "jxl_decode_library": "JPEG XL decode (imagecodecs)",
+    "jxl_decode_djxl": "JPEG XL decode (`djxl`)",
+    "avif_decode_library": "AVIF decode (Pillow)",
+    "avif_decode_avifdec": "AVIF decode (`avifdec`)",
+}
+
+
+def _memory_runs(results: dict) -> list[dict]:
+    """The measured frames (results of older runs hold one dict instead of a list)."""
     memory = results.get("speed", {}).get("memory")
-    if not memory or "size" not in memory:
+    runs = memory if isinstance(memory, list) else [memory] if memory else []
+    return [run for run in runs if run and "size" in run and run.get("available", True)]
+
+
+def memory_table(results: dict) -> str:
+    frames = _memory_runs(results)
+    if not frames:
         return "_Peak memory not measured in this run._"
-    labels = {
-        "sicc_load_only": "sicc: import + model load only",
-        "sicc_encode": "sicc encode (library, fresh process)",
-        "sicc_decode": "sicc decode (library, fresh process)",
-        "jxl_decode_library": "JPEG XL decode (imagecodecs)",
-        "jxl_decode_djxl": "JPEG XL decode (`djxl`)",
-        "avif_decode_library": "AVIF decode (Pillow)",
-        "avif_decode_avifdec": "AVIF decode (`avifdec`)",
-    }
+    header = ["peak RSS MiB (seconds)"] + [f"{f['size'][0]}x{f['size'][1]}" for f in frames]
     rows = []
-    for key, label in labels.items():
-        run = memory.get(key)
-        if run:
-            status = "" if run.get("ok") else " (failed)"
-            rows.append([label + status, f"{run['max_rss_mib']:.0f}", fmt_seconds(run.get("seconds"))])
-    w, h = memory["size"]
-    return table([f"{w}x{h} frame", "peak RSS MiB", "seconds"], rows)
+    for key, label in MEMORY_LABELS.items():
+        cells = []
+        for frame in frames:
+            run = frame.get(key)
+            if not run:
+                cells.append("–")
+            elif not run.get("ok"):
+                cells.append("failed")
+            else:
+                cells.append(f"{run['max_rss_mib']:.0f} ({fmt_seconds(run.get('seconds'))})")
+        if any(cell != "–" for cell in cells):
+            rows.append([label] + cells)
+    return table(header, rows)
 
 
 def render(results: dict, figure: str | None = None, source: str = "bench/results.json") -> str:

@@ -62,7 +62,7 @@ class BenchConfig:
     skip_memory: bool = False
     speed_images: int = 3
     speed_repeats: int = 3
-    memory_size: tuple[int, int] = (3840, 2160)
+    memory_sizes: tuple[tuple[int, int], ...] = ((3840, 2160), (16384, 16384))
     progress: bool = True
 
     def apply_quick(self) -> "BenchConfig":
@@ -75,7 +75,7 @@ class BenchConfig:
         self.generations = min(self.generations, 2)
         self.speed_images = 1
         self.speed_repeats = 1
-        self.memory_size = (1920, 1080)
+        self.memory_sizes = ((1920, 1080),)
         return self
 
 
@@ -133,7 +133,7 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
         results["speed"] = {"skipped": True}
     else:
         speed = SpeedSettings(
-            images=images[: config.speed_images], repeats=config.speed_repeats, memory_size=config.memory_size,
+            images=images[: config.speed_images], repeats=config.speed_repeats, memory_sizes=config.memory_sizes,
             weights=config.weights, threads=config.threads,
         )
         results["speed"] = run_speed(codec, speed, skip_memory=config.skip_memory)

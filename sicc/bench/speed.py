@@ -43,7 +43,7 @@ class SpeedSettings:
     images: list[BenchImage]
     repeats: int = 3
     extra_samples: int = 3  # decode with 1 + extra_samples samples to get the per-sample cost
-    memory_size: tuple[int, int] | None = (3840, 2160)
+    memory_sizes: tuple[tuple[int, int], ...] = ((3840, 2160), (16384, 16384))
     weights: Path | None = None
     threads: int | None = None
     timeout: float = 1800.0
@@ -262,12 +262,30 @@ LIBRARY_DECODE_SNIPPETS = {
 """Baseline decodes for the memory probe, without importing sicc (and so torch)."""
 
 
-def peak_memory(s: SpeedSettings, workdir: Path) -> dict:
+FAST_BASELINE_PIXELS = 1 << 26
+"""Above this many pixels the JPEG XL and AVIF files for the decode probes are made at their
+fastest settings: encoding 268 MP at the benchmark's efforts would take longer than the rest of
+the run, and the decoders' memory is what is measured."""
+
+
+def _baseline_memory_files(frame: Image.Image, jxl: Path, avif: Path) -> dict:
+    """Write the JPEG XL and AVIF files the decode probes read; returns the encode settings."""
+    import imagecodecs
+
+    fast = frame.width * frame.height > FAST_BASELINE_PIXELS
+    jxl_effort, avif_speed = (1, 10) if fast else (JXL_EFFORT, AVIF_SPEED)
+    jxl.write_bytes(bytes(imagecodecs.jpegxl_encode(np.asarray(frame), distance=JXL_DISTANCE, effort=jxl_effort)))
+    frame.save(avif, format="AVIF", quality=AVIF_QUALITY, speed=avif_speed, subsampling="4:2:0")
+    return {"jxl": {"distance": JXL_DISTANCE, "effort": jxl_effort},
+            "avif": {"quality": AVIF_QUALITY, "speed": avif_speed, "subsampling": "4:2:0"}}
+
+
+def peak_memory(s: SpeedSettings, workdir: Path, size: tuple[int, int]) -> dict:
     """Peak RSS of fresh processes encoding / decoding one large frame (sicc, JPEG XL, AVIF)."""
-    w, h = s.memory_size
+    w, h = size
     frame = large_frame(s.images, w, h)
     src = workdir / "large.png"
-    frame.save(src)
+    frame.save(src, compress_level=1)
     env = child_env(s.threads)
     weights = ["--weights", str(s.weights)] if s.weights else []
     threads = ["--threads", str(s.threads)] if s.threads else []
@@ -290,24 +308,34 @@ def peak_memory(s: SpeedSettings, workdir: Path) -> dict:
         out["sicc_file_bytes"] = sic.stat().st_size
     jxl, avif = workdir / "large.jxl", workdir / "large.avif"
     try:
-        jxl.write_bytes(_jxl_encode(frame))
+        out["baseline_encode_settings"] = _baseline_memory_files(frame, jxl, avif)
+        del frame
         runs["jxl_decode_library"] = probe("jxl-decode", jxl, workdir / "large.jxl.png")
         if which("djxl"):
             runs["jxl_decode_djxl"] = run_measured(["djxl", str(jxl), str(workdir / "large.djxl.png")], s.timeout)
-    except Exception as exc:  # noqa: BLE001
-        out["jxl_error"] = str(exc)
-    try:
-        avif.write_bytes(_avif_encode(frame))
         runs["avif_decode_library"] = probe("avif-decode", avif, workdir / "large.avif.png")
         if which("avifdec"):
             avifdec = ["avifdec", str(avif), str(workdir / "large.avifdec.png")]
             runs["avif_decode_avifdec"] = run_measured(avifdec, s.timeout)
     except Exception as exc:  # noqa: BLE001
-        out["avif_error"] = str(exc)
+        out["baseline_error"] = str(exc)
     for key, r in runs.items():
         out[key] = {"max_rss_mib": r.max_rss_mib, "seconds": r.seconds, "ok": r.ok}
         if not r.ok:
             out[key]["error"] = r.stderr_tail[-500:]
+    for leftover in workdir.glob("large*"):
+        leftover.unlink()
+    return out
+
+
+def peak_memory_sizes(s: SpeedSettings, workdir: Path) -> list[dict]:
+    """:func:`peak_memory` at every size; a size that fails is reported, the others still run."""
+    out = []
+    for size in s.memory_sizes:
+        try:
+            out.append(peak_memory(s, workdir, size))
+        except Exception as exc:  # noqa: BLE001
+            out.append({"size": list(size), "available": False, "reason": f"{type(exc).__name__}: {exc}"})
     return out
 
 
@@ -329,8 +357,8 @@ def run_speed(codec, s: SpeedSettings, skip_memory: bool = False) -> dict:
             "baseline_library": lambda: baseline_library(s),
             "baseline_commands": lambda: baseline_commands(s, work),
         }
-        if not skip_memory and s.memory_size:
-            parts["memory"] = lambda: peak_memory(s, work)
+        if not skip_memory and s.memory_sizes:
+            parts["memory"] = lambda: peak_memory_sizes(s, work)
         for key, part in parts.items():
             try:
                 out[key] = part()

@@ -80,6 +80,8 @@ class FixedPointEntropyModel:
         self.unit = 2.0**self.a_bits
         a, w = self.a_bits, self.w_bits
         convs = [m for m in model.h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        if isinstance(convs[-1], nn.ConvTranspose2d) or convs[-1].stride != (1, 1):
+            raise ValueError("h_s must end in a stride-1 conv: it is evaluated per band of rows")
         self.hyper_layers = [_exact_layer(m, a, w, relu=i < len(convs) - 1) for i, m in enumerate(convs)]
         self.level_layers = [self._level_layers(model, level) for level in range(cfg.levels)]
 
@@ -105,20 +107,65 @@ class FixedPointEntropyModel:
         acc = layer.apply(x, layer.weight) + layer.bias.view(1, -1, 1, 1)
         return self._rescale(acc, layer.relu)
 
-    def hyper(self, z: torch.Tensor) -> torch.Tensor:
-        """Hyper features from integer z (any integer dtype or integer-valued float)."""
+    def hyper_base(self, z: torch.Tensor) -> torch.Tensor:
+        """h_s up to (not including) its last layer, from integer z.
+
+        Returned as float32: every value is an integer of at most
+        ACTIVATION_LIMIT_BITS bits, so float32 holds it exactly in half the
+        memory. The last layer is applied per level and per band of rows by
+        :meth:`level_parameters_band`, so the 256-channel hyper features never
+        exist for the whole image at once.
+        """
         x = z.double() * self.unit
-        for layer in self.hyper_layers:
+        for layer in self.hyper_layers[:-1]:
             x = self._run(layer, x)
-        return x
+        return x.float()
+
+    def hyper(self, z: torch.Tensor) -> torch.Tensor:
+        """All hyper features from integer z (any integer dtype or integer-valued float)."""
+        return self._run(self.hyper_layers[-1], self.hyper_base(z).double())
 
     def level_parameters(self, previous: torch.Tensor, hyper: torch.Tensor, level: int):
-        """Fixed-point (mean, log-scale) of ``level`` from integer levels < ``level``."""
-        causal_w, causal_b, (mid_w, mid_b), (out_w, out_b) = self.level_layers[level]
+        """Fixed-point (mean, log-scale) of ``level`` from integer levels < ``level``,
+        over the whole image, given all hyper features (the reference the banded path must equal)."""
         k = self.config.context_per_level
-        acc = hyper[:, level * k : (level + 1) * k].double() * 2.0**self.w_bits + causal_b.view(1, -1, 1, 1)
+        context = None
         if level:
-            acc = acc + F.conv2d(previous.double() * self.unit, causal_w, padding=causal_w.shape[-1] // 2)
+            context = F.conv2d(previous.double() * self.unit, self.level_layers[level][0],
+                               padding=self.level_layers[level][0].shape[-1] // 2)
+        return self._level_tail(hyper[:, level * k : (level + 1) * k].double(), context, level)
+
+    @property
+    def band_halo(self) -> int:
+        """Rows of context a band needs on each side (the 3x3 kernels reach one row)."""
+        return max(self.hyper_layers[-1].weight.shape[-1], self.level_layers[-1][0].shape[-1]) // 2
+
+    def level_parameters_band(self, previous: torch.Tensor, base: torch.Tensor, level: int):
+        """(mean, log-scale) of ``level`` for a band of rows.
+
+        ``previous`` (levels < ``level``) and ``base`` (from :meth:`hyper_base`)
+        carry ``band_halo`` extra rows above and below the band, zero rows
+        where the band touches the image edge: exactly what the whole-image
+        convolutions' zero padding would read, so the integers are identical.
+        """
+        k = self.config.context_per_level
+        last = self.hyper_layers[-1]
+        pad = (0, last.weight.shape[-1] // 2)
+        rows = slice(level * k, (level + 1) * k)
+        hyper_acc = F.conv2d(base.double(), last.weight[rows], None, 1, pad) + last.bias[rows].view(1, -1, 1, 1)
+        hyper = self._rescale(hyper_acc, last.relu)
+        context = None
+        if level:
+            causal_w = self.level_layers[level][0]
+            context = F.conv2d(previous.double() * self.unit, causal_w, padding=(0, causal_w.shape[-1] // 2))
+        return self._level_tail(hyper, context, level)
+
+    def _level_tail(self, hyper: torch.Tensor, context: torch.Tensor | None, level: int):
+        """Hyper features plus causal context through the 1x1 layers: (mean, log-scale)."""
+        _, causal_b, (mid_w, mid_b), (out_w, out_b) = self.level_layers[level]
+        acc = hyper * 2.0**self.w_bits + causal_b.view(1, -1, 1, 1)
+        if context is not None:
+            acc = acc + context
         h = self._rescale(acc, relu=True)
         h = self._rescale(F.conv2d(h, mid_w) + mid_b.view(1, -1, 1, 1), relu=True)
         params = self._rescale(F.conv2d(h, out_w) + out_b.view(1, -1, 1, 1), relu=False)
