@@ -236,3 +236,26 @@ def test_lpips_alex_loads_every_backbone_parameter(kodak_crop):
     assert float(metric(x, x)) == pytest.approx(0, abs=1e-6)
     assert 0.05 < float(metric(x, y)) < 0.8
     assert not math.isnan(float(metric(x, y)))
+
+
+def _det_rows(image: str, values: dict[int, tuple[float, float]]) -> list[dict]:
+    return [{"image": image, "mode": "det", "level": level, "bpp": bpp, "dists": d, "lpips": d, "psnr": 30 - 10 * d}
+            for level, (bpp, d) in values.items()]
+
+
+def test_previous_model_table_compares_on_common_images_only():
+    """The shipping evidence uses only images both benchmarks measured, at matched bpp."""
+    from sicc.bench.report import previous_model_table
+
+    def results(model: str, rows: list[dict]) -> dict:
+        return {"model": {"id": model}, "settings": {"image_names": sorted({r["image"] for r in rows})},
+                "per_image": {"sicc": rows}}
+
+    previous = results("old", _det_rows("a", {1: (0.1, 0.4), 2: (0.5, 0.2)}))
+    current = results("new", _det_rows("a", {1: (0.1, 0.3), 2: (0.5, 0.1)})
+                      + _det_rows("b", {1: (0.1, 0.9), 2: (0.5, 0.9)}))  # not in the previous run
+    text = previous_model_table(current, previous)
+    assert "`old`" in text and "the same 1 images" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 0.5 |"))
+    assert row.split("|")[2:4] == [" 0.200 ", " 0.100 "]  # DISTS previous, now (image b left out)
+    assert "| 0.2 | – | – |" not in text  # 0.2 bpp lies on both curves

@@ -117,15 +117,21 @@ def run(quick: bool, n_images: int | None, images_dir: Path | None, levels: str 
               default=None, help="results.json (default: bench/results.json).")
 @click.option("--readme", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               default=None, help="README to update (default: README.md at the repo root).")
-def readme(results_path: Path | None, readme: Path | None) -> None:
+@click.option("--previous", "previous_path", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=None, help="Results of the previously shipped model, compared at matched bpp "
+                                 "(default: bench/previous.json when present).")
+def readme(results_path: Path | None, readme: Path | None, previous_path: Path | None) -> None:
     """Regenerate README.md's section between <!-- bench:start --> and <!-- bench:end -->."""
     from .report import update_readme
 
     results_path = results_path or default_out_dir() / "results.json"
     readme = readme or REPO_ROOT / "README.md"
+    if previous_path is None and (default_out_dir() / "previous.json").is_file():
+        previous_path = default_out_dir() / "previous.json"
     try:
         results = read_results(results_path)
-        update_readme(readme, results, results_path)
+        previous = read_results(previous_path) if previous_path else None
+        update_readme(readme, results, results_path, previous)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"updated {readme} from {results_path}")

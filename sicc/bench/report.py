@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import curves
 from .metrics import LOWER_IS_BETTER
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -165,7 +166,37 @@ def memory_table(results: dict) -> str:
     return table(header, rows)
 
 
-def render(results: dict, figure: str | None = None, source: str = "bench/results.json") -> str:
+def _det_curve(results: dict, images: set[str]) -> list[dict]:
+    """sicc's deterministic per-level curve over ``images`` only (from the per-image rows)."""
+    by_level: dict[int, list[dict]] = {}
+    for row in results["per_image"]["sicc"]:
+        if row["mode"] == "det" and row["image"] in images:
+            by_level.setdefault(row["level"], []).append(row)
+    return [curves.mean_point(rows) for _, rows in sorted(by_level.items())]
+
+
+def previous_model_table(results: dict, previous: dict) -> str:
+    """The current model against the previously shipped one, at matched bpp, on the images both
+    benchmarks measured: the evidence for shipping new weights."""
+    images = set(results["settings"]["image_names"]) & set(previous["settings"]["image_names"])
+    if not images:
+        return "_No image in common with the previous model's benchmark._"
+    now, before = _det_curve(results, images), _det_curve(previous, images)
+    metrics = ("dists", "lpips", "psnr")
+    header = ["bpp"] + [f"{m.upper() if m != 'psnr' else 'PSNR'} {who}" for m in metrics for who in ("previous", "now")]
+    rows = []
+    for target in curves.TARGET_BPPS:
+        cells = [f"{target:g}"]
+        for metric in metrics:
+            for curve in (before, now):
+                cells.append(fmt(curves.interpolate(curve, metric, target), DIGITS[metric]))
+        rows.append(cells)
+    return (f"Against the previously shipped model `{previous['model']['id']}` (deterministic decode, the same "
+            f"{len(images)} images, from `bench/previous.json`):\n\n" + table(header, rows))
+
+
+def render(results: dict, figure: str | None = None, source: str = "bench/results.json",
+           previous: dict | None = None) -> str:
     """The whole generated README section (without the markers)."""
     settings, machine, model = results["settings"], results["machine"], results["model"]
     n = len(settings["image_names"])
@@ -193,6 +224,8 @@ def render(results: dict, figure: str | None = None, source: str = "bench/result
         parts += [f"Not run on this machine: {'; '.join(missing)}.", ""]
     for metric in ("dists", "lpips", "psnr"):
         parts += [matched_table(results, metric), ""]
+    if previous is not None and previous["model"]["id"] != results["model"]["id"]:
+        parts += [previous_model_table(results, previous), ""]
     parts += ["Per level (sicc, image-set mean; diversity = mean pairwise LPIPS between 4 samples):", "",
               levels_table(results), ""]
     idem = results["synonymy"]["idempotence"]
@@ -203,7 +236,8 @@ def render(results: dict, figure: str | None = None, source: str = "bench/result
     return "\n".join(parts).rstrip() + "\n"
 
 
-def update_readme(readme: Path, results: dict, results_path: Path | None = None) -> Path:
+def update_readme(readme: Path, results: dict, results_path: Path | None = None,
+                  previous: dict | None = None) -> Path:
     """Replace the marked section of ``readme``; the markers must already be there."""
     readme = Path(readme)
     text = readme.read_text()
@@ -218,7 +252,7 @@ def update_readme(readme: Path, results: dict, results_path: Path | None = None)
             figure = _relative(png, readme)
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{render(results, figure, source)}{END}{tail}")
+    readme.write_text(f"{head}{START}\n{render(results, figure, source, previous)}{END}{tail}")
     return readme
 
 
