@@ -257,7 +257,8 @@ def _tool_version(tool: str) -> str:
 LIBRARY_DECODE_SNIPPETS = {
     "jxl-decode": "import sys, imagecodecs; from PIL import Image; "
                   "Image.fromarray(imagecodecs.jpegxl_decode(open(sys.argv[1], 'rb').read())).save(sys.argv[2])",
-    "avif-decode": "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').save(sys.argv[2])",
+    "avif-decode": "import sys; from PIL import Image; Image.MAX_IMAGE_PIXELS = None; "
+                   "Image.open(sys.argv[1]).convert('RGB').save(sys.argv[2])",
 }
 """Baseline decodes for the memory probe, without importing sicc (and so torch)."""
 
