@@ -248,6 +248,12 @@ def _set_weights(ctx: click.Context, _param, value: str | None) -> None:
         ctx.find_object(Settings).weights = value
 
 
+max_pixels_option = click.option(
+    "--max-pixels", type=click.IntRange(1), default=None,
+    help="Refuse images larger than this many pixels (default 268435456).")
+"""One pixel limit for encode and decode (sicc.MAX_IMAGE_PIXELS when not given)."""
+
+
 def common_options(command):
     """-q/-v/--threads/--weights work after the subcommand too, as in `sicc encode -v`."""
     for option in (
@@ -286,8 +292,7 @@ def main(ctx: click.Context, quiet: bool, verbose: int, threads: int | None, wei
 @click.option("-o", "--output", required=True, help="Output .sic file ('-' for standard output).")
 @click.option("--levels", type=click.IntRange(0, 255), default=None, help="Write only the first N levels.")
 @click.option("--strip", is_flag=True, help="Do not carry the ICC profile and EXIF over.")
-@click.option("--max-pixels", type=click.IntRange(1), default=None,
-              help="Refuse images larger than this many pixels (default 268435456).")
+@max_pixels_option
 @common_options
 @click.pass_obj
 def encode(settings: Settings, input_path: str, output: str, levels: int | None, strip: bool,
@@ -328,8 +333,7 @@ def _report_encode(settings: Settings, data: bytes, seconds: float) -> None:
 @click.option("--level", type=click.IntRange(0, 255), default=None,
               help="Decode from the first L levels only (default: all levels in the file).")
 @click.option("--strict", is_flag=True, help="Fail on a truncated or corrupt level instead of decoding before it.")
-@click.option("--max-pixels", type=click.IntRange(1), default=None,
-              help="Refuse images larger than this many pixels (default 268435456).")
+@max_pixels_option
 @common_options
 @click.pass_obj
 def decode(settings: Settings, input_path: str, output: str, samples: int, seed: int, spread: float,

@@ -10,6 +10,7 @@ bpp range give ``None`` (no extrapolation).
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -33,6 +34,15 @@ def mean_point(rows: Sequence[dict], keys: Iterable[str] = ("bpp", "bytes", *MET
         values = [r[key] for r in rows if key in r and r[key] is not None and not _isnan(r[key])]
         out[key] = float(np.mean(values)) if values else None
     return out
+
+
+def group_mean(rows: Iterable[dict], key: str) -> list[dict]:
+    """Image-set average per operating point ``key`` (a level or a quality setting), in key order."""
+    groups: dict = defaultdict(list)
+    for r in rows:
+        groups[r[key]].append(r)
+    keys = ("bpp", "bytes", "est_bpp", "overhead_pct", *METRICS)
+    return [{key: k, "images": len(g), **mean_point(g, keys)} for k, g in sorted(groups.items())]
 
 
 def interpolate(points: Sequence[dict], metric: str, bpp: float) -> float | None:

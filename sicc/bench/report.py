@@ -167,12 +167,9 @@ def memory_table(results: dict) -> str:
 
 
 def _det_curve(results: dict, images: set[str]) -> list[dict]:
-    """sicc's deterministic per-level curve over ``images`` only (from the per-image rows)."""
-    by_level: dict[int, list[dict]] = {}
-    for row in results["per_image"]["sicc"]:
-        if row["mode"] == "det" and row["image"] in images:
-            by_level.setdefault(row["level"], []).append(row)
-    return [curves.mean_point(rows) for _, rows in sorted(by_level.items())]
+    """sicc's deterministic per-level curve over ``images`` only."""
+    rows = [r for r in results["per_image"]["sicc"] if r["mode"] == "det" and r["image"] in images]
+    return curves.group_mean(rows, "level")
 
 
 def previous_model_table(results: dict, previous: dict) -> str:
@@ -183,7 +180,7 @@ def previous_model_table(results: dict, previous: dict) -> str:
         return "_No image in common with the previous model's benchmark._"
     now, before = _det_curve(results, images), _det_curve(previous, images)
     metrics = ("dists", "lpips", "psnr")
-    header = ["bpp"] + [f"{m.upper() if m != 'psnr' else 'PSNR'} {who}" for m in metrics for who in ("previous", "now")]
+    header = ["bpp"] + [f"{TITLES[m]} {who}" for m in metrics for who in ("previous", "now")]
     rows = []
     for target in curves.TARGET_BPPS:
         cells = [f"{target:g}"]

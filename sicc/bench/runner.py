@@ -151,22 +151,13 @@ def _baseline_image(b: Baseline, metrics: Metrics, img: BenchImage, ref, quick: 
     return rows
 
 
-def _group_mean(rows: list[dict], key: str) -> list[dict]:
-    """Image-set average per operating point ``key`` (a level or a quality setting)."""
-    groups: dict = defaultdict(list)
-    for r in rows:
-        groups[r[key]].append(r)
-    keys = ("bpp", "bytes", "est_bpp", "overhead_pct", *curves.METRICS)
-    return [{key: k, "images": len(g), **curves.mean_point(g, keys)} for k, g in sorted(groups.items())]
-
-
 def _sicc_section(rows: list[dict], modes: list[DecodeMode], prefix_ok: bool) -> dict:
     return {
         "label": "sicc",
         "modes": {m.name: {"spread": m.spread, "seed": m.seed} for m in modes},
         "rate": "bytes of the real file prefix returned by sicc.truncate(data, level=L), times 8 / pixels",
         "truncate_is_prefix": prefix_ok,
-        "levels": {m.name: _group_mean([r for r in rows if r["mode"] == m.name], "level") for m in modes},
+        "levels": {m.name: curves.group_mean([r for r in rows if r["mode"] == m.name], "level") for m in modes},
     }
 
 
@@ -176,7 +167,7 @@ def _baselines_section(codecs: list[Baseline], availability: dict, rows: dict[st
         ok, reason = availability[b.name]
         out[b.name] = {
             "label": b.label, "available": ok, "library": b.library, "knob": b.knob, "settings": b.settings,
-            "points": sorted(_group_mean(rows.get(b.name, []), b.knob), key=lambda p: p["bpp"] or 0.0),
+            "points": sorted(curves.group_mean(rows.get(b.name, []), b.knob), key=lambda p: p["bpp"] or 0.0),
         }
         if not ok:
             out[b.name]["reason"] = reason

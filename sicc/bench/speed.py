@@ -152,10 +152,10 @@ def sicc_cli(s: SpeedSettings, workdir: Path) -> dict:
     }
 
 
-def _jxl_encode(img: Image.Image) -> bytes:
+def _jxl_encode(img: Image.Image, effort: int = JXL_EFFORT) -> bytes:
     import imagecodecs
 
-    return bytes(imagecodecs.jpegxl_encode(np.asarray(img), distance=JXL_DISTANCE, effort=JXL_EFFORT))
+    return bytes(imagecodecs.jpegxl_encode(np.asarray(img), distance=JXL_DISTANCE, effort=effort))
 
 
 def _jxl_decode(data: bytes) -> np.ndarray:
@@ -164,9 +164,9 @@ def _jxl_decode(data: bytes) -> np.ndarray:
     return imagecodecs.jpegxl_decode(data)
 
 
-def _avif_encode(img: Image.Image) -> bytes:
+def _avif_encode(img: Image.Image, speed: int = AVIF_SPEED) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="AVIF", quality=AVIF_QUALITY, speed=AVIF_SPEED, subsampling="4:2:0")
+    img.save(buf, format="AVIF", quality=AVIF_QUALITY, speed=speed, subsampling="4:2:0")
     return buf.getvalue()
 
 
@@ -271,12 +271,10 @@ the run, and the decoders' memory is what is measured."""
 
 def _baseline_memory_files(frame: Image.Image, jxl: Path, avif: Path) -> dict:
     """Write the JPEG XL and AVIF files the decode probes read; returns the encode settings."""
-    import imagecodecs
-
     fast = frame.width * frame.height > FAST_BASELINE_PIXELS
     jxl_effort, avif_speed = (1, 10) if fast else (JXL_EFFORT, AVIF_SPEED)
-    jxl.write_bytes(bytes(imagecodecs.jpegxl_encode(np.asarray(frame), distance=JXL_DISTANCE, effort=jxl_effort)))
-    frame.save(avif, format="AVIF", quality=AVIF_QUALITY, speed=avif_speed, subsampling="4:2:0")
+    jxl.write_bytes(_jxl_encode(frame, jxl_effort))
+    avif.write_bytes(_avif_encode(frame, avif_speed))
     return {"jxl": {"distance": JXL_DISTANCE, "effort": jxl_effort},
             "avif": {"quality": AVIF_QUALITY, "speed": avif_speed, "subsampling": "4:2:0"}}
 
