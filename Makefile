@@ -1,7 +1,7 @@
 PYTHON ?= python3
 STEPS ?= 40000
 
-.PHONY: install test train pack bench bench-quick fuzz golden readme ci
+.PHONY: install test train pack gpu-bundle profile bench bench-quick fuzz golden readme ci
 
 install:  ## install sicc with training, benchmark and test extras
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -9,11 +9,17 @@ install:  ## install sicc with training, benchmark and test extras
 test:  ## the test suite (tiny models; a few smoke tests of the shipped weights)
 	$(PYTHON) -m pytest -q
 
-train:  ## continue training from the shipped weights (runs/main/checkpoint.pt, log.jsonl)
-	$(PYTHON) -m sicc.train run --init shipped --steps $(STEPS) --out runs/main
+train:  ## continue training from the shipped weights on this CPU (runs/main/checkpoint.pt, log.jsonl)
+	$(PYTHON) -m sicc.train run --init shipped --steps $(STEPS) --precision bf16 --channels-last --out runs/main
 
 pack:  ## a <= 40 MB crop pack to carry training to a GPU machine
 	$(PYTHON) -m sicc.train pack -o crops.npz
+
+gpu-bundle:  ## gpu-bundle/: the training photos and LPIPS weights a GPU burst carries (docs/training.md)
+	$(PYTHON) -m sicc.train bundle -o gpu-bundle
+
+profile:  ## where a training step's time goes on this machine (fp32 vs bf16, channels_last)
+	$(PYTHON) -m sicc.train profile
 
 bench:  ## the full Kodak benchmark: bench/results.json, bench/rd.png, README tables
 	$(PYTHON) -m sicc.bench run

@@ -70,7 +70,7 @@ def z_frequencies(z_prior) -> np.ndarray:
     values = torch.arange(-Z_BOUND, Z_BOUND + 1, dtype=torch.float32)
     channels = z_prior.quantiles.shape[0]
     with torch.no_grad():
-        likelihood, _, _ = z_prior._likelihood(values.view(1, 1, -1).repeat(channels, 1, 1))
+        likelihood = z_prior.likelihood(values.view(1, 1, -1).repeat(channels, 1, 1))
     pmf = likelihood.view(channels, -1).double().numpy()
     pmf = pmf / pmf.sum(axis=1, keepdims=True)
     total = 2**Z_FREQUENCY_BITS

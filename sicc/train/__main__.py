@@ -3,9 +3,15 @@
     python -m sicc.train run --steps 20000            # continues from the shipped weights
     python -m sicc.train run --init scratch --steps 20000
     python -m sicc.train run --resume runs/main/checkpoint.pt --steps 30000
-    python -m sicc.train pack -o crops.npz            # <= 40 MB, travels to a GPU machine
-    python -m sicc.train run --pack crops.npz --device cuda
+    python -m sicc.train run --minutes 60 --precision bf16 --channels-last   # a wall-clock budget
+    python -m sicc.train pack --photos -o photos.npz  # whole photos, <= 55 MB, for a GPU machine
+    python -m sicc.train run --pack photos.npz --device cuda --batch 16 --precision bf16
     python -m sicc.train export runs/main/checkpoint.pt -o sicc/weights/sicc-default.pt
+
+A run ends at --steps (also the end of the cosine schedule) or after --minutes,
+whichever is first, with a checkpoint; --resume continues it exactly. With
+--steps 0 and --minutes, the schedule's length is set from the measured speed
+after the first steps (and kept in the checkpoint).
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from pathlib import Path
 import torch
 
 from ..model.config import TINY, ModelConfig
-from .data import CropSampler, default_train_dir, load_folder, load_pack, write_pack
-from .loop import Trainer, TrainSettings, run
+from .data import CropSampler, default_train_dir, load_folder, load_pack, write_pack, write_photo_pack
+from .loop import Trainer, TrainSettings, load_checkpoint, run
 from .objective import LossSettings, SICTrainable
 
 
@@ -31,30 +37,66 @@ def _build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="train (or continue training) the model")
     r.add_argument("--init", default="shipped",
-                   help="'shipped' (default), 'scratch', or a weights file to start from")
+                   help="'shipped' (default), 'scratch', a weights file, or a training checkpoint "
+                        "(its network only: fresh optimizer and schedule)")
     r.add_argument("--resume", type=Path, help="checkpoint to resume exactly (optimizer, RNG, data order)")
     r.add_argument("--out", type=Path, default=Path("runs/main"), help="run folder: checkpoint.pt, log.jsonl")
     r.add_argument("--data", type=Path, default=None, help="folder of training photos")
     r.add_argument("--pack", type=Path, default=None, help="crop pack from 'pack' instead of --data")
     r.add_argument("--config", choices=["default", "tiny"], default="default")
     r.add_argument("--hidden", type=int, default=None, help="override transform width (scratch only)")
-    r.add_argument("--steps", type=int, default=1000, help="train until this global step")
+    r.add_argument("--steps", type=int, default=None,
+                   help="the last global step and the schedule's horizon (default 1000; 0 with --minutes: "
+                        "set from the measured speed; on --resume: the checkpoint's)")
+    r.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this command")
     r.add_argument("--batch", type=int, default=8)
-    r.add_argument("--crop", type=int, default=128)
-    r.add_argument("--lr", type=float, default=1e-4)
+    r.add_argument("--crop", type=int, default=256)
+    r.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
+    r.add_argument("--lr-min", type=float, default=1e-5, help="learning rate at the end of the cosine decay")
+    r.add_argument("--lr-warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
+    r.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    r.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    r.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
+    r.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: autocast for the transforms and LPIPS (rates stay float32)")
+    r.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     r.add_argument("--samples", type=int, default=1, help="M sampled details per step")
-    r.add_argument("--warmup-steps", type=int, default=0)
-    r.add_argument("--checkpoint-every", type=int, default=100)
+    r.add_argument("--warmup-steps", type=int, default=0, help="steps that train only the all-levels branch")
+    r.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint every N steps")
+    r.add_argument("--checkpoint-minutes", type=float, default=5.0, help="and every M minutes")
     r.add_argument("--device", default="cpu")
+    r.add_argument("--data-on-device", action="store_true",
+                   help="hold the photos on --device as uint8 and crop there (GPU)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--no-progress", action="store_true")
 
-    p = sub.add_parser("pack", help="pre-cut a compact crop set (JPEG q95) to carry to a GPU machine")
+    p = sub.add_parser("pack", help="a compact training set (JPEG) to carry to a GPU machine")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--data", type=Path, default=None)
-    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--photos", action="store_true",
+                   help="whole photos re-coded at the best JPEG quality that fits (default: pre-cut crops)")
+    p.add_argument("--crop", type=int, default=256, help="crop size; with --photos, the smallest side kept")
     p.add_argument("--max-mb", type=float, default=40.0)
+
+    b = sub.add_parser("bundle", help="everything a GPU burst needs that the repository lacks (see docs/training.md)")
+    b.add_argument("-o", "--output", type=Path, default=Path("gpu-bundle"))
+    b.add_argument("--data", type=Path, default=None, help="training photos (default: ../shared/data/train)")
+    b.add_argument("--crop", type=int, default=256, help="photos with a shorter side are left out")
+    b.add_argument("--limit-mb", type=float, default=64 * 1.048576,
+                   help="what may travel in all (repository + bundle), MB")
+    b.add_argument("--margin-mb", type=float, default=4.0, help="left free for the repository to grow")
+
+    f = sub.add_parser("profile", help="time a training step and its parts, fp32 vs bf16 / channels_last")
+    f.add_argument("--init", default="shipped", help="as for 'run'")
+    f.add_argument("--config", choices=["default", "tiny"], default="default")
+    f.add_argument("--hidden", type=int, default=None)
+    f.add_argument("--batch", type=int, default=8)
+    f.add_argument("--crop", type=int, default=256)
+    f.add_argument("--steps", type=int, default=8, help="profiled steps per variant (after 2 warm-up steps)")
+    f.add_argument("--device", default="cpu")
+    f.add_argument("--threads", type=int, default=None)
+    f.add_argument("--variants", default="fp32,fp32+cl,bf16,bf16+cl")
 
     e = sub.add_parser("export", help="turn a checkpoint into a shipped weights file")
     e.add_argument("checkpoint", type=Path)
@@ -72,44 +114,127 @@ def _initial_net(args: argparse.Namespace) -> SICTrainable:
     from ..model import weights
 
     path = weights.default_weights_path() if args.init == "shipped" else Path(args.init)
+    if path.suffix == ".pt" and _is_checkpoint(path):
+        state = load_checkpoint(path)
+        net = SICTrainable(ModelConfig.from_dict(state["config"]))
+        net.load_state_dict(state["net"])
+        return net
     return weights.load_trainable(path)
+
+
+def _is_checkpoint(path: Path) -> bool:
+    try:
+        return "net" in load_checkpoint(path)
+    except Exception:  # noqa: BLE001 - not a checkpoint: let the weights loader say what it is
+        return False
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.resume:
-        from .loop import load_checkpoint_config
-
-        net = SICTrainable(load_checkpoint_config(args.resume))
-    else:
-        net = _initial_net(args)
+    state = load_checkpoint(args.resume) if args.resume else None
+    net = SICTrainable(ModelConfig.from_dict(state["config"])) if state else _initial_net(args)
+    steps = args.steps
+    if steps is None:
+        steps = int(state.get("horizon") or 1000) if state else 1000
+    if steps == 0 and not args.minutes:
+        raise SystemExit("--steps 0 (set from the measured speed) needs --minutes")
     images = load_pack(args.pack) if args.pack else load_folder(args.data or default_train_dir(), args.crop)
     from .perceptual import LPIPSLoss
 
     settings = TrainSettings(
-        steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
-        device=args.device, warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
+        steps=steps, batch=args.batch, crop=args.crop, lr=args.lr, lr_min=args.lr_min, lr_warmup=args.lr_warmup,
+        schedule=args.schedule, weight_decay=args.weight_decay, clip=args.clip, seed=args.seed,
+        device=args.device, precision=args.precision, channels_last=args.channels_last,
+        warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
+        checkpoint_minutes=args.checkpoint_minutes, minutes=args.minutes,
         loss=LossSettings(samples=args.samples),
     )
-    trainer = Trainer(net, CropSampler(images, args.crop, args.batch, seed=args.seed), LPIPSLoss(), settings)
-    if args.resume:
-        trainer.load_state_dict(torch.load(args.resume, map_location=args.device, weights_only=False))
+    sampler = CropSampler(images, args.crop, args.batch, seed=args.seed,
+                          device=args.device if args.data_on_device else None)
+    trainer = Trainer(net, sampler, LPIPSLoss(), settings)
+    if state:
+        trainer.load_state_dict(state)
     print(f"training {sum(p.numel() for p in net.model.parameters()) / 1e6:.2f} M parameters "
-          f"on {len(images)} images from step {trainer.step} to {args.steps}", file=sys.stderr)
-    run(trainer, args.out / "checkpoint.pt", args.out / "log.jsonl", progress=not args.no_progress)
+          f"on {len(images)} images from step {trainer.step} to {steps or 'auto'}"
+          + (f" or {args.minutes} minutes" if args.minutes else ""), file=sys.stderr)
+    end = run(trainer, args.out / "checkpoint.pt", args.out / "log.jsonl", progress=not args.no_progress)
+    print(f"stopped at step {trainer.step} ({end.get('stopped')}); checkpoint {args.out / 'checkpoint.pt'}",
+          file=sys.stderr)
 
 
 def _cmd_pack(args: argparse.Namespace) -> None:
     images = load_folder(args.data or default_train_dir(), args.crop)
+    if args.photos:
+        quality = write_photo_pack(images, args.output, int(args.max_mb * 1e6))
+        print(f"wrote {len(images)} photos (JPEG q{quality}) to {args.output} "
+              f"({args.output.stat().st_size / 1e6:.1f} MB)")
+        return
     n = write_pack(images, args.output, args.crop, int(args.max_mb * 1e6))
     print(f"wrote {n} crops of {args.crop}px to {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)")
+
+
+def _cmd_bundle(args: argparse.Namespace) -> None:
+    import shutil
+    import subprocess
+
+    from .perceptual import BACKBONE_FILE, CALIBRATION_FILE, metric_weights_dir
+
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        tracked = subprocess.run(["git", "ls-files", "-z"], cwd=repo, capture_output=True, check=True).stdout
+        repo_bytes = sum((repo / f).stat().st_size for f in tracked.decode().split("\0") if f and (repo / f).is_file())
+    except (OSError, subprocess.CalledProcessError):
+        repo_bytes = sum(f.stat().st_size for f in (repo / "sicc").rglob("*") if f.is_file())
+    out = args.output
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "weights" / Path(CALIBRATION_FILE).parent).mkdir(parents=True)
+    metric_bytes = 0
+    for name in (BACKBONE_FILE, CALIBRATION_FILE):
+        shutil.copyfile(metric_weights_dir() / name, out / "weights" / name)
+        metric_bytes += (out / "weights" / name).stat().st_size
+    budget = int((args.limit_mb - args.margin_mb) * 1e6) - repo_bytes - metric_bytes
+    images = load_folder(args.data or default_train_dir(), args.crop)
+    quality = write_photo_pack(images, out / "photos.npz", budget)
+    manifest = {
+        "photos": len(images), "jpeg_quality": quality, "min_side": args.crop,
+        "photos_bytes": (out / "photos.npz").stat().st_size, "metric_weights_bytes": metric_bytes,
+        "repository_bytes": repo_bytes,
+    }
+    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    total = (repo_bytes + metric_bytes + manifest["photos_bytes"]) / 1e6
+    print(f"wrote {out}/: {len(images)} photos at JPEG q{quality} ({manifest['photos_bytes'] / 1e6:.1f} MB) and the "
+          f"LPIPS weights; with the repository {total:.1f} MB travel (limit {args.limit_mb:.1f} MB)")
+
+
+def _cmd_profile(args: argparse.Namespace) -> None:
+    import copy
+    import os
+
+    from .perceptual import LPIPSLoss
+    from .profile import Variant, format_table, profile_variant
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    net = _initial_net(args)
+    perceptual = LPIPSLoss()
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.rand(args.batch, 3, args.crop, args.crop, generator=gen) for _ in range(args.steps)]
+    rows = []
+    for spec in args.variants.split(","):
+        variant = Variant(spec.split("+")[0], spec.endswith("+cl"))
+        rows.append(profile_variant(copy.deepcopy(net), copy.deepcopy(perceptual), batches, variant, args.device))
+        print(f"{variant.name}: {rows[-1]['total_ms']:.0f} ms/step", file=sys.stderr)
+    print(format_table(rows, args.batch, args.crop))
+    print(f"\n{args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from ..model import weights
 
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint(args.checkpoint)
     net = SICTrainable(ModelConfig.from_dict(state["config"]))
     net.load_state_dict(state["net"])
     summary = weights.summarize_logs(args.log) if args.log else {}
@@ -125,7 +250,8 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _build_parser().parse_args(argv)
-    {"run": _cmd_run, "pack": _cmd_pack, "export": _cmd_export}[args.command](args)
+    {"run": _cmd_run, "pack": _cmd_pack, "bundle": _cmd_bundle, "profile": _cmd_profile,
+     "export": _cmd_export}[args.command](args)
 
 
 if __name__ == "__main__":

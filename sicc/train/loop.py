@@ -1,10 +1,21 @@
-"""Training loop: checkpoints that resume exactly, a plain-text log, a progress bar."""
+"""Training loop: a learning-rate schedule, a wall-clock budget, checkpoints that resume
+exactly, a plain-text log, a progress bar.
+
+A run stops at ``steps`` or when its ``minutes`` are spent, whichever comes
+first, and checkpoints every ``checkpoint_minutes`` (and every
+``checkpoint_every`` steps), at the end, and on SIGTERM/SIGINT. Several short
+commands (a GPU lease's 10-minute calls) therefore chain into one run:
+``--resume`` continues with the same optimizer state, schedule, random streams
+and data order.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,44 +25,81 @@ import torch
 from ..model.config import ModelConfig
 from .objective import LossSettings, SICTrainable, level_for_step, sic_loss
 
+PRECISIONS = ("fp32", "bf16")
+PROVISIONAL_HORIZON = 10**9  # the schedule's length while the speed is being measured
+CALIBRATION_SKIP = 5  # first steps not timed (allocation, autotuning)
+CALIBRATION_STEPS = 20  # steps timed to set the horizon
+
 
 @dataclass
 class TrainSettings:
-    steps: int = 1000
+    steps: int = 1000  # the schedule's horizon and the last step
     batch: int = 8
-    crop: int = 128
-    lr: float = 1e-4
+    crop: int = 256
+    lr: float = 1e-4  # peak learning rate
+    lr_min: float = 1e-5  # the end of the cosine decay
+    lr_warmup: int = 0  # steps of linear warm-up from 0 to ``lr``
+    schedule: str = "cosine"  # "cosine" (warm-up, then cosine to lr_min at ``steps``) or "constant"
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: plain Adam)
     clip: float = 1.0
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"  # "bf16": autocast for the transforms and LPIPS
+    channels_last: bool = False
     warmup_steps: int = 0  # steps that train only the full (all-levels) branch
     checkpoint_every: int = 100
+    checkpoint_minutes: float = 5.0
+    minutes: float | None = None  # wall-clock budget of this command (None: until ``steps``)
     loss: LossSettings = field(default_factory=LossSettings)
+
+
+def learning_rate(step: int, s: TrainSettings) -> float:
+    """The learning rate of (0-based) ``step``: linear warm-up, then cosine decay to ``lr_min``."""
+    if s.lr_warmup and step < s.lr_warmup:
+        return s.lr * (step + 1) / s.lr_warmup
+    if s.schedule == "constant":
+        return s.lr
+    span = max(s.steps - s.lr_warmup, 1)
+    t = min(max(step - s.lr_warmup, 0) / span, 1.0)
+    return s.lr_min + 0.5 * (s.lr - s.lr_min) * (1 + math.cos(math.pi * t))
 
 
 class Trainer:
     """Owns the network, optimizer, data sampler and RNG: everything a checkpoint must hold."""
 
     def __init__(self, net: SICTrainable, sampler, perceptual, settings: TrainSettings):
+        if settings.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}")
         self.settings = settings
         self.device = torch.device(settings.device)
+        self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         self.net = net.to(self.device).train()
+        self.net.model.to(memory_format=self.memory_format)
         self.sampler = sampler
-        self.perceptual = perceptual.to(self.device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=settings.lr)
+        self.perceptual = perceptual.to(self.device).to(memory_format=self.memory_format)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.generator = torch.Generator(device=self.device).manual_seed(settings.seed)
         self.step = 0
+
+    def _autocast(self):
+        if self.settings.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     # -- one step ------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         cfg = self.net.config
-        x = self.sampler.next_batch().to(self.device)
+        x = self.sampler.next_batch(self.device).contiguous(memory_format=self.memory_format)
         level = level_for_step(self.step, cfg.levels)
         loss_settings = self.settings.loss
         if self.step < self.settings.warmup_steps:
             level = cfg.levels  # warm-up: deterministic full decode only
             loss_settings = LossSettings(**{**asdict(loss_settings), "consistency": 0.0})
-        loss, terms = sic_loss(self.net, self.perceptual, x, level, loss_settings, self.generator)
+        lr = learning_rate(self.step, self.settings)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self._autocast():
+            loss, terms = sic_loss(self.net, self.perceptual, x, level, loss_settings, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.settings.clip > 0:
@@ -59,6 +107,7 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         terms["step"] = self.step
+        terms["lr"] = lr
         return terms
 
     # -- checkpoints -------------------------------------------------------------
@@ -70,53 +119,124 @@ class Trainer:
             "step": self.step,
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
             "sampler": self.sampler.state(),
+            "horizon": self.settings.steps,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, optimizer: bool = True) -> None:
         self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        self.sampler.set_state(state["sampler"])
+        if optimizer and state.get("optimizer"):
+            self.optimizer.load_state_dict(state["optimizer"])
+            for group in self.optimizer.param_groups:  # this run's settings, not the saved ones
+                group["weight_decay"] = self.settings.weight_decay
+            self.generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            if state.get("cuda_rng") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"])
+            self.sampler.set_state(state["sampler"])
 
     def save_checkpoint(self, path: Path) -> None:
         """Write atomically: a run killed mid-save keeps its previous checkpoint."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        save_checkpoint(self.state_dict(), path)
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint, read as data on the CPU: tensors, numbers and strings only (no pickled code).
+    ``Trainer.load_state_dict`` moves what it needs to the training device."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_checkpoint_config(path: Path) -> ModelConfig:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return ModelConfig.from_dict(state["config"])
+    return ModelConfig.from_dict(load_checkpoint(path)["config"])
 
 
-def run(trainer: Trainer, checkpoint: Path, log_path: Path, progress: bool = True) -> dict[str, float]:
-    """Train until ``settings.steps``; checkpoint every N steps and at the end."""
+class _StopSignal:
+    """Turns SIGTERM/SIGINT into a flag, so the loop ends at a step boundary with a checkpoint."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no signal handling
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run(trainer: Trainer, checkpoint: Path, log_path: Path, progress: bool = True,
+        until: int | None = None, clock=time.monotonic) -> dict[str, float]:
+    """Train until ``settings.steps`` (or step ``until``, which leaves the schedule alone) or the
+    wall-clock budget; checkpoint on the way and at the end.
+
+    Returns the last step's terms plus ``stopped`` ("steps", "minutes" or "signal").
+    ``clock`` (seconds) is for tests.
+    """
     from tqdm import tqdm
 
     settings = trainer.settings
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=settings.steps, initial=trainer.step, disable=not progress, dynamic_ncols=True)
-    started = time.time()
-    terms: dict[str, float] = {}
-    with open(log_path, "a") as log:
-        while trainer.step < settings.steps:
-            t0 = time.time()
+    started = last_save = clock()
+    deadline = started + settings.minutes * 60 if settings.minutes else math.inf
+    calibrate = settings.steps == 0  # horizon from the measured speed
+    if calibrate:
+        if not settings.minutes:
+            raise ValueError("steps=0 (a horizon from the measured speed) needs a minutes budget")
+        settings.steps = PROVISIONAL_HORIZON
+    calibration_start = trainer.step + CALIBRATION_SKIP
+    timed: list[float] = []
+    bar = tqdm(total=None if calibrate else settings.steps, initial=trainer.step, disable=not progress,
+               dynamic_ncols=True)
+    terms: dict = {}
+    stopped = "steps"
+    with open(log_path, "a") as log, _StopSignal() as stop:
+        while trainer.step < min(settings.steps, until or settings.steps):
+            if clock() >= deadline:
+                stopped = "minutes"
+                break
+            if stop.received is not None:
+                stopped = "signal"
+                break
+            t0 = clock()
             terms = trainer.train_step()
-            terms["seconds"] = round(time.time() - t0, 3)
-            terms["wall"] = round(time.time() - started, 1)
+            terms["seconds"] = round(clock() - t0, 4)
+            if calibrate and trainer.step > calibration_start:
+                timed.append(clock() - t0)
+                if len(timed) == CALIBRATION_STEPS:
+                    per_step = sorted(timed)[len(timed) // 2]
+                    settings.steps = trainer.step + max(1, int((deadline - clock()) / per_step * 0.97))
+                    bar.total = settings.steps
+                    calibrate = False
+            terms["wall"] = round(clock() - started, 1)
             if not math.isfinite(terms["loss"]):
                 raise FloatingPointError(f"loss is {terms['loss']} at step {trainer.step}")
-            log.write(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in terms.items()}) + "\n")
+            log.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in terms.items()}) + "\n")
             log.flush()
             bar.update(1)
             bar.set_postfix(loss=f"{terms['loss']:.3f}", bpp=f"{terms['full_bpp']:.3f}", psnr=f"{terms['full_psnr']:.2f}")
-            if trainer.step % settings.checkpoint_every == 0:
+            now = clock()
+            if trainer.step % settings.checkpoint_every == 0 or now - last_save >= settings.checkpoint_minutes * 60:
                 trainer.save_checkpoint(checkpoint)
+                last_save = now
     trainer.save_checkpoint(checkpoint)
     bar.close()
-    return terms
+    return {**terms, "stopped": stopped}

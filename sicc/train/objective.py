@@ -18,6 +18,7 @@ from torch import nn
 
 from ..model.config import ModelConfig
 from ..model.sic import SICModel, gaussian_likelihood, scales_from_log, ste_round
+from .prior import FactorizedPrior
 
 
 @dataclass(frozen=True)
@@ -42,18 +43,26 @@ def level_for_step(step: int, levels: int) -> int:
 
 
 class SICTrainable(nn.Module):
-    """The model plus the factorized prior of ``z`` (CompressAI's EntropyBottleneck)."""
+    """The model plus the factorized prior of ``z``."""
 
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
-        from compressai.entropy_models import EntropyBottleneck
-
         self.model = SICModel(config)
-        self.z_prior = EntropyBottleneck(config.hyper)
+        self.z_prior = FactorizedPrior(config.hyper)
 
     @property
     def config(self) -> ModelConfig:
         return self.model.config
+
+
+def _part(name: str):
+    """A labelled region for ``python -m sicc.train profile`` (free when not profiling)."""
+    return torch.profiler.record_function(name)
+
+
+def _full_precision(x: torch.Tensor):
+    """A region where autocast is off (float32 arithmetic) on ``x``'s device."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 def _bits(likelihoods: torch.Tensor) -> torch.Tensor:
@@ -68,7 +77,13 @@ def sic_loss(
     settings: LossSettings,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """One step's loss and its terms (floats, for the log)."""
+    """One step's loss and its terms (floats, for the log).
+
+    Under autocast (bf16) only the transforms g_a, g_s and the perceptual
+    network run in reduced precision; the hyperprior, the entropy parameters,
+    the detail sampling and every rate term run in float32, as the exact
+    integer decoder will.
+    """
     model, cfg = net.model, net.config
     b, _, h, w = x.shape
     pixels = b * h * w
@@ -76,21 +91,24 @@ def sic_loss(
     def uniform(shape: tuple[int, ...]) -> torch.Tensor:
         return torch.rand(shape, generator=generator, device=x.device) * 2 - 1
 
-    y = model.g_a(x)
-    z = model.h_a(y)
-    _, z_likelihoods = net.z_prior(z)
-    z_bits = _bits(z_likelihoods).sum() / pixels
-    hyper = model.h_s(ste_round(z))
-
-    y_hat = ste_round(y)
-    means, log_scales = model.entropy_parameters(y_hat, hyper)
-    y_noisy = y + uniform(tuple(y.shape)) * 0.5
+    with _part("g_a"):
+        y = model.g_a(x).float()
+    with _full_precision(x), _part("hyperprior + entropy parameters"):
+        z = model.h_a(y)
+        _, z_likelihoods = net.z_prior(z)
+        z_bits = _bits(z_likelihoods).sum() / pixels
+        hyper = model.h_s(ste_round(z))
+        y_hat = ste_round(y)
+        means, log_scales = model.entropy_parameters(y_hat, hyper)
+        y_noisy = y + uniform(tuple(y.shape)) * 0.5
     y_bits = _bits(gaussian_likelihood(y_noisy, means, scales_from_log(log_scales)))
     bits_per_level = y_bits.reshape(b, cfg.levels, -1).sum(dim=(0, 2)) / pixels
 
-    x_full = model.g_s(y_hat)
+    with _part("g_s"):
+        x_full = model.g_s(y_hat).float()
     full_mse = F.mse_loss(x_full, x)
-    full_lpips = perceptual(x_full, x)
+    with _part("LPIPS"):
+        full_lpips = perceptual(x_full, x)
     full_rate = bits_per_level.sum() + z_bits
     loss_full = settings.full_mse * full_mse + settings.full_lpips * full_lpips + settings.full_rate * full_rate
 
@@ -99,11 +117,15 @@ def sic_loss(
     level_rate = bits_per_level[:level].sum() + z_bits
     mse_l = lpips_l = cons_l = x.new_zeros(())
     for _ in range(settings.samples):
-        latent = model.sample_details(coded, hyper, settings.spread, uniform)
-        x_level = model.g_s(latent)
+        with _full_precision(x), _part("detail sampling"):
+            latent = model.sample_details(coded, hyper, settings.spread, uniform)
+        with _part("g_s"):
+            x_level = model.g_s(latent).float()
         mse_l = mse_l + F.mse_loss(x_level, x) / settings.samples
-        lpips_l = lpips_l + perceptual(x_level, x) / settings.samples
-        cons_l = cons_l + F.mse_loss(model.g_a(x_level), latent.detach()) / settings.samples
+        with _part("LPIPS"):
+            lpips_l = lpips_l + perceptual(x_level, x) / settings.samples
+        with _part("consistency re-encode (g_a)"):
+            cons_l = cons_l + F.mse_loss(model.g_a(x_level).float(), latent.detach()) / settings.samples
     loss_level = lam_d * mse_l + lam_p * lpips_l + lam_r * level_rate
     loss = 0.5 * loss_full + 0.5 * loss_level + settings.consistency * cons_l
 

@@ -1,25 +1,39 @@
-"""LPIPS-alex built offline from the backbone weights in shared/data/weights.
+"""LPIPS-alex (v0.1), the perceptual term of the training loss, in plain torch.
 
-The ``lpips`` package would download AlexNet through torchvision; here the
-network is built with random weights and the ImageNet conv weights are loaded
-from ``alexnet_features.pth`` (torchvision layout). The calibration layers
-come from the ``lpips`` wheel itself.
+Built from two local files in the metric-weights folder (``../shared/data/weights``
+or ``$SICC_METRIC_WEIGHTS``): the AlexNet conv weights (``alexnet_features.pth``,
+torchvision layout) and the LPIPS calibration layers (``lpips_v0.1/alex.pth``).
+No ``lpips`` package and no download, so the same code runs on a GPU machine
+that has only torch. ``tests/test_train_fast.py`` checks it against the
+``lpips`` package where that is installed.
+
+Under bf16 autocast the convolutions run in bf16 and the feature normalisation
+in float32.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-_ALEX_SLICES = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12))
+# (in, out, kernel, stride, padding) of AlexNet's five conv layers; a 3x3/2 max pool
+# precedes layers 2 and 3. LPIPS taps the ReLU output of every layer.
+_ALEX_CONVS = ((3, 64, 11, 4, 2), (64, 192, 5, 1, 2), (192, 384, 3, 1, 1), (384, 256, 3, 1, 1), (256, 256, 3, 1, 1))
+_ALEX_FEATURE_INDEX = (0, 3, 6, 8, 10)  # their index in torchvision's ``alexnet().features``
+_POOL_BEFORE = (False, True, True, False, False)
+_SHIFT = (-0.030, -0.088, -0.188)
+_SCALE = (0.458, 0.448, 0.450)
+
+BACKBONE_FILE = "alexnet_features.pth"
+CALIBRATION_FILE = "lpips_v0.1/alex.pth"
 
 
 def metric_weights_dir() -> Path:
-    """Where the metric backbones live: $SICC_METRIC_WEIGHTS or ../shared/data/weights."""
+    """Where the metric weights live: $SICC_METRIC_WEIGHTS or ../shared/data/weights."""
     env = os.environ.get("SICC_METRIC_WEIGHTS")
     if env:
         return Path(env)
@@ -27,20 +41,85 @@ def metric_weights_dir() -> Path:
     return repo.parent / "shared" / "data" / "weights"
 
 
+class LPIPSAlex(nn.Module):
+    """LPIPS v0.1 with the AlexNet backbone; inputs in [-1, 1], output (N,) distances."""
+
+    def __init__(self, weights_dir: Path | None = None):
+        super().__init__()
+        weights_dir = Path(weights_dir or metric_weights_dir())
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, k, stride=s, padding=p) for i, o, k, s, p in _ALEX_CONVS)
+        self.lins = nn.ModuleList(nn.Conv2d(o, 1, 1, bias=False) for _, o, *_ in _ALEX_CONVS)
+        self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
+        self._load(weights_dir)
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def _load(self, weights_dir: Path) -> None:
+        backbone, calibration = weights_dir / BACKBONE_FILE, weights_dir / CALIBRATION_FILE
+        for f in (backbone, calibration):
+            if not f.is_file():
+                raise FileNotFoundError(f"LPIPS weights not found: {f} (set SICC_METRIC_WEIGHTS)")
+        features = torch.load(backbone, map_location="cpu", weights_only=True)
+        lins = torch.load(calibration, map_location="cpu", weights_only=True)
+        with torch.no_grad():
+            for conv, index in zip(self.convs, _ALEX_FEATURE_INDEX):
+                conv.weight.copy_(features[f"features.{index}.weight"].float())
+                conv.bias.copy_(features[f"features.{index}.bias"].float())
+            for k, lin in enumerate(self.lins):
+                lin.weight.copy_(lins[f"lin{k}.model.1.weight"].float())
+
+    def train(self, mode: bool = True) -> "LPIPSAlex":
+        return super().train(False)  # frozen metric: always in eval mode
+
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        n = x0.shape[0]
+        h = (torch.cat([x0, x1]) - self.shift) / self.scale
+        total = x0.new_zeros(n, dtype=torch.float32)
+        for conv, lin, pool in zip(self.convs, self.lins, _POOL_BEFORE):
+            if pool:
+                h = F.max_pool2d(h, 3, 2)
+            h = F.relu(conv(h))
+            f = h.float()
+            f = f / (f.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+            diff = (f[:n] - f[n:]).square()
+            total = total + lin(diff).float().mean(dim=(1, 2, 3))
+        return total
+
+
+class LPIPSLoss(nn.Module):
+    """LPIPS-alex on images in [0, 1], averaged over the batch."""
+
+    def __init__(self, weights_dir: Path | None = None):
+        super().__init__()
+        self.metric = LPIPSAlex(weights_dir)
+
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.metric(x_hat * 2 - 1, x * 2 - 1).mean()
+
+
+# -- the benchmark's reference metric ------------------------------------------------------
+_LPIPS_SLICES = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12))
+
+
 def _alex_slice_key(feature_key: str) -> str:
     """Map torchvision's ``features.N.weight`` to lpips' ``net.sliceK.N.weight``."""
     _, index, name = feature_key.split(".")
     i = int(index)
-    k = next(s for s, (lo, hi) in enumerate(_ALEX_SLICES, 1) if lo <= i < hi)
+    k = next(s for s, (lo, hi) in enumerate(_LPIPS_SLICES, 1) if lo <= i < hi)
     return f"net.slice{k}.{i}.{name}"
 
 
 def load_lpips_alex(weights_dir: Path | None = None) -> nn.Module:
-    """An ``lpips.LPIPS(net='alex')`` with every weight loaded from local files; eval, frozen."""
+    """The ``lpips`` package's ``LPIPS(net='alex')`` with every weight loaded from local files
+    (eval, frozen): the benchmark measures with the reference implementation."""
+    import warnings
+
     import lpips
 
-    weights_dir = weights_dir or metric_weights_dir()
-    backbone_file = weights_dir / "alexnet_features.pth"
+    weights_dir = Path(weights_dir or metric_weights_dir())
+    backbone_file = weights_dir / BACKBONE_FILE
     if not backbone_file.is_file():
         raise FileNotFoundError(f"LPIPS backbone not found: {backbone_file} (set SICC_METRIC_WEIGHTS)")
     with warnings.catch_warnings():
@@ -56,14 +135,3 @@ def load_lpips_alex(weights_dir: Path | None = None) -> nn.Module:
     for p in metric.parameters():
         p.requires_grad_(False)
     return metric
-
-
-class LPIPSLoss(nn.Module):
-    """LPIPS-alex on images in [0, 1], averaged over the batch."""
-
-    def __init__(self, weights_dir: Path | None = None):
-        super().__init__()
-        self.metric = load_lpips_alex(weights_dir)
-
-    def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.metric(x_hat * 2 - 1, x * 2 - 1).mean()

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# A GPU training burst, in commands of at most 10 minutes each (docs/training.md).
+#
+# On the GPU machine, from the repository root, with gpu-bundle/ carried
+# (made here by `make gpu-bundle`):
+#   scripts/gpu-burst.sh start MINUTES [TRAIN ARGS...]   train in the background (setsid) for MINUTES
+#   scripts/gpu-burst.sh resume MINUTES [TRAIN ARGS...]  the same, continuing gpu-bundle/checkpoint.pt
+#   scripts/gpu-burst.sh watch [SECONDS]                 wait (default 540 s) or until training ends
+# start/resume watch too (SICC_WATCH seconds, default 540). Every command ends by
+# copying the latest checkpoint (split in 15 MB parts), the log and a status file
+# to $OUT. Back here:
+#   scripts/gpu-burst.sh join DIR [RUN]                  parts in DIR -> RUN/checkpoint.pt + log.jsonl
+# Environment: SICC_DEVICE (default cuda), SICC_BUNDLE (default gpu-bundle),
+# SICC_BURST_STATE (default /tmp/sicc-burst), OUT (default $SICC_BURST_STATE/out).
+set -uo pipefail
+
+usage() { sed -n '2,17p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || usage
+cmd=$1; shift
+
+BUNDLE=${SICC_BUNDLE:-gpu-bundle}
+case $BUNDLE in /*) ;; *) BUNDLE=$PWD/$BUNDLE ;; esac
+STATE=${SICC_BURST_STATE:-/tmp/sicc-burst}
+OUT=${OUT:-$STATE/out}
+DEVICE=${SICC_DEVICE:-cuda}
+PYTHON=${PYTHON:-python3}
+RUN=$STATE/run
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export SICC_METRIC_WEIGHTS=${SICC_METRIC_WEIGHTS:-$BUNDLE/weights}
+export PYTHONUNBUFFERED=1
+
+running() { [ -f "$STATE/pid" ] && kill -0 "$(cat "$STATE/pid")" 2>/dev/null; }
+
+collect() {
+    mkdir -p "$OUT"
+    if [ -f "$RUN/checkpoint.pt" ]; then
+        cp "$RUN/checkpoint.pt" "$STATE/snapshot.pt"  # the trainer replaces the file atomically
+        split -b 15000000 -d "$STATE/snapshot.pt" "$OUT/checkpoint.pt.part"
+    fi
+    [ -f "$RUN/log.jsonl" ] && gzip -c "$RUN/log.jsonl" > "$OUT/log.jsonl.gz"
+    {
+        echo "running: $(running && echo yes || echo no)"
+        echo "last log line: $(tail -n 1 "$RUN/log.jsonl" 2>/dev/null | cut -c1-400)"
+        echo "--- train.out (tail)"; tail -n 15 "$STATE/train.out" 2>/dev/null
+        if command -v nvidia-smi >/dev/null; then
+            nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv
+        fi
+    } | tee "$OUT/status.txt"
+    return 0
+}
+
+watch() {
+    local seconds=${1:-${SICC_WATCH:-540}} waited=0
+    while [ "$waited" -lt "$seconds" ] && running; do sleep 5; waited=$((waited + 5)); done
+    collect
+}
+
+launch() {
+    local minutes=${1:?minutes} steps=$2; shift 2
+    mkdir -p "$STATE" "$RUN"
+    if running; then echo "a burst is already running (pid $(cat "$STATE/pid"))" >&2; watch; exit 0; fi
+    "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+    [ -f "$BUNDLE/photos.npz" ] || { echo "no $BUNDLE/photos.npz: make gpu-bundle, and carry it" >&2; exit 2; }
+    local data_on_device=()
+    [ "$DEVICE" != cpu ] && data_on_device=(--data-on-device)
+    setsid nohup "$PYTHON" -m sicc.train run --pack "$BUNDLE/photos.npz" --device "$DEVICE" "${data_on_device[@]}" \
+        --batch 16 --crop 256 --precision bf16 --channels-last \
+        --lr 1e-4 --lr-warmup 500 --lr-min 1e-5 ${steps:+--steps "$steps"} --minutes "$minutes" --checkpoint-minutes 2 \
+        --no-progress --out "$RUN" "$@" > "$STATE/train.out" 2>&1 < /dev/null &
+    echo $! > "$STATE/pid"
+    echo "started pid $(cat "$STATE/pid") for $minutes minutes on $DEVICE"
+    watch
+}
+
+case $cmd in
+    start) minutes=${1:?minutes}; shift; launch "$minutes" 0 "$@" ;;  # horizon from the measured speed
+    resume)  # the checkpoint's horizon (SICC_HORIZON overrides)
+        [ -f "$BUNDLE/checkpoint.pt" ] || { echo "no $BUNDLE/checkpoint.pt to resume (join the parts first)" >&2; exit 2; }
+        minutes=${1:?minutes}; shift
+        launch "$minutes" "${SICC_HORIZON:-}" --resume "$BUNDLE/checkpoint.pt" "$@" ;;
+    watch) watch "$@" ;;
+    join)
+        dir=${1:?folder with checkpoint.pt.part* from the GPU machine}; run=${2:-runs/gpu}
+        mkdir -p "$run"
+        cat "$dir"/checkpoint.pt.part* > "$run/checkpoint.pt.tmp" && mv "$run/checkpoint.pt.tmp" "$run/checkpoint.pt"
+        [ -f "$dir/log.jsonl.gz" ] && gunzip -c "$dir/log.jsonl.gz" > "$run/log.jsonl"
+        echo "$run/checkpoint.pt: $(stat -c %s "$run/checkpoint.pt") bytes" ;;
+    *) usage ;;
+esac

@@ -1,0 +1,80 @@
+"""The GPU burst, rehearsed on the CPU with the tiny model: bundle -> scripts/gpu-burst.sh start
+(stops on its wall-clock budget) -> join -> resume -> join -> export -> weights that decode.
+
+This is the exact path a lent GPU runs (docs/training.md), with SICC_DEVICE=cpu.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import SHARED, synthetic_image
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "gpu-burst.sh"
+
+pytestmark = pytest.mark.skipif(not (SHARED / "weights" / "alexnet_features.pth").is_file(),
+                                reason="metric weights absent (../shared/data/weights)")
+
+
+def _burst(args: list[str], env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["bash", str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def _tiny_args() -> list[str]:
+    return ["--config", "tiny", "--init", "scratch", "--batch", "2", "--crop", "64", "--threads", "1",
+            "--lr-warmup", "5"]
+
+
+def test_gpu_burst_path_on_cpu(tmp_path):
+    import torch
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_image(80, 112, seed=i)).save(photos / f"p{i}.png")
+    bundle = tmp_path / "bundle"
+    subprocess.run([sys.executable, "-m", "sicc.train", "bundle", "-o", str(bundle), "--data", str(photos),
+                    "--crop", "64"], cwd=REPO, check=True, capture_output=True)
+    assert (bundle / "photos.npz").is_file() and (bundle / "weights" / "alexnet_features.pth").is_file()
+
+    env = {**os.environ, "SICC_BUNDLE": str(bundle), "SICC_DEVICE": "cpu", "PYTHON": sys.executable,
+           "SICC_BURST_STATE": str(tmp_path / "state"), "OUT": str(tmp_path / "out1"), "SICC_WATCH": "120",
+           "OMP_NUM_THREADS": "1"}
+    first = _burst(["start", "0.1", *_tiny_args()], env)
+    assert "stopped at step" in first.stdout and "running: no" in first.stdout
+    parts = sorted((tmp_path / "out1").glob("checkpoint.pt.part*"))
+    assert parts and (tmp_path / "out1" / "log.jsonl.gz").is_file()
+
+    # Back "here": join the parts into the bundle, then a fresh machine resumes from them.
+    _burst(["join", str(tmp_path / "out1"), str(bundle)], env)
+    step = torch.load(bundle / "checkpoint.pt", map_location="cpu", weights_only=True)["step"]
+    assert step > 0
+    env2 = {**env, "SICC_BURST_STATE": str(tmp_path / "state2"), "OUT": str(tmp_path / "out2"),
+            "SICC_HORIZON": str(step + 4)}
+    _burst(["resume", "1", "--threads", "1", "--batch", "2", "--crop", "64"], env2)
+    _burst(["join", str(tmp_path / "out2"), str(tmp_path / "run")], env2)
+    resumed = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert resumed["step"] == step + 4
+
+    weights = tmp_path / "burst-weights"
+    done = subprocess.run([sys.executable, "-m", "sicc.train", "export", str(tmp_path / "run" / "checkpoint.pt"),
+                           "-o", str(weights), "--log", str(tmp_path / "run" / "log.jsonl")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    import sicc
+
+    exported = next(p for p in tmp_path.iterdir() if p.name.startswith("burst-weights"))
+    codec = sicc.Codec.load(exported)
+    data = codec.encode(synthetic_image(64, 64, seed=5))
+    (image,) = codec.decode(data, spread=0)
+    assert image.size == (64, 64)

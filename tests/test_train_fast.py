@@ -1,0 +1,156 @@
+"""The training stack without CompressAI or lpips: the factorized prior, LPIPS-alex in torch,
+the learning-rate schedule, bf16 autocast, and the wall-clock budget with exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sicc.model.config import TINY
+from sicc.train.loop import Trainer, TrainSettings, learning_rate, load_checkpoint, run
+from sicc.train.objective import LossSettings, SICTrainable, sic_loss
+from sicc.train.prior import FactorizedPrior
+from tests.conftest import SHARED
+
+
+class _L1Perceptual(torch.nn.Module):
+    def forward(self, a, b):
+        return (a - b).abs().mean()
+
+
+class _RandomCrops:
+    def __init__(self, seed: int = 0, size: int = 64):
+        self.rng, self.size = np.random.default_rng(seed), size
+
+    def next_batch(self, device=None) -> torch.Tensor:
+        return torch.from_numpy(self.rng.random((2, 3, self.size, self.size), dtype=np.float32))
+
+    def state(self):
+        return self.rng.bit_generator.state
+
+    def set_state(self, state) -> None:
+        self.rng.bit_generator.state = state
+
+
+def test_factorized_prior_is_a_distribution_over_the_integers():
+    torch.manual_seed(0)
+    prior = FactorizedPrior(4)
+    values = torch.arange(-200, 201, dtype=torch.float32).view(1, 1, -1).repeat(4, 1, 1)
+    total = prior.likelihood(values).sum(dim=-1)
+    assert torch.allclose(total, torch.ones_like(total), atol=1e-4)
+    z = torch.randn(2, 4, 3, 5) * 4
+    prior.eval()
+    z_hat, lik = prior(z)
+    assert torch.equal(z_hat, torch.round(z)) and lik.shape == z.shape and float(lik.detach().min()) >= 1e-9
+    prior.train()
+    z_noisy, _ = prior(z)
+    assert float((z_noisy - z).abs().max()) <= 0.5 and not torch.equal(z_noisy, z)
+
+
+def test_factorized_prior_loads_the_shipped_state_and_matches_compressai():
+    """Same state-dict keys as CompressAI's EntropyBottleneck, and the same likelihoods."""
+    from sicc.model.weights import default_weights_path
+
+    path = default_weights_path()
+    if path.suffix == ".pt":
+        state = torch.load(path, map_location="cpu", weights_only=True)["z_prior"]
+        FactorizedPrior(64).load_state_dict(state, strict=True)
+    compressai = pytest.importorskip("compressai.entropy_models")
+    torch.manual_seed(3)
+    reference = compressai.EntropyBottleneck(8)
+    ours = FactorizedPrior(8)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    values = torch.linspace(-30, 30, 121).view(1, 1, -1).repeat(8, 1, 1)
+    assert torch.allclose(ours.likelihood(values), reference._likelihood(values)[0], atol=1e-7)
+
+
+@pytest.mark.skipif(not (SHARED / "weights" / "alexnet_features.pth").is_file(), reason="metric weights absent")
+def test_lpips_alex_in_torch_matches_the_lpips_package():
+    from sicc.train.perceptual import LPIPSAlex, load_lpips_alex
+
+    pytest.importorskip("lpips")
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 80, 96) * 2 - 1
+    y = (x + 0.2 * torch.randn_like(x)).clamp(-1, 1)
+    ours = LPIPSAlex()(x, y)
+    reference = load_lpips_alex()(x, y).flatten()
+    assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-6), (ours, reference)
+    assert float(LPIPSAlex()(x, x).abs().max()) < 1e-6
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    s = TrainSettings(steps=1000, lr=1e-3, lr_min=1e-5, lr_warmup=100)
+    assert learning_rate(0, s) == pytest.approx(1e-5) and learning_rate(99, s) == pytest.approx(1e-3)
+    assert learning_rate(100, s) == pytest.approx(1e-3)
+    assert learning_rate(550, s) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert learning_rate(1000, s) == pytest.approx(1e-5) and learning_rate(5000, s) == pytest.approx(1e-5)
+    rates = [learning_rate(i, s) for i in range(100, 1001, 50)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert learning_rate(700, TrainSettings(steps=1000, lr=2e-4, schedule="constant")) == 2e-4
+
+
+def test_bf16_autocast_keeps_the_rate_terms_in_float32():
+    torch.manual_seed(0)
+    net = SICTrainable(TINY)
+    x = torch.rand(2, 3, 64, 64)
+    gen = torch.Generator().manual_seed(0)
+    full, _ = sic_loss(net, _L1Perceptual(), x, 5, LossSettings(), gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gen = torch.Generator().manual_seed(0)
+        half, terms = sic_loss(net, _L1Perceptual(), x, 5, LossSettings(), gen)
+    assert half.dtype == torch.float32 and math.isfinite(half.item())
+    assert half.item() == pytest.approx(full.item(), rel=0.05)
+    half.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def _budget_trainer(seed=0, **kw):
+    torch.manual_seed(seed)
+    settings = TrainSettings(lr=1e-3, seed=seed, lr_warmup=2, checkpoint_every=10**6, **kw)
+    return Trainer(SICTrainable(TINY), _RandomCrops(seed), _L1Perceptual(), settings)
+
+
+def test_a_budget_stops_the_run_and_resume_continues_it_exactly(tmp_path):
+    straight = _budget_trainer(steps=6)
+    run(straight, tmp_path / "a.pt", tmp_path / "a.jsonl", progress=False)
+    assert straight.step == 6
+
+    first = _budget_trainer(steps=6, minutes=1e-9)  # the budget is spent before the first step
+    end = run(first, tmp_path / "b.pt", tmp_path / "b.jsonl", progress=False)
+    assert end["stopped"] == "minutes" and first.step == 0 and (tmp_path / "b.pt").is_file()
+    first.settings.minutes = None
+    run(first, tmp_path / "b.pt", tmp_path / "b.jsonl", progress=False, until=3)
+    resumed = _budget_trainer(seed=9, steps=6)  # other init, other data seed: all must come from the checkpoint
+    state = load_checkpoint(tmp_path / "b.pt")
+    assert state["step"] == 3 and state["horizon"] == 6
+    resumed.load_state_dict(state)
+    end = run(resumed, tmp_path / "b.pt", tmp_path / "b.jsonl", progress=False)
+    assert end["stopped"] == "steps" and resumed.step == 6
+    for (name, a), (_, b) in zip(straight.net.state_dict().items(), resumed.net.state_dict().items()):
+        assert torch.equal(a, b), name
+    log = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6] and "lr" in log[0]
+
+
+class _FakeClock:
+    """Every reading is ``tick`` seconds after the previous one."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_horizon_from_measured_speed(tmp_path):
+    # The loop reads the clock about 4 times a step: a step "takes" about 2 s of a 2-minute budget.
+    trainer = _budget_trainer(steps=0, minutes=2)
+    end = run(trainer, tmp_path / "c.pt", tmp_path / "c.jsonl", progress=False, clock=_FakeClock(0.5))
+    horizon = load_checkpoint(tmp_path / "c.pt")["horizon"]
+    assert 40 < horizon < 75, horizon  # set from the speed, not the provisional 10**9
+    assert end["stopped"] in ("steps", "minutes") and trainer.step <= horizon
