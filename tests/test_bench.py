@@ -55,7 +55,8 @@ def bench_run(tiny_weights, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("bench")
     args = ["--quick", "--images", "1", "--crop", "192", "--levels", "1,2,4,8,16", "--idempotence-levels", "8",
             "--generations", "1", "--weights", str(tiny_weights), "--threads", "1",
-            "--device", "cpu", "--codecs", "jpeg,webp", "--skip-speed", "--no-progress", "--out", str(out)]
+            "--device", "cpu", "--codecs", "jpeg,webp", "--skip-speed", "--no-progress", "--out", str(out),
+            "--baseline-cache", str(out / "baseline-cache.json")]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out, json.loads((out / "results.json").read_text())
@@ -259,3 +260,47 @@ def test_previous_model_table_compares_on_common_images_only():
     row = next(line for line in text.splitlines() if line.startswith("| 0.5 |"))
     assert row.split("|")[2:4] == [" 0.200 ", " 0.100 "]  # DISTS previous, now (image b left out)
     assert "| 0.2 | – | – |" not in text  # 0.2 bpp lies on both curves
+
+
+def test_baseline_rows_are_measured_once_then_reused(tmp_path):
+    """The cache key holds the codec's library and settings, the point and the image's pixels."""
+    from PIL import Image
+
+    from sicc.bench.baselines import Baseline
+    from sicc.bench.cache import BaselineCache, image_digest
+    from sicc.bench.images import BenchImage
+    from sicc.bench.runner import _baseline_image
+    from tests.conftest import synthetic_image
+
+    calls = []
+
+    def roundtrip(img, q):
+        calls.append(q)
+        return bytes(int(q)), img
+
+    class _Metrics:
+        def compare(self, ref, decoded):
+            return {"psnr": float(len(calls)), "ms_ssim": 1.0, "lpips": 0.0, "dists": 0.0}
+
+    codec = Baseline("fake", "Fake", "quality", (10, 20), (10,), roundtrip, "fake 1.0", {"mode": 1})
+    img = BenchImage("a", Image.fromarray(synthetic_image(16, 16, seed=1)))
+    cache = BaselineCache(tmp_path / "cache.json")
+    first = _baseline_image(codec, _Metrics(), img, None, False, cache)
+    assert calls == [10, 20] and cache.misses == 2
+    cache.save()
+    again = BaselineCache(tmp_path / "cache.json")
+    second = _baseline_image(codec, _Metrics(), img, None, False, again)
+    assert calls == [10, 20] and again.hits == 2 and second == first
+    assert second[0]["image_sha256"] == image_digest(img.image)
+    other_settings = Baseline("fake", "Fake", "quality", (10,), (10,), roundtrip, "fake 1.0", {"mode": 2})
+    _baseline_image(other_settings, _Metrics(), img, None, False, again)
+    other_pixels = BenchImage("a", Image.fromarray(synthetic_image(16, 16, seed=2)))
+    _baseline_image(codec, _Metrics(), other_pixels, None, False, again)
+    assert calls == [10, 20, 10, 10, 20]
+
+    results = {"settings": {"crop": None}, "baselines": {"fake": {"library": "fake 1.0", "settings": {"mode": 1},
+                                                                  "knob": "quality"}},
+               "per_image": {"baselines": {"fake": first}}}
+    seeded = BaselineCache(tmp_path / "empty.json")
+    assert seeded.seed_from_results(results, {"a": image_digest(other_pixels.image)}) == 0
+    assert seeded.seed_from_results(results, {"a": image_digest(img.image)}) == 2

@@ -58,6 +58,10 @@ _RUN_OPTIONS = [
     click.option("--speed-repeats", type=int, default=3, show_default=True),
     click.option("--memory-sizes", type=_sizes, default="3840x2160,16384x16384", show_default=True,
                  help="Frame sizes for the peak-memory measurement."),
+    click.option("--fresh-baselines", is_flag=True,
+                 help="Measure every baseline again instead of reusing cached rows."),
+    click.option("--baseline-cache", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                 help="Baseline cache file (default: $SICC_BENCH_CACHE or ~/.cache/sicc/bench-baselines.json)."),
     click.option("--no-progress", is_flag=True, help="No progress bar."),
 ]
 
@@ -83,7 +87,8 @@ def main(ctx: click.Context, **options) -> None:
 def run(quick: bool, n_images: int | None, images_dir: Path | None, levels: str | None, crop: int | None,
         out_dir: Path | None, weights: Path | None, device: str, threads: int | None, codecs: str, spread: float,
         synonymy_images: int, idempotence_levels: str, generations: int, skip_speed: bool, skip_memory: bool,
-        speed_images: int, speed_repeats: int, memory_sizes: tuple[tuple[int, int], ...], no_progress: bool) -> None:
+        speed_images: int, speed_repeats: int, memory_sizes: tuple[tuple[int, int], ...], fresh_baselines: bool,
+        baseline_cache: Path | None, no_progress: bool) -> None:
     """Run the benchmark: results.json and rd.png in --out."""
     import torch
 
@@ -93,7 +98,8 @@ def run(quick: bool, n_images: int | None, images_dir: Path | None, levels: str 
         threads=threads, spread=spread, codecs=tuple(c.strip() for c in codecs.split(",") if c.strip()),
         synonymy_images=synonymy_images, idempotence_levels=_ints(idempotence_levels), generations=generations,
         skip_speed=skip_speed, skip_memory=skip_memory, speed_images=speed_images, speed_repeats=speed_repeats,
-        memory_sizes=memory_sizes, progress=not no_progress,
+        memory_sizes=memory_sizes, progress=not no_progress, reuse_baselines=not fresh_baselines,
+        baseline_cache=baseline_cache,
     )
     if images_dir is not None:
         config.images_dir = images_dir
@@ -110,6 +116,63 @@ def run(quick: bool, n_images: int | None, images_dir: Path | None, levels: str 
 
     figure = plot_rd(read_results(json_path), out_dir / "rd.png")
     click.echo(f"wrote {json_path} and {figure} in {results['duration_s']:.0f} s")
+
+
+@main.command()
+@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="Model weights file to score (default: the shipped model).")
+@click.option("--images", "n_images", type=int, default=None, help="Use the first N Kodak images (default: all 24).")
+@click.option("--levels", default=None, help="Comma-separated levels (default: all).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs/score"),
+              show_default=True, help="Where results.json goes (never bench/).")
+@click.option("--threads", type=int, default=None, help="torch threads for the metrics.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def score(weights: Path | None, n_images: int | None, levels: str | None, out_dir: Path, threads: int | None,
+          no_progress: bool) -> None:
+    """Score a model in minutes: deterministic decodes of real files on Kodak, baselines from the cache.
+
+    Prints DISTS, LPIPS and PSNR at 0.1-0.5 bpp beside JPEG, AVIF and the model of bench/results.json.
+    """
+    config = BenchConfig(images=n_images, weights=weights, levels=_ints(levels) if levels else None,
+                         threads=threads, modes=("det",), synonymy_images=0, skip_speed=True, skip_memory=True,
+                         progress=not no_progress)
+    results = run_bench(config, command="python -m sicc.bench score " + shlex.join(sys.argv[2:]))
+    json_path = write_results(results, out_dir / "results.json")
+    reference_path = default_out_dir() / "results.json"
+    reference = read_results(reference_path) if reference_path.is_file() else None
+    click.echo(score_table(results, reference))
+    cache = results.get("baselines_cache", {})
+    click.echo(f"\nwrote {json_path} in {results['duration_s']:.0f} s "
+               f"(baseline rows reused {cache.get('reused_rows', 0)}, measured {cache.get('measured_rows', 0)})")
+
+
+def score_table(results: dict, reference: dict | None) -> str:
+    """Matched-rate table of a score run, beside JPEG, AVIF and the committed results' model."""
+    from . import curves
+
+
+    targets = curves.TARGET_BPPS
+    at = results["matched"]["at_targets"]
+    rows = [("sicc (det), model " + str(results["model"]["id"]), at["sicc_det"])]
+    if reference is not None:
+        names = {r["image"] for r in results["per_image"]["sicc"]}
+        ref_rows = [r for r in reference["per_image"]["sicc"] if r["mode"] == "det" and r["image"] in names]
+        ref_curve = curves.group_mean(ref_rows, "level")
+        rows.append((f"sicc (det), model {reference['model']['id']} (bench/results.json, same images)",
+                     curves.matched(ref_curve, targets)))
+    for name in ("jpeg", "avif"):
+        if name in at:
+            rows.append((results["matched"]["labels"][name], at[name]))
+    lines = []
+    for metric in ("dists", "lpips", "psnr"):
+        lines.append(f"| {metric} | " + " | ".join(f"{t} bpp" for t in targets) + " |")
+        lines.append("|---" * (len(targets) + 1) + "|")
+        for label, points in rows:
+            digits = 2 if metric == "psnr" else 3
+            cells = ("–" if p[metric] is None else f"{p[metric]:.{digits}f}" for p in points)
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 @main.command()

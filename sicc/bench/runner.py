@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from . import curves
 from .baselines import Baseline, baselines
+from .cache import BaselineCache, image_digest, metrics_version, row_key
 from .images import BenchImage, default_kodak_dir, load_images
 from .metrics import LOWER_IS_BETTER, Metrics
 from .progressive import DET, SAMPLED, DecodeMode, evaluate_image, load_codec
@@ -54,6 +55,9 @@ class BenchConfig:
     spread: float = 2.0
     seed: int = 0
     codecs: tuple[str, ...] = ("jpeg", "webp", "avif", "jxl")
+    modes: tuple[str, ...] = ("det", "sampled")  # sicc decodes measured
+    reuse_baselines: bool = True  # baseline rows from the cache / bench/results.json when their key matches
+    baseline_cache: Path | None = None  # None: cache.default_cache_path()
     synonymy_images: int = 4
     diversity_samples: int = 4
     idempotence_levels: tuple[int, ...] = (4, 8, 16)
@@ -88,9 +92,11 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
     images = load_images(config.images_dir, config.images, config.crop)
     codec = load_codec(config.weights)
     metrics = Metrics(config.device)
-    modes = [DecodeMode(DET, 0.0), DecodeMode(SAMPLED, config.spread, config.seed)]
+    modes = [m for m in (DecodeMode(DET, 0.0), DecodeMode(SAMPLED, config.spread, config.seed))
+             if m.name in config.modes]
     codecs = [b for b in baselines() if b.name in config.codecs]
     availability = {b.name: b.available() for b in codecs}
+    cache = _baseline_cache(config, images)
 
     sicc_rows: list[dict] = []
     baseline_rows: dict[str, list[dict]] = defaultdict(list)
@@ -107,8 +113,8 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
         prefix_ok &= result.prefix_ok
         for b in codecs:
             if availability[b.name][0]:
-                baseline_rows[b.name] += _baseline_image(b, metrics, img, ref, config.quick)
-        if i < config.synonymy_images:
+                baseline_rows[b.name] += _baseline_image(b, metrics, img, ref, config.quick, cache)
+        if i < config.synonymy_images and SAMPLED in config.modes:
             diversity_rows += diversity(codec, metrics, img, result, modes[1], config.diversity_samples)
             for mode in modes:
                 idempotence_rows += idempotence(
@@ -127,6 +133,9 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
         "baselines": _baselines_section(codecs, availability, baseline_rows),
         "reference": {"ms_illm": {**MS_ILLM_SOURCE, "points": ms_illm_kodak()}},
     }
+    if cache is not None:
+        cache.save()
+        results["baselines_cache"] = {"path": str(cache.path), "reused_rows": cache.hits, "measured_rows": cache.misses}
     results["matched"] = _matched_section(results)
     results["synonymy"] = _synonymy_section(config, images, diversity_rows, idempotence_rows)
     if config.skip_speed:
@@ -142,12 +151,34 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
     return results
 
 
-def _baseline_image(b: Baseline, metrics: Metrics, img: BenchImage, ref, quick: bool) -> list[dict]:
+def _baseline_cache(config: BenchConfig, images: list[BenchImage]) -> BaselineCache | None:
+    """The cache of baseline rows, seeded from the committed results (None: measure everything)."""
+    if not config.reuse_baselines:
+        return None
+    cache = BaselineCache(config.baseline_cache)
+    committed = default_out_dir() / "results.json"
+    if committed.is_file():
+        try:
+            cache.seed_from_results(read_results(committed), {img.name: image_digest(img.image) for img in images})
+        except (ValueError, KeyError, TypeError):
+            pass  # an unreadable seed only means measuring again
+    return cache
+
+
+def _baseline_image(b: Baseline, metrics: Metrics, img: BenchImage, ref, quick: bool,
+                    cache: BaselineCache | None = None) -> list[dict]:
     rows = []
+    digest, versions = image_digest(img.image), metrics_version()
     for q in b.quick_sweep if quick else b.sweep:
-        data, decoded = b.roundtrip(img.image, q)
-        rows.append({"image": img.name, b.knob: q, "bytes": len(data), "bpp": len(data) * 8 / img.pixels,
-                     **metrics.compare(ref, decoded)})
+        key = row_key(b.name, b.library, b.settings, b.knob, q, digest, versions)
+        row = cache.get(key) if cache is not None else None
+        if row is None:
+            data, decoded = b.roundtrip(img.image, q)
+            row = {"image": img.name, b.knob: q, "bytes": len(data), "bpp": len(data) * 8 / img.pixels,
+                   **metrics.compare(ref, decoded), "image_sha256": digest, "metrics_version": versions}
+            if cache is not None:
+                cache.put(key, row)
+        rows.append({**row, "image": img.name})
     return rows
 
 
