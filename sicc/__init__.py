@@ -65,7 +65,7 @@ def info(data: bytes) -> FileInfo:
 
 
 def __getattr__(name: str):
-    # The codec pulls in torch (seconds); `sicc info`, `truncate` and `--help` never need it.
+    # The codec pulls in onnxruntime; `sicc info`, `truncate` and `--help` never need it.
     if name == "Codec":
         from .codec import Codec
 

@@ -39,8 +39,8 @@ class CommandError(Exception):
 
 
 class Settings:
-    def __init__(self, quiet: bool, verbose: int, weights: str | None):
-        self.quiet, self.verbose, self.weights = quiet, verbose, weights
+    def __init__(self, quiet: bool, verbose: int, weights: str | None, threads: int | None = None):
+        self.quiet, self.verbose, self.weights, self.threads = quiet, verbose, weights, threads
 
     def say(self, message: str, level: int = 1) -> None:
         if not self.quiet and self.verbose >= level:
@@ -217,13 +217,34 @@ def _fail(message: str, code: int) -> None:
 
 
 def _codec(settings: Settings):
+    """The model: a file that cannot be read exits 3, a damaged or foreign one exits 4."""
     from .codec import Codec
+    from .errors import WeightsError
 
     path = settings.weights or os.environ.get("SICC_WEIGHTS")
     try:
         return Codec.load(path)
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot load model weights {path or '(shipped)'}: {exc}", EXIT_INTERNAL) from None
+    except OSError as exc:
+        raise CommandError(f"cannot read model weights {path or '(shipped)'}: {exc.strerror or exc}",
+                           EXIT_READ) from None
+    except WeightsError as exc:
+        raise CommandError(f"invalid model weights {path or '(shipped)'}: {exc}", EXIT_DATA) from None
+
+
+def _progress(settings: Settings):
+    """A progress line on stderr for long images, only on a terminal and without --quiet."""
+    if settings.quiet or not sys.stderr.isatty():
+        return None
+    shown = {"at": 0.0}
+
+    def show(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - shown["at"] < 0.2:
+            return
+        shown["at"] = now
+        click.echo(f"\rsicc: {stage} {done}/{total}\x1b[K", err=True, nl=done == total and stage == "synthesis")
+
+    return show
 
 
 # -- commands ------------------------------------------------------------------------
@@ -238,9 +259,7 @@ def _add_verbose(ctx: click.Context, _param, value: int) -> None:
 
 def _set_threads(ctx: click.Context, _param, value: int | None) -> None:
     if value:
-        import torch
-
-        torch.set_num_threads(value)
+        ctx.find_object(Settings).threads = value
 
 
 def _set_weights(ctx: click.Context, _param, value: str | None) -> None:
@@ -262,7 +281,7 @@ def common_options(command):
         click.option("-v", "--verbose", count=True, expose_value=False, callback=_add_verbose,
                      help="Print sizes and timings."),
         click.option("--threads", type=click.IntRange(1, 256), expose_value=False, callback=_set_threads,
-                     help="CPU threads for the networks."),
+                     help="Tiles transformed in parallel (default: CPUs, at most 4); never changes the pixels."),
         click.option("--weights", type=click.Path(dir_okay=False), expose_value=False, callback=_set_weights,
                      help="Model weights file (default: the shipped model)."),
     ):
@@ -273,18 +292,15 @@ def common_options(command):
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", count=True, help="Print sizes and timings (repeat for more).")
-@click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads for the networks.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="Tiles transformed in parallel (default: CPUs, at most 4); never changes the pixels.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, envvar="SICC_WEIGHTS",
               help="Model weights file (default: the shipped model).")
 @click.version_option(package_name="sicc", prog_name="sicc")
 @click.pass_context
 def main(ctx: click.Context, quiet: bool, verbose: int, threads: int | None, weights: str | None) -> None:
     """Progressive synonymous image codec: encode, truncate, decode one or many reconstructions."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    ctx.obj = Settings(quiet, verbose, weights)
+    ctx.obj = Settings(quiet, verbose, weights, threads)
 
 
 @main.command(epilog=EPILOG)
@@ -306,7 +322,8 @@ def encode(settings: Settings, input_path: str, output: str, levels: int | None,
         if levels is not None and levels > codec.config.levels:
             raise CommandError(f"--levels must be at most {codec.config.levels}", EXIT_USAGE)
         start = time.perf_counter()
-        data = codec.encode(io.BytesIO(raw), levels=levels, keep_metadata=not strip, max_pixels=max_pixels)
+        data = codec.encode(io.BytesIO(raw), levels=levels, keep_metadata=not strip, max_pixels=max_pixels,
+                            threads=settings.threads, progress=_progress(settings))
         write_output(output, data, source=input_path)
         _report_encode(settings, data, time.perf_counter() - start)
 
@@ -346,7 +363,8 @@ def decode(settings: Settings, input_path: str, output: str, samples: int, seed:
         codec = _codec(settings)
         start = time.perf_counter()
         images = codec.decode(raw, samples=samples, seed=seed, spread=spread, level=level,
-                              strict=strict, max_pixels=max_pixels)
+                              strict=strict, max_pixels=max_pixels, threads=settings.threads,
+                              progress=_progress(settings))
         encoded = [_image_bytes(image, fmt) for image in images]
         write_outputs(paths, encoded, source=input_path)
         settings.say(f"decoded {len(images)} image(s) {images[0].width}x{images[0].height} "

@@ -55,3 +55,7 @@ class TruncatedFileWarning(SiccWarning):
 
 class CorruptLevelWarning(SiccWarning):
     """A level failed its checksum; the good levels before it were decoded."""
+
+
+class WeightsError(SiccError):
+    """A model weights file that is damaged, forged or not a sicc weights file."""

@@ -3,7 +3,7 @@
 ``cli_inprocess`` calls :func:`sicc.cli.run`, the console-script entry point
 itself (so exit codes and one-line usage errors are exactly what a user gets),
 with click's I/O isolation; it costs milliseconds. ``cli_subprocess`` runs a
-real process (about 3 s of start-up for torch) for what needs one: pipes,
+real process (a fraction of a second) for what needs one: pipes,
 signals, separate runs.
 """
 
@@ -22,15 +22,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Torch on one thread while a module's tests run (imported by a test module, it applies to it):
-    the tiny model gains nothing from threads, and on a busy machine they cost up to 8x."""
-    import torch
+def one_thread():
+    """One tile worker by default while a module's tests run (imported by a test module, it applies
+    to it): the tiny model gains nothing from threads, and the suite shares the machine."""
+    from sicc import tiling
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tiling, "default_threads", lambda: 1)
+        yield
+
+
+one_torch_thread = one_thread  # the name test modules import
 
 
 @dataclass
@@ -46,13 +48,11 @@ class CliResult:
 
 def cli_inprocess(args: list[str], input: bytes | None = None, cwd: Path | None = None) -> CliResult:
     """``sicc ARGS`` through :func:`sicc.cli.run` in this process."""
-    import torch
     from click.testing import CliRunner
 
     from sicc import cli
 
     runner = CliRunner()
-    threads = torch.get_num_threads()
     old_argv, old_cwd, old_showwarning = sys.argv, os.getcwd(), warnings.showwarning
     code = 0
     try:
@@ -70,7 +70,6 @@ def cli_inprocess(args: list[str], input: bytes | None = None, cwd: Path | None 
         sys.argv = old_argv
         os.chdir(old_cwd)
         warnings.showwarning = old_showwarning
-        torch.set_num_threads(threads)
     return CliResult(code, stdout, stderr.decode("utf-8", "replace"))
 
 

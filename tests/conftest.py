@@ -6,15 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 
 def make_tiny_weights(path: Path, seed: int = 0) -> Path:
+    """A weights file of an untrained tiny network (needs the training extras: torch, onnx)."""
+    import torch
+
     from sicc.model.config import TINY
-    from sicc.model.weights import export_weights
+    from sicc.train.export import export_weights
     from sicc.train.objective import SICTrainable
 
     torch.manual_seed(seed)
@@ -60,7 +62,7 @@ def decode_collecting_warnings(codec, data: bytes, **kwargs):
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
-    return make_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.pt")
+    return make_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.npz")
 
 
 @pytest.fixture(scope="session")

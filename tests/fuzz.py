@@ -80,18 +80,17 @@ def file_with_symbols(codec, height: int, width: int, seed: int = 0, **encode_op
     import numpy as np
 
     from sicc.coding import Y_BOUND
-    from sicc.model.config import SPATIAL_FACTOR
-    from sicc.model.weights import Z_BOUND
+    from sicc.model.geometry import hyper_size, latent_size
+    from sicc.model.probability import Z_BOUND
     from tests.conftest import synthetic_image
 
     rng = np.random.default_rng(seed)
-    hp, wp = -(-height // SPATIAL_FACTOR), -(-width // SPATIAL_FACTOR)
-    z = rng.normal(0, 3, (codec.weights.z_frequencies.shape[0], hp, wp))
-    y = rng.normal(0, 6, (codec.config.latent, hp * 4, wp * 4))
+    z = rng.normal(0, 3, (codec.weights.z_frequencies.shape[0], *hyper_size(height, width)))
+    y = rng.normal(0, 6, (codec.config.latent, *latent_size(height, width)))
     latents = (np.clip(np.round(z), -Z_BOUND, Z_BOUND).astype(np.int32),
-               np.clip(np.round(y), -Y_BOUND, Y_BOUND).astype(np.int32))
+               np.clip(np.round(y), -Y_BOUND, Y_BOUND).astype(np.int16))
     forger = copy.copy(codec)
-    forger.analyse = lambda pixels: latents
+    forger.analyse = lambda pixels, *args, **kwargs: latents
     return forger.encode(synthetic_image(height, width, seed), **encode_options)
 
 
@@ -415,11 +414,10 @@ def _address_space() -> int:
 
 def worker(weights: Path, seed: int, current: Path, max_pixels: int | None, memory_cap: int) -> None:
     """Mutate and run inputs forever; one JSON line per input on stdout."""
-    warnings.simplefilter("ignore")  # torch's start-up chatter
-    import torch
+    warnings.simplefilter("ignore")
+    from sicc import Codec, tiling
 
-    torch.set_num_threads(1)
-    from sicc import Codec
+    tiling.default_threads = lambda: 1
 
     codec = Codec.load(weights)
     corpus = seed_files(codec)
@@ -493,7 +491,7 @@ def fuzz(seconds: float, seed: int = 0, save_dir: Path = REGRESSIONS, weights: P
     budget = {"deadline": start + seconds}
     with tempfile.TemporaryDirectory(prefix="sicc-fuzz-") as tmp:
         tmp = Path(tmp)
-        weights = Path(weights) if weights else make_tiny_weights(tmp / "tiny.pt")
+        weights = Path(weights) if weights else make_tiny_weights(tmp / "tiny.npz")
         current = tmp / "current.bin"
         attempt = 0
         while time.monotonic() < budget["deadline"]:

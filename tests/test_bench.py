@@ -20,20 +20,24 @@ pytestmark = pytest.mark.skipif(not (KODAK / "kodim01.png").is_file(), reason="K
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     """The suite shares the machine with training jobs: stay on one core."""
+    from sicc import tiling
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tiling, "default_threads", lambda: 1)
+        yield
     torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory) -> Path:
     from sicc.model.config import TINY
-    from sicc.model.weights import export_weights
+    from sicc.train.export import export_weights
     from sicc.train.objective import SICTrainable
 
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    path = tmp_path_factory.mktemp("weights") / "tiny.npz"
     export_weights(SICTrainable(TINY), path, {})
     return path
 

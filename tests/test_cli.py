@@ -234,9 +234,31 @@ def test_chunk_type_with_control_characters_stays_one_line(files):
     assert "\x1b" not in line
 
 
-def test_missing_weights_is_an_internal_error(files):
-    assert_error(run("decode", files.sic, "-o", files.dir / "o.png", "--weights", files.dir / "nope.pt"),
-                 1, "cannot load model weights")
+def test_missing_weights_cannot_be_read(files):
+    assert_error(run("decode", files.sic, "-o", files.dir / "o.png", "--weights", files.dir / "nope.npz"),
+                 3, "cannot read model weights")
+
+
+def test_damaged_weights_give_one_line_and_exit_4(files, tiny_weights):
+    """Issue 13.6: a cut, bit-flipped, foreign or pickled weights file is named in one line with
+    exit 4, never a library's raw message or exit 1; nothing is written."""
+    import pickle
+    import zipfile
+
+    whole = tiny_weights.read_bytes()
+    flipped = bytearray(whole)
+    flipped[len(whole) // 2] ^= 0x40
+    pickled = files.dir / "pickled.npz"
+    with zipfile.ZipFile(pickled, "w") as archive:
+        archive.writestr("manifest.npy", pickle.dumps({"format": "sicc-weights-2"}))
+    cases = {"cut.npz": whole[: len(whole) // 3], "flipped.npz": bytes(flipped), "text.npz": b"hello\n",
+             "empty.npz": b""}
+    for name, data in cases.items():
+        (files.dir / name).write_bytes(data)
+    for name in [*cases, pickled.name]:
+        out = files.dir / f"{name}.png"
+        assert_error(run("decode", files.sic, "-o", out, "--weights", files.dir / name), 4, "invalid model weights")
+        assert not out.exists()
 
 
 def test_unwritable_output_exits_5_and_leaves_no_temp_file(files):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from sicc.coding import (
     Y_BOUND,
@@ -15,7 +13,7 @@ from sicc.coding import (
     encode_categorical,
     encode_gaussian,
 )
-from sicc.model.fixed_point import FixedPointEntropyModel
+from sicc.model.probability import ACTIVATION_LIMIT_BITS, ProbabilityModel, conv2d, conv_transpose2d
 
 
 def test_gaussian_roundtrip_and_rate():
@@ -57,79 +55,73 @@ def test_garbage_is_a_coding_error_not_a_crash():
 
 
 @pytest.fixture(scope="module")
-def exact(tiny_codec) -> FixedPointEntropyModel:
-    return tiny_codec.exact
+def exact(tiny_codec) -> ProbabilityModel:
+    return tiny_codec.probability
 
 
 def _level_inputs(seed: int = 0):
     from sicc.model.config import TINY
 
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randint(-6, 7, (1, TINY.hyper, 3, 4), generator=gen)
-    y = torch.randint(-20, 21, (1, TINY.latent, 12, 16), generator=gen).double()
+    rng = np.random.default_rng(seed)
+    z = rng.integers(-6, 7, (TINY.hyper, 3, 4))
+    y = rng.integers(-20, 21, (TINY.latent, 12, 16)).astype(np.int16)
     return z, y
 
 
-def _all_parameters(exact: FixedPointEntropyModel, z, y):
+def _all_parameters(exact: ProbabilityModel, z, y):
     hyper = exact.hyper(z)
     g = exact.config.group_size
-    return hyper, [exact.level_parameters(y[:, : i * g], hyper, i) for i in range(exact.config.levels)]
+    return hyper, [exact.level_parameters_fixed(y[: i * g], hyper, i) for i in range(exact.config.levels)]
 
 
-def test_fixed_point_values_are_integers_and_thread_independent(exact):
+def test_fixed_point_values_are_integers_within_the_exact_range(exact):
     z, y = _level_inputs()
-    results = []
-    for threads in (1, 2, 4):
-        torch.set_num_threads(threads)
-        results.append(_all_parameters(exact, z, y))
-    torch.set_num_threads(2)
-    hyper, levels = results[0]
-    assert torch.equal(hyper, torch.round(hyper))
-    for other_hyper, other_levels in results[1:]:
-        assert torch.equal(hyper, other_hyper)
-        for (m1, s1), (m2, s2) in zip(levels, other_levels):
-            assert torch.equal(m1, m2) and torch.equal(s1, s2)
+    hyper, levels = _all_parameters(exact, z, y)
+    assert np.array_equal(hyper, np.floor(hyper)) and np.abs(hyper).max() <= 2**ACTIVATION_LIMIT_BITS
+    for mean, log_scale in levels:
+        assert np.array_equal(mean, np.floor(mean)) and np.array_equal(log_scale, np.floor(log_scale))
+    assert any(np.abs(mean).max() > 0 for mean, _ in levels)
 
 
 def test_fixed_point_conv_is_exact_in_any_summation_order(exact):
-    """The exactness argument: integer operands below 2**53 make conv2d and an explicit
-    reversed-order sum agree to the last bit (a float32 model would not)."""
-    causal_w = exact.level_layers[7][0]
+    """The exactness argument: integer operands below 2**53 make the matrix-product convolution
+    and an explicit reversed-order sum agree to the last bit (a float32 model would not)."""
+    causal_w = exact.level_layers[7].causal_w
     _, y = _level_inputs(3)
-    x = y[:, : causal_w.shape[1]] * exact.unit
-    direct = F.conv2d(x, causal_w, padding=1)
-    cols = F.unfold(x, 3, padding=1)  # (1, Cin*9, L)
-    w = causal_w.reshape(causal_w.shape[0], -1)
-    reversed_sum = torch.zeros_like(direct).reshape(1, causal_w.shape[0], -1)
-    for k in reversed(range(w.shape[1])):
-        reversed_sum += w[:, k : k + 1] * cols[:, k : k + 1]
-    assert torch.equal(direct.reshape_as(reversed_sum), reversed_sum)
+    x = y[: causal_w.shape[1]].astype(np.float64) * exact.unit
+    direct = conv2d(x, causal_w, 1, (1, 1))
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    h, w = x.shape[1:]
+    reversed_sum = np.zeros_like(direct)
+    for c in reversed(range(causal_w.shape[1])):
+        for i in reversed(range(3)):
+            for j in reversed(range(3)):
+                reversed_sum += causal_w[:, c, i, j][:, None, None] * padded[c, i : i + h, j : j + w][None]
+    assert np.array_equal(direct, reversed_sum)
 
 
-def test_real_size_tracks_the_model_estimate(tiny_codec, small_image):
-    """Coded bytes per level stay close to the float model's own bit estimate."""
-    import sicc
-
-    data = tiny_codec.encode(small_image)
-    est = tiny_codec.estimated_bits(small_image)
-    info = sicc.info(data)
-    coded = sum(lv.bytes - 13 for lv in info.levels)  # chunk framing: 12 bytes + level byte
-    estimated = sum(est["level_bits"]) / 8
-    # the untrained tiny model has tiny levels, so allow word padding (<= 4 bytes a level)
-    assert coded <= estimated * 1.05 + 4 * len(info.levels)
-    assert coded >= estimated * 0.9
+def test_transposed_conv_matches_its_definition():
+    """conv_transpose2d (used by h_s) against the scatter definition of a transposed convolution."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(-5, 6, (3, 4, 5)).astype(np.float64)
+    weight = rng.integers(-9, 10, (3, 2, 5, 5)).astype(np.float64)
+    got = conv_transpose2d(x, weight, 2, 2, 1)
+    full = np.zeros((2, 3 * 2 + 5 + 1, 4 * 2 + 5 + 1))
+    for c in range(3):
+        for i in range(4):
+            for j in range(5):
+                full[:, 2 * i : 2 * i + 5, 2 * j : 2 * j + 5] += x[c, i, j] * weight[c]
+    assert got.shape == (2, 8, 10) and np.array_equal(got, full[:, 2:10, 2:12])
 
 
 @pytest.mark.parametrize("band_rows", [1, 2, 5, None])
-def test_banded_probability_model_equals_the_whole_image(tiny_codec, band_rows):
+def test_banded_probability_model_equals_the_whole_image(exact, band_rows):
     """The codec evaluates each level in bands of rows (bounded memory); the integers must be
     those of one whole-image pass, including the bands at the top and bottom edges."""
-    exact = tiny_codec.exact
     z, y = _level_inputs(5)
     hyper, reference = _all_parameters(exact, z, y)
     base = exact.hyper_base(z)
-    assert torch.equal(exact.hyper(z), hyper)
-    for level, (mean_fp, log_scale_fp) in enumerate(reference):
-        means, scales = tiny_codec._level_model(y.to(torch.int16), base, level, band_rows=band_rows)
-        assert np.array_equal(means, (mean_fp / exact.unit).numpy()[0]), level
-        assert np.array_equal(scales, tiny_codec._scales(log_scale_fp)[0]), level
+    for level, (mean_fixed, log_scale_fixed) in enumerate(reference):
+        means, scales = exact.level_parameters(y, base, level, band_rows=band_rows)
+        assert np.array_equal(means, mean_fixed / exact.unit), level
+        assert np.array_equal(scales, exact.scale_of(log_scale_fixed)), level

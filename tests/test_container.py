@@ -93,7 +93,7 @@ def test_metadata_after_hyperprior_is_rejected(small_file):
 def test_model_mismatch_is_refused(tiny_codec, small_file, tmp_path):
     from tests.conftest import make_tiny_weights
 
-    other = sicc.Codec.load(make_tiny_weights(tmp_path / "other.pt", seed=1))
+    other = sicc.Codec.load(make_tiny_weights(tmp_path / "other.npz", seed=1))
     with pytest.raises(sicc.UnsupportedError, match="encoded with model"):
         other.decode(small_file)
 

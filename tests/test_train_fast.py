@@ -53,12 +53,10 @@ def test_factorized_prior_is_a_distribution_over_the_integers():
 
 def test_factorized_prior_loads_the_shipped_state_and_matches_compressai():
     """Same state-dict keys as CompressAI's EntropyBottleneck, and the same likelihoods."""
-    from sicc.model.weights import default_weights_path
+    from sicc.model.weights import load_weights
 
-    path = default_weights_path()
-    if path.suffix == ".pt":
-        state = torch.load(path, map_location="cpu", weights_only=True)["z_prior"]
-        FactorizedPrior(64).load_state_dict(state, strict=True)
+    state = {k: torch.from_numpy(v.copy()) for k, v in load_weights().z_prior_state.items()}
+    FactorizedPrior(64).load_state_dict(state, strict=True)
     compressai = pytest.importorskip("compressai.entropy_models")
     torch.manual_seed(3)
     reference = compressai.EntropyBottleneck(8)

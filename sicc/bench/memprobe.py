@@ -5,7 +5,7 @@
     python -m sicc.bench.memprobe sicc-load - - [--weights W]     (import + model load only)
 
 (The JPEG XL / AVIF probes are plain ``python -c`` snippets in speed.py: running
-them through this module would import sicc, and with it torch, into the probe.)
+them through this module would import sicc, numpy and onnxruntime into the probe.)
 """
 
 from __future__ import annotations
@@ -29,15 +29,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
 
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     codec = _codec(args.weights)
     if args.op == "sicc-encode":  # as the sicc command reads it: sicc's pixel limit, not Pillow's
-        Path(args.dst).write_bytes(codec.encode(args.src))
+        Path(args.dst).write_bytes(codec.encode(args.src, threads=args.threads))
     elif args.op == "sicc-decode":
-        codec.decode(Path(args.src).read_bytes(), samples=1, seed=0, spread=0.0)[0].save(args.dst)
+        codec.decode(Path(args.src).read_bytes(), samples=1, seed=0, spread=0.0, threads=args.threads)[0].save(args.dst)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,32 @@ def load_codec(weights: Path | None):
     return sicc.Codec.load(Path(weights)) if weights else sicc.Codec.default()
 
 
+def estimated_bits(codec, image) -> dict:
+    """The float model's own estimate of the bits of z and of each level (for overhead figures):
+    the runtime's integer latents, scored by the torch network of the same weights."""
+    import numpy as np
+    import torch
+
+    from ..image_io import load_rgb
+    from ..model.probability import z_symbols
+    from ..train.export import build_model
+    from ..train.network import gaussian_likelihood, scales_from_log
+
+    rgb = load_rgb(image)
+    z_int, y_int = codec.analyse(rgb.pixels)
+    freq = codec.weights.z_frequencies
+    p = freq[np.arange(z_int.shape[0])[:, None], z_symbols(z_int)]
+    z_bits = float(-np.log2(p / freq.sum(axis=1, keepdims=True)).sum())
+    model = build_model(codec.weights)
+    with torch.no_grad():
+        hyper = model.h_s(torch.from_numpy(z_int)[None].float())
+        y = torch.from_numpy(y_int)[None].float()
+        means, log_scales = model.entropy_parameters(y, hyper)
+        bits = -torch.log2(gaussian_likelihood(y, means, scales_from_log(log_scales)))
+    per_level = bits[0].reshape(codec.config.levels, -1).sum(dim=1).double().tolist()
+    return {"z_bits": z_bits, "level_bits": per_level, "pixels": int(rgb.pixels.shape[0] * rgb.pixels.shape[1])}
+
+
 @dataclass
 class ImageResult:
     """Per-image outputs that later stages (synonymy) reuse instead of decoding again."""
@@ -67,7 +93,7 @@ def evaluate_image(codec, metrics: Metrics, img: BenchImage, ref: Reference, mod
                    only_levels: tuple[int, ...] | None = None) -> ImageResult:
     """Encode once, then decode every level prefix (or only ``only_levels``) in every mode and score it."""
     data = codec.encode(img.image)
-    estimate = codec.estimated_bits(img.image)
+    estimate = estimated_bits(codec, img.image)
     levels, model_id = file_levels(data)
     prefixes = {level: truncate(data, level) for level in levels if not only_levels or level in only_levels}
     result = ImageResult(data, prefixes, model_id=model_id)

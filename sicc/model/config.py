@@ -47,6 +47,3 @@ TINY = ModelConfig(hidden=8, latent=32, levels=16, hyper=8, context_per_level=2)
 
 DEFAULT_SPREAD = 2.0
 """Decode-time detail spread s in y_e = round(mu + s*u), u ~ U(-1, 1): the paper's value."""
-
-# The image is padded to a multiple of this: y is at 1/16, z at 1/64.
-SPATIAL_FACTOR = 64

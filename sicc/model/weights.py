@@ -1,188 +1,146 @@
-"""The shipped weights file: network weights plus the integer tables the coder needs.
+"""The weights file: what the runtime needs, readable with numpy alone, never code.
 
-A weights file is a ``torch.save`` dict of plain tensors (no pickled classes):
-the float network, the factorized prior of ``z`` as integer frequencies, and
-the table of Gaussian scales. Its *model id* is a SHA-256 over all of them, so a
-``.sic`` file (which stores the id) is never decoded with another model.
+A weights file is a ``.npz`` archive read with ``allow_pickle=False`` (a
+zip of ``.npy`` arrays, each member CRC-checked by the zip layer):
+
+- ``manifest``: UTF-8 JSON (format, config, model id, scale offset, training
+  summary, and for each transform graph the state keys it reads);
+- ``model/<key>``: the float32 network weights (one copy, by state-dict key);
+- ``z_prior/<key>``: the float state of the factorized prior of z (training only);
+- ``z_frequencies``: int64 integer frequencies of z, ``scale_table``: float64 scales;
+- ``graph/<name>`` for ``g_a``, ``h_a``, ``g_s``: ONNX graphs whose
+  initializers are *external*, each naming its ``model/<key>``; the runtime
+  hands onnxruntime those arrays, so the weights are stored once and the model
+  id, a SHA-256 over the config, every float tensor, the z table and the scale
+  table, covers exactly what the transforms compute with.
+
+The model id is recomputed on load, never trusted, so a ``.sic`` file (which
+stores it) is never decoded with another model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
-import torch
 
+from ..errors import WeightsError
 from .config import ModelConfig
-from .sic import SCALE_MIN, SICModel
 
-WEIGHTS_FORMAT = "sicc-weights-1"
-Z_BOUND = 64
-"""z symbols are clamped to [-Z_BOUND, Z_BOUND]."""
-Z_FREQUENCY_BITS = 16
-SCALE_STEP_SHIFT = 2
-"""A scale-table step is 2**SCALE_STEP_SHIFT units of the fixed-point log-scale (1/64 in ln)."""
-SCALE_MAX = 64.0
+WEIGHTS_FORMAT = "sicc-weights-2"
+GRAPHS = ("g_a", "h_a", "g_s")
+"""The transforms stored as ONNX graphs (input "input", output "output")."""
 
 
 def default_weights_path() -> Path:
-    return Path(__file__).resolve().parents[1] / "weights" / "sicc-default.pt"
+    return Path(__file__).resolve().parents[1] / "weights" / "sicc-default.npz"
 
 
 @dataclass(frozen=True)
 class ModelWeights:
-    """Everything the codec needs from a weights file."""
+    """Everything the codec needs from a weights file (and what training continues from)."""
 
     config: ModelConfig
-    model_state: dict[str, torch.Tensor]
+    model_state: dict[str, np.ndarray]  # float32 arrays by state-dict key
     z_frequencies: np.ndarray  # (hyper, 2*Z_BOUND+1) int64, each row sums to 2**Z_FREQUENCY_BITS
-    scale_table: np.ndarray  # float64 Gaussian scales, indexed by fixed_point.scale_index
+    scale_table: np.ndarray  # float64 Gaussian scales, indexed by probability.scale_of
     scale_offset: int  # fixed-point log-scale of table entry 0's lower edge
     model_id: bytes
+    graphs: dict[str, bytes] = field(default_factory=dict)  # ONNX graphs with external initializers
+    graph_keys: dict[str, list[str]] = field(default_factory=dict)  # state keys each graph reads
     training: dict = field(default_factory=dict)
-    z_prior_state: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def build_model(self) -> SICModel:
-        model = SICModel(self.config)
-        model.load_state_dict(self.model_state)
-        return model.eval()
+    z_prior_state: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def scale_table(config: ModelConfig) -> tuple[np.ndarray, int]:
-    """Bin centres of the log-scale grid from SCALE_MIN to SCALE_MAX, and the grid's offset."""
-    unit = 2.0**config.activation_bits
-    offset = round(math.log(SCALE_MIN) * unit)
-    step = 2**SCALE_STEP_SHIFT
-    count = math.ceil((math.log(SCALE_MAX) * unit - offset) / step) + 1
-    centres = np.exp((offset + (np.arange(count) + 0.5) * step) / unit)
-    return np.maximum(centres, SCALE_MIN), offset
-
-
-def z_frequencies(z_prior) -> np.ndarray:
-    """Integer frequencies of z in [-Z_BOUND, Z_BOUND] per channel, from the trained prior.
-
-    Every symbol keeps a frequency of at least 1 so any clamped value is codable.
-    """
-    values = torch.arange(-Z_BOUND, Z_BOUND + 1, dtype=torch.float32)
-    channels = z_prior.quantiles.shape[0]
-    with torch.no_grad():
-        likelihood = z_prior.likelihood(values.view(1, 1, -1).repeat(channels, 1, 1))
-    pmf = likelihood.view(channels, -1).double().numpy()
-    pmf = pmf / pmf.sum(axis=1, keepdims=True)
-    total = 2**Z_FREQUENCY_BITS
-    freq = np.floor(pmf * (total - pmf.shape[1])).astype(np.int64) + 1
-    freq[np.arange(channels), pmf.argmax(axis=1)] += total - freq.sum(axis=1)
-    return freq
-
-
-def compute_model_id(config: ModelConfig, model_state: dict[str, torch.Tensor],
+def compute_model_id(config: ModelConfig, model_state: Mapping[str, np.ndarray],
                      z_freq: np.ndarray, scales: np.ndarray) -> bytes:
-    """First 8 bytes of SHA-256 over the config and every tensor, in key order."""
+    """First 8 bytes of SHA-256 over the config and every tensor (float32, key order), the z table
+    (int64) and the scale table (float64), all little-endian."""
     digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
     for key in sorted(model_state):
         digest.update(key.encode())
-        digest.update(model_state[key].detach().cpu().float().contiguous().numpy().tobytes())
+        digest.update(np.ascontiguousarray(model_state[key], dtype="<f4").tobytes())
     digest.update(np.ascontiguousarray(z_freq, dtype="<i8").tobytes())
     digest.update(np.ascontiguousarray(scales, dtype="<f8").tobytes())
     return digest.digest()[:8]
 
 
-def export_weights(net, path: Path, training: dict) -> str:
-    """Write a weights file from a ``SICTrainable``; returns the model id in hex."""
-    config = net.model.config
-    model_state = {k: v.detach().cpu().float().clone() for k, v in net.model.state_dict().items()}
-    z_freq = z_frequencies(net.z_prior)
-    scales, offset = scale_table(config)
-    model_id = compute_model_id(config, model_state, z_freq, scales)
-    payload = {
+def write_weights(path: Path, weights: ModelWeights) -> None:
+    """Write ``weights`` atomically (a temporary file beside ``path``, then rename)."""
+    manifest = {
         "format": WEIGHTS_FORMAT,
-        "config": config.to_dict(),
-        "model": model_state,
-        "z_frequencies": torch.from_numpy(z_freq),
-        "scale_table": torch.from_numpy(scales),
-        "scale_offset": offset,
-        "model_id": model_id.hex(),
-        "training": json.dumps(training),
-        "z_prior": {k: v.detach().cpu().clone() for k, v in net.z_prior.state_dict().items()},
+        "config": weights.config.to_dict(),
+        "model_id": weights.model_id.hex(),
+        "scale_offset": int(weights.scale_offset),
+        "training": weights.training,
+        "graphs": {name: {"state_keys": list(weights.graph_keys.get(name, []))} for name in weights.graphs},
     }
+    arrays = {"manifest": np.frombuffer(json.dumps(manifest, sort_keys=True).encode(), dtype=np.uint8)}
+    arrays.update({f"model/{k}": np.ascontiguousarray(v, dtype="<f4") for k, v in weights.model_state.items()})
+    arrays.update({f"z_prior/{k}": np.ascontiguousarray(v, dtype="<f4") for k, v in weights.z_prior_state.items()})
+    arrays["z_frequencies"] = np.ascontiguousarray(weights.z_frequencies, dtype="<i8")
+    arrays["scale_table"] = np.ascontiguousarray(weights.scale_table, dtype="<f8")
+    arrays.update({f"graph/{name}": np.frombuffer(data, dtype=np.uint8) for name, data in weights.graphs.items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
     tmp.replace(path)
-    return model_id.hex()
 
 
-def load_weights(path: Path | None = None) -> ModelWeights:
-    """Read and verify a weights file (the model id is recomputed, not trusted)."""
+def load_weights(path: Path | str | None = None) -> ModelWeights:
+    """Read and verify a weights file (the model id is recomputed, not trusted).
+
+    Raises :class:`OSError` when the file cannot be read and
+    :class:`~sicc.errors.WeightsError` when it is not a valid weights file.
+    """
     path = Path(path) if path else default_weights_path()
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != WEIGHTS_FORMAT:
-        raise ValueError(f"{path}: not a sicc weights file")
-    config = ModelConfig.from_dict(payload["config"])
-    z_freq = payload["z_frequencies"].numpy().astype(np.int64)
-    scales = payload["scale_table"].numpy().astype(np.float64)
-    model_id = compute_model_id(config, payload["model"], z_freq, scales)
-    if model_id.hex() != payload["model_id"]:
-        raise ValueError(f"{path}: weights do not match their model id (file damaged?)")
+    with open(path, "rb") as handle:  # OSError (missing, unreadable) goes to the caller as it is
+        try:
+            return _parse(handle, path)
+        except WeightsError:
+            raise
+        except (zipfile.BadZipFile, ValueError, KeyError, EOFError, TypeError, UnicodeDecodeError,
+                zipfile.LargeZipFile, NotImplementedError, OSError) as exc:
+            raise WeightsError(f"{path}: not a valid sicc weights file ({type(exc).__name__}: {exc})") from None
+
+
+def _parse(handle, path: Path) -> ModelWeights:
+    with np.load(handle, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    manifest = json.loads(bytes(arrays.pop("manifest")).decode("utf-8"))
+    if not isinstance(manifest, dict) or manifest.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{path}: not a sicc weights file (format {manifest.get('format')!r} "
+                           f"where {WEIGHTS_FORMAT!r} is expected)")
+    config = ModelConfig.from_dict(manifest["config"])
+    model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    if any(v.dtype != np.float32 for v in model_state.values()):
+        raise WeightsError(f"{path}: network weights must be float32")
+    z_freq = arrays["z_frequencies"].astype(np.int64)
+    scales = arrays["scale_table"].astype(np.float64)
+    model_id = compute_model_id(config, model_state, z_freq, scales)
+    if model_id.hex() != manifest["model_id"]:
+        raise WeightsError(f"{path}: weights do not match their model id (file damaged?)")
+    graphs = {name: arrays[f"graph/{name}"].tobytes() for name in GRAPHS}
+    graph_keys = {name: [str(k) for k in manifest["graphs"][name]["state_keys"]] for name in GRAPHS}
+    missing = sorted({k for keys in graph_keys.values() for k in keys} - set(model_state))
+    if missing:
+        raise WeightsError(f"{path}: the transform graphs read weights the file lacks ({missing[0]})")
     return ModelWeights(
         config=config,
-        model_state=payload["model"],
+        model_state=model_state,
         z_frequencies=z_freq,
         scale_table=scales,
-        scale_offset=int(payload["scale_offset"]),
+        scale_offset=int(manifest["scale_offset"]),
         model_id=model_id,
-        training=json.loads(payload.get("training", "{}")),
-        z_prior_state=payload.get("z_prior", {}),
+        graphs=graphs,
+        graph_keys=graph_keys,
+        training=dict(manifest.get("training") or {}),
+        z_prior_state={k[len("z_prior/"):]: v for k, v in arrays.items() if k.startswith("z_prior/")},
     )
-
-
-def load_trainable(path: Path):
-    """A ``SICTrainable`` initialised from a weights file, to continue training."""
-    from ..train.objective import SICTrainable
-
-    weights = load_weights(path)
-    net = SICTrainable(weights.config)
-    net.model.load_state_dict(weights.model_state)
-    net.z_prior.load_state_dict(weights.z_prior_state)
-    return net
-
-
-def summarize_logs(paths: list[Path]) -> dict:
-    """Steps, hours and the final loss terms of the training logs behind a weights file."""
-    runs = []
-    for path in paths:
-        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-        if not rows:
-            continue
-        last = rows[-100:]
-        mean = {k: sum(r[k] for r in last) / len(last) for k in ("loss", "full_bpp", "full_psnr", "full_lpips")}
-        runs.append({
-            "log": Path(path).name,
-            "first_step": rows[0]["step"],
-            "last_step": rows[-1]["step"],
-            "hours": round(sum(r["seconds"] for r in rows) / 3600, 2),
-            "final_100_steps_mean": {k: round(v, 4) for k, v in mean.items()},
-        })
-    return {"runs": runs}
-
-
-LOG_KEYS = ("loss", "full_psnr", "full_bpp", "full_lpips", "level_bpp", "level_lpips", "consistency", "seconds")
-
-
-def compact_log(paths: list[Path], every: int = 50) -> list[dict]:
-    """Training logs averaged over windows of ``every`` steps: small enough to commit."""
-    rows = []
-    for path in paths:
-        rows += [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    out = []
-    for start in range(0, len(rows), every):
-        window = rows[start : start + every]
-        entry = {"step": window[-1]["step"]}
-        entry.update({k: round(sum(r[k] for r in window) / len(window), 4) for k in LOG_KEYS})
-        out.append(entry)
-    return out

@@ -6,7 +6,8 @@
     python -m sicc.train run --minutes 60 --precision bf16 --channels-last   # a wall-clock budget
     python -m sicc.train pack --photos -o photos.npz  # whole photos, <= 55 MB, for a GPU machine
     python -m sicc.train run --pack photos.npz --device cuda --batch 16 --precision bf16
-    python -m sicc.train export runs/main/checkpoint.pt -o sicc/weights/sicc-default.pt
+    python -m sicc.train export runs/main/checkpoint.pt -o sicc/weights/sicc-default.npz
+    python -m sicc.train export old-weights.pt -o new.npz   # a sicc-weights-1 file, same model id
 
 A run ends at --steps (also the end of the cosine schedule) or after --minutes,
 whichever is first, with a checkpoint; --resume continues it exactly. With
@@ -98,8 +99,8 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--threads", type=int, default=None)
     f.add_argument("--variants", default="fp32,fp32+cl,bf16,bf16+cl")
 
-    e = sub.add_parser("export", help="turn a checkpoint into a shipped weights file")
-    e.add_argument("checkpoint", type=Path)
+    e = sub.add_parser("export", help="turn a checkpoint (or an old .pt weights file) into a weights file")
+    e.add_argument("checkpoint", type=Path, help="checkpoint.pt of a run, or a sicc-weights-1 .pt file")
     e.add_argument("-o", "--output", type=Path, required=True)
     e.add_argument("--log", type=Path, action="append", default=[], help="training logs to summarize")
     return parser
@@ -111,15 +112,16 @@ def _initial_net(args: argparse.Namespace) -> SICTrainable:
         if args.hidden:
             config = replace(config, hidden=args.hidden)
         return SICTrainable(config)
-    from ..model import weights
+    from ..model.weights import default_weights_path
+    from .export import load_trainable
 
-    path = weights.default_weights_path() if args.init == "shipped" else Path(args.init)
+    path = default_weights_path() if args.init == "shipped" else Path(args.init)
     if path.suffix == ".pt" and _is_checkpoint(path):
         state = load_checkpoint(path)
         net = SICTrainable(ModelConfig.from_dict(state["config"]))
         net.load_state_dict(state["net"])
         return net
-    return weights.load_trainable(path)
+    return load_trainable(path)
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -232,18 +234,22 @@ def _cmd_profile(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from ..model import weights
+    from .export import LEGACY_FORMAT, convert_legacy, export_weights
+    from .logs import compact_log, summarize_logs
 
-    state = load_checkpoint(args.checkpoint)
+    state = load_checkpoint(args.checkpoint)  # data, never code (weights_only)
+    if isinstance(state, dict) and state.get("format") == LEGACY_FORMAT:
+        print(f"converted {args.output} (model id {convert_legacy(args.checkpoint, args.output)})")
+        return
     net = SICTrainable(ModelConfig.from_dict(state["config"]))
     net.load_state_dict(state["net"])
-    summary = weights.summarize_logs(args.log) if args.log else {}
+    summary = summarize_logs(args.log) if args.log else {}
     summary["step"] = int(state["step"])
-    model_id = weights.export_weights(net, args.output, summary)
+    model_id = export_weights(net, args.output, summary)
     print(f"exported {args.output} (model id {model_id})")
     if args.log:
         log_out = args.output.with_name("training-log.jsonl")
-        rows = weights.compact_log(args.log)
+        rows = compact_log(args.log)
         log_out.write_text("".join(json.dumps(r) + "\n" for r in rows))
         print(f"wrote {log_out} ({len(rows)} rows, 50-step means)")
 

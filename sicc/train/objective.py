@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.config import ModelConfig
-from ..model.sic import SICModel, gaussian_likelihood, scales_from_log, ste_round
+from .network import SICModel, gaussian_likelihood, scales_from_log, ste_round
 from .prior import FactorizedPrior
 
 

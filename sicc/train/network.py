@@ -1,8 +1,9 @@
 """The progressive SIC network: transforms, hyperprior and level-causal context.
 
-Everything here is differentiable float arithmetic used for training. The
-decoder-side probability model is evaluated exactly by ``fixed_point``; both
-read the same weights through :meth:`SICModel.level_weights`.
+Everything here is differentiable float arithmetic used for training (torch).
+The runtime never imports it: it runs the transforms as ONNX graphs exported
+from this network (:mod:`sicc.train.export`) and evaluates h_s and the context
+network exactly from the same weights (:mod:`sicc.model.probability`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from ..model.config import ModelConfig
+from ..model.probability import SCALE_MIN
 from .layers import GDN, LevelCausalConv2d, conv, deconv
-
-SCALE_MIN = 0.11
-"""Smallest Gaussian scale of the latent prior (as in CompressAI)."""
 
 
 class LevelWeights(NamedTuple):
@@ -54,7 +53,8 @@ class SICModel(nn.Module):
         self.h_a = nn.Sequential(
             conv(m, n, 3, 1), nn.LeakyReLU(0.125), conv(n, n), nn.LeakyReLU(0.125), conv(n, zc)
         )
-        # h_s and the context network use only conv + ReLU: fixed_point evaluates them exactly.
+        # h_s (probability.HYPER_SYNTHESIS) and the context network use only conv + ReLU:
+        # sicc.model.probability evaluates them exactly.
         self.h_s = nn.Sequential(
             deconv(zc, n), nn.ReLU(), deconv(n, n), nn.ReLU(), conv(n, k, 3, 1)
         )

@@ -1,0 +1,71 @@
+"""The analysis and synthesis transforms (g_a, h_a, g_s) as ONNX graphs run by onnxruntime.
+
+One inference session per transform, created on first use and reused for every
+tile and file. Each session is single-threaded and never busy-waits
+(``allow_spinning`` off): parallelism comes from running tiles side by side
+(:mod:`sicc.tiling`), so the arithmetic of a tile, and with it every pixel,
+is the same at any thread count, and a loaded machine is not fought over by
+spinning workers.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..errors import WeightsError
+from .weights import ModelWeights
+
+
+def _session_options(weights: ModelWeights, name: str):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only: nothing on a user's terminal
+    keys = weights.graph_keys[name]
+    buffers = [np.ascontiguousarray(weights.model_state[k], dtype="<f4").reshape(-1).view(np.uint8) for k in keys]
+    options.add_external_initializers_from_files_in_memory(keys, buffers, [b.size for b in buffers])
+    return options, buffers
+
+
+class Transforms:
+    """g_a (image -> y), h_a (y -> z) and g_s (y -> image) of one weights file."""
+
+    def __init__(self, weights: ModelWeights):
+        self.weights = weights
+        self._sessions: dict = {}
+        self._lock = threading.Lock()
+
+    def session(self, name: str):
+        with self._lock:
+            if name not in self._sessions:
+                import onnxruntime as ort
+
+                options, buffers = _session_options(self.weights, name)
+                try:
+                    session = ort.InferenceSession(self.weights.graphs[name], options,
+                                                   providers=["CPUExecutionProvider"])
+                except Exception as exc:  # onnxruntime's own exception types: a bad graph is bad weights
+                    raise WeightsError(f"the {name} graph of the weights file does not load: "
+                                       f"{type(exc).__name__}: {exc}") from None
+                self._sessions[name] = (session, buffers)  # the buffers live as long as the session
+            return self._sessions[name][0]
+
+    def run(self, name: str, x: np.ndarray) -> np.ndarray:
+        """One transform on a (1, C, h, w) float32 array (thread-safe: tiles run concurrently)."""
+        return self.session(name).run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def g_a(self, x: np.ndarray) -> np.ndarray:
+        return self.run("g_a", x)
+
+    def h_a(self, x: np.ndarray) -> np.ndarray:
+        return self.run("h_a", x)
+
+    def g_s(self, x: np.ndarray) -> np.ndarray:
+        return self.run("g_s", x)

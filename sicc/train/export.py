@@ -1,0 +1,156 @@
+"""Weights files from trained networks (torch side): ONNX graphs, integer tables, model id.
+
+``export_weights`` turns a ``SICTrainable`` into the runtime's weights file
+(:mod:`sicc.model.weights`): the transforms g_a, h_a, g_s exported to ONNX with
+their initializers made *external* (each names its state-dict key, so the
+weights are stored once), the z prior turned into integer frequencies, the
+scale table, and the model id. ``load_trainable`` goes the other way, to
+continue training from a weights file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model.config import ModelConfig
+from ..model.probability import Z_BOUND, frequencies_from_pmf, scale_table
+from ..model.weights import GRAPHS, ModelWeights, compute_model_id, load_weights, write_weights
+from .network import SICModel
+
+ONNX_OPSET = 17
+EXPORT_CHECK_TOLERANCE = 1e-3
+"""Largest difference allowed between torch and onnxruntime on the export check input."""
+
+
+def z_frequencies(z_prior) -> np.ndarray:
+    """Integer frequencies of z in [-Z_BOUND, Z_BOUND] per channel, from the trained prior."""
+    values = torch.arange(-Z_BOUND, Z_BOUND + 1, dtype=torch.float32)
+    channels = z_prior.quantiles.shape[0]
+    with torch.no_grad():
+        likelihood = z_prior.likelihood(values.view(1, 1, -1).repeat(channels, 1, 1))
+    return frequencies_from_pmf(likelihood.view(channels, -1).double().numpy())
+
+
+def export_graph(module: torch.nn.Module, prefix: str, in_channels: int,
+                 state: dict[str, np.ndarray]) -> tuple[bytes, list[str]]:
+    """``module`` as an ONNX graph (dynamic height and width) whose initializers are external,
+    located at their state-dict keys ``prefix.<name>``; returns the graph and those keys."""
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # The TorchScript exporter works offline with torch alone; no constant folding, so every
+        # initializer is a parameter under its own name (GDN's squares are computed in the graph).
+        torch.onnx.export(module.eval(), torch.zeros(1, in_channels, 16, 16), buffer, dynamo=False,
+                          input_names=["input"], output_names=["output"], opset_version=ONNX_OPSET,
+                          dynamic_axes={"input": {2: "height", 3: "width"}, "output": {2: "out_height", 3: "out_width"}},
+                          do_constant_folding=False)
+    graph = onnx.load_from_string(buffer.getvalue())
+    keys = []
+    for init in graph.graph.initializer:
+        key = f"{prefix}.{init.name}"
+        if key not in state or not np.array_equal(onnx.numpy_helper.to_array(init), state[key]):
+            raise ValueError(f"ONNX export of {prefix}: initializer {init.name} is not the parameter {key}")
+        set_external_data(init, location=key, offset=0, length=state[key].nbytes)
+        init.ClearField("raw_data")
+        init.data_location = onnx.TensorProto.EXTERNAL
+        keys.append(key)
+    return graph.SerializeToString(), keys
+
+
+def _check_graphs(model: SICModel, weights: ModelWeights) -> None:
+    """Each exported graph, run by onnxruntime, computes what the torch module computes."""
+    from ..model.transforms import Transforms
+
+    transforms = Transforms(weights)
+    gen = torch.Generator().manual_seed(0)
+    cfg = model.config
+    inputs = {"g_a": torch.rand(1, 3, 64, 96, generator=gen),
+              "h_a": torch.randn(1, cfg.latent, 8, 12, generator=gen) * 4,
+              "g_s": torch.round(torch.randn(1, cfg.latent, 4, 6, generator=gen) * 4)}
+    for name, x in inputs.items():
+        with torch.no_grad():
+            expected = getattr(model, name)(x).numpy()
+        got = transforms.run(name, x.numpy())
+        if got.shape != expected.shape or np.abs(got - expected).max() > EXPORT_CHECK_TOLERANCE:
+            raise ValueError(f"ONNX export of {name} does not reproduce the torch module")
+
+
+def build_weights(model: SICModel, z_freq: np.ndarray, training: dict,
+                  z_prior_state: dict[str, np.ndarray] | None = None,
+                  scales: np.ndarray | None = None) -> ModelWeights:
+    """The weights file contents of a float model and its z frequency table, checked.
+
+    ``scales`` keeps an existing file's scale table (it is part of the model id; np.exp
+    may round its last bit differently on another machine); by default it is computed."""
+    config = model.config
+    state = {k: v.detach().cpu().float().numpy().copy() for k, v in model.state_dict().items()}
+    computed, offset = scale_table(config)
+    scales = computed if scales is None else np.asarray(scales, dtype=np.float64)
+    in_channels = {"g_a": 3, "h_a": config.latent, "g_s": config.latent}
+    graphs, graph_keys = {}, {}
+    for name in GRAPHS:
+        graphs[name], graph_keys[name] = export_graph(getattr(model, name), name, in_channels[name], state)
+    weights = ModelWeights(
+        config=config, model_state=state, z_frequencies=np.asarray(z_freq, dtype=np.int64), scale_table=scales,
+        scale_offset=offset, model_id=compute_model_id(config, state, z_freq, scales), graphs=graphs,
+        graph_keys=graph_keys, training=training, z_prior_state=z_prior_state or {})
+    _check_graphs(model, weights)
+    return weights
+
+
+def export_weights(net, path: Path, training: dict) -> str:
+    """Write a weights file from a ``SICTrainable``; returns the model id in hex."""
+    z_prior_state = {k: v.detach().cpu().float().numpy().copy() for k, v in net.z_prior.state_dict().items()}
+    weights = build_weights(net.model, z_frequencies(net.z_prior), training, z_prior_state)
+    write_weights(Path(path), weights)
+    return weights.model_id.hex()
+
+
+def build_model(weights: ModelWeights) -> SICModel:
+    """The float torch network of a weights file, in eval mode."""
+    model = SICModel(weights.config)
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.model_state.items()})
+    return model.eval()
+
+
+def load_trainable(path: Path):
+    """A ``SICTrainable`` initialised from a weights file, to continue training."""
+    from .objective import SICTrainable
+
+    weights = load_weights(path)
+    net = SICTrainable(weights.config)
+    net.model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.model_state.items()})
+    net.z_prior.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.z_prior_state.items()})
+    return net
+
+
+LEGACY_FORMAT = "sicc-weights-1"
+
+
+def convert_legacy(path: Path, out: Path) -> str:
+    """Rewrite a ``sicc-weights-1`` file (torch.save of plain tensors, read with
+    ``weights_only=True``) in the current format, keeping its tables and so its model id."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != LEGACY_FORMAT:
+        raise ValueError(f"{path}: not a {LEGACY_FORMAT} file")
+    config = ModelConfig.from_dict(payload["config"])
+    model = SICModel(config)
+    model.load_state_dict(payload["model"])
+    z_prior_state = {k: v.float().numpy().copy() for k, v in payload.get("z_prior", {}).items()}
+    weights = build_weights(model.eval(), payload["z_frequencies"].numpy(), json.loads(payload.get("training", "{}")),
+                            z_prior_state, scales=payload["scale_table"].numpy())
+    if weights.scale_offset != int(payload["scale_offset"]):
+        raise ValueError(f"{path}: scale offset {payload['scale_offset']} is not this sicc's")
+    if weights.model_id.hex() != payload["model_id"]:
+        raise ValueError(f"{path}: converted model id {weights.model_id.hex()} differs from {payload['model_id']}")
+    write_weights(Path(out), weights)
+    return weights.model_id.hex()
