@@ -1,7 +1,7 @@
 """sicc: progressive Synonymous Image Compression.
 
     import sicc
-    data = sicc.encode("photo.png")                   # all 16 levels
+    data = sicc.encode("photo.png")                   # all 16 levels (or bpp=0.2, max_bytes=..., levels=4)
     small = sicc.truncate(data, level=4)              # a byte prefix: levels 1..4
     images = sicc.decode(small, samples=4, seed=7)    # four synonymous reconstructions
     sicc.info(data).levels[3].cumulative_bpp
@@ -21,6 +21,7 @@ from .errors import (
     ImageTooLargeError,
     InputImageError,
     InputTooLargeError,
+    NoLevelWarning,
     NotSicError,
     SiccError,
     SiccWarning,
@@ -44,11 +45,15 @@ the guard. Files sicc opens are checked from their header, before any pixel is d
 replaces Pillow's own ``Image.MAX_IMAGE_PIXELS`` for them."""
 
 
-def encode(image, levels: int | None = None, keep_metadata: bool = True, max_pixels: int | None = None) -> bytes:
-    """Encode a path, PIL image or (H, W, 3) uint8 array with the shipped model."""
+def encode(image, levels: int | None = None, keep_metadata: bool = True, max_pixels: int | None = None,
+           bpp: float | None = None, max_bytes: int | None = None) -> bytes:
+    """Encode a path, PIL image or (H, W, 3) uint8 array with the shipped model: every level, the
+    first ``levels``, or the most levels that fit ``bpp`` bits per pixel or ``max_bytes`` bytes
+    (the rule of :func:`truncate`: a budget below level 1 is refused with the size that fits)."""
     from .codec import Codec
 
-    return Codec.default().encode(image, levels=levels, keep_metadata=keep_metadata, max_pixels=max_pixels)
+    return Codec.default().encode(image, levels=levels, keep_metadata=keep_metadata, max_pixels=max_pixels,
+                                  bpp=bpp, max_bytes=max_bytes)
 
 
 def decode(data: bytes, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
@@ -83,6 +88,6 @@ _register_pillow_plugin()
 
 __all__ = [
     "MAX_IMAGE_PIXELS", "Codec", "CorruptError", "CorruptLevelWarning", "FileInfo", "ImageTooLargeError", "InputTooLargeError",
-    "InputImageError", "LevelInfo", "NotSicError", "SiccError", "SiccWarning", "TruncatedError",
+    "InputImageError", "LevelInfo", "NoLevelWarning", "NotSicError", "SiccError", "SiccWarning", "TruncatedError",
     "TruncatedFileWarning", "UnsupportedError", "decode", "encode", "info", "truncate",
 ]

@@ -1,5 +1,8 @@
 """The ``sicc`` command: a thin shell over the Python API.
 
+Flags are parsed here; files are read and written by ``sicc/fileio.py``, one file's and many
+files' work is ``sicc/batch.py``, contact sheets are ``sicc/montage.py``.
+
 Exit codes (also in README.md and ``sicc --help``):
   0 success; 1 internal error; 2 bad arguments; 3 cannot read input;
   4 invalid, corrupt or unsupported input data; 5 cannot write output; 130 interrupted.
@@ -9,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
-import tempfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -19,190 +20,121 @@ from pathlib import Path
 
 import click
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_READ, EXIT_DATA, EXIT_WRITE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+from . import batch
+from .fileio import (
+    EXIT_DATA,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_READ,
+    EXIT_USAGE,
+    EXIT_WRITE,
+    OUTPUT_FORMATS,
+    CommandError,
+    QuietExit,
+    display_name,
+    read_input,
+    refuse_terminal,
+    sample_paths,
+    write_output,
+)
+from .model.config import ModelConfig
+
+__all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_READ", "EXIT_DATA", "EXIT_WRITE", "EXIT_INTERRUPTED",
+           "OUTPUT_FORMATS", "main", "run"]
 
 EPILOG = """\b
 Exit codes: 0 ok, 1 internal error, 2 bad arguments, 3 cannot read input,
 4 invalid/corrupt/unsupported data, 5 cannot write output, 130 interrupted.
+With several inputs: 0 if every file succeeded, else the code of the first that failed.
 """
 
-OUTPUT_FORMATS = {".png": "PNG", ".ppm": "PPM", ".pnm": "PPM", ".tif": "TIFF", ".tiff": "TIFF",
-                  ".webp": "WEBP", ".bmp": "BMP"}
-
-
-class CommandError(Exception):
-    """A one-line error for the user, with its exit code."""
-
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
+LEVELS = ModelConfig().levels
+"""Levels of the shipped model, for the help text (a file's own model is checked when it is read)."""
 
 
 class Settings:
     def __init__(self, quiet: bool, verbose: int, weights: str | None, threads: int | None = None):
         self.quiet, self.verbose, self.weights, self.threads = quiet, verbose, weights, threads
 
-    def say(self, message: str, level: int = 1) -> None:
+    def say(self, message: str, level: int = 0) -> None:
+        """A line on stderr: level 0 is the default summary (off with -q), 1 needs -v, 2 needs -vv."""
         if not self.quiet and self.verbose >= level:
             click.echo(message, err=True)
 
 
-# -- input / output ------------------------------------------------------------------
-def read_input(path: str) -> bytes:
-    try:
-        if path == "-":
-            return sys.stdin.buffer.read()
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror or exc}", EXIT_READ) from None
+class SeedRange(click.IntRange):
+    """0 .. 2^63-1, shown as such rather than as 9223372036854775807."""
 
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return a != "-" and b != "-" and os.path.exists(b) and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def write_output(path: str, data: bytes, source: str | None = None) -> None:
-    """Write atomically: a temporary file in the target folder, then rename.
-
-    A failure or Ctrl-C leaves either the old file or nothing, never a partial one.
-    """
-    write_outputs([path], [data], source)
-
-
-def write_outputs(paths: list[str], contents: list[bytes], source: str | None = None) -> None:
-    """Write several outputs as a unit: every one is first staged as a complete temporary file
-    beside its target, then all are renamed. A failure or Ctrl-C removes the temporary files and
-    the outputs this call had created, so N samples are written whole or not at all."""
-    for path in paths:
-        if source and _same_file(source, path):
-            raise CommandError(f"refusing to overwrite the input file {path}", EXIT_USAGE)
-    if paths == ["-"]:
-        try:
-            sys.stdout.buffer.write(contents[0])
-            sys.stdout.buffer.flush()
-        except OSError as exc:
-            raise CommandError(f"cannot write to standard output: {exc.strerror or exc}", EXIT_WRITE) from None
-        return
-    staged: list[tuple[str, str, bool]] = []  # (temporary file, target, target existed before)
-    created: list[str] = []
-    current = paths[0]
-    done = False
-    try:
-        for current, data in zip(paths, contents):
-            staged.append((_stage(Path(current), data), current, os.path.lexists(current)))
-        for tmp_name, current, existed in staged:
-            os.replace(tmp_name, current)
-            if not existed:
-                created.append(current)
-        done = True
-    except OSError as exc:
-        raise CommandError(f"cannot write {current}: {exc.strerror or exc}", EXIT_WRITE) from None
-    finally:
-        if not done:
-            for name in [tmp for tmp, _, _ in staged] + created:
-                if os.path.lexists(name):
-                    os.unlink(name)
-
-
-def _stage(target: Path, data: bytes) -> str:
-    """A complete, synced temporary copy of ``data`` beside ``target``, with the permissions the
-    output should get (mkstemp's are 0600)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), _output_mode(target))
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
-    return tmp_name
-
-
-def _output_mode(target: Path) -> int:
-    """The permissions of the file being replaced, else what open() would give: 0666 less the umask."""
-    try:
-        return stat.S_IMODE(os.stat(target).st_mode)
-    except OSError:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        return 0o666 & ~umask
+    def _describe_range(self) -> str:
+        return "0<=x<2^63"
 
 
 def print_out(text: str) -> None:
-    """A line on standard output; a closed pipe or a full disk is a write error (exit 5), not
-    click's silent exit 1."""
+    """A line on standard output; a closed pipe ends the command quietly, a full disk is a write
+    error (exit 5), not click's silent exit 1."""
     try:
         click.echo(text)
+    except BrokenPipeError:
+        raise QuietExit() from None
     except OSError as exc:
         raise CommandError(f"cannot write to standard output: {exc.strerror or exc}", EXIT_WRITE) from None
 
 
-def _image_bytes(image, fmt: str) -> bytes:
-    import io
+def classify(exc: BaseException, source: str | None = None) -> tuple[str, int]:
+    """The one-line message and exit code of a failure; data and image errors name the input."""
+    from .errors import InputImageError, SiccError
 
-    buf = io.BytesIO()
-    params = {}
-    if fmt in ("PNG", "TIFF", "WEBP") and image.info.get("icc_profile"):
-        params["icc_profile"] = image.info["icc_profile"]
-    if fmt in ("PNG", "WEBP", "TIFF") and image.info.get("exif"):
-        params["exif"] = image.info["exif"]
-    if fmt == "WEBP":
-        params["lossless"] = True
-    if fmt == "PNG":
-        params["compress_level"] = 3  # 3x faster than Pillow's default 6, a few % larger
-    image.save(buf, fmt, **params)
-    return buf.getvalue()
-
-
-def _output_format(path: str) -> str:
-    if path == "-":
-        return "PNG"
-    suffix = Path(path).suffix.lower()
-    if suffix not in OUTPUT_FORMATS:
-        raise CommandError(f"unknown output format '{suffix or path}' (use {', '.join(sorted(OUTPUT_FORMATS))})",
-                           EXIT_USAGE)
-    return OUTPUT_FORMATS[suffix]
-
-
-def sample_paths(path: str, samples: int) -> list[str]:
-    """``out.png`` for one sample; ``out-0.png`` ... ``out-{N-1}.png`` for N."""
-    if samples == 1:
-        return [path]
-    if path == "-":
-        raise CommandError("several samples cannot all go to standard output", EXIT_USAGE)
-    p = Path(path)
-    return [str(p.with_name(f"{p.stem}-{k}{p.suffix}")) for k in range(samples)]
+    prefix = f"{display_name(source)}: " if source else ""
+    if isinstance(exc, CommandError):
+        return str(exc), exc.code
+    if isinstance(exc, InputImageError):
+        return prefix + str(exc), EXIT_READ
+    if isinstance(exc, SiccError):
+        text = str(exc)  # a message that already starts with the name (the not-a-SIC-file hint) keeps it
+        return (text if source and text.startswith(display_name(source)) else prefix + text), EXIT_DATA
+    if isinstance(exc, ValueError):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, MemoryError):
+        return "out of memory", EXIT_INTERNAL
+    return f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL
 
 
 @contextmanager
-def reported_errors(settings: Settings):
-    """Map every failure to one stderr line and its exit code; warnings to one line each."""
-    from .errors import InputImageError, SiccError
+def reported_errors(settings: Settings, source: str | None = None):
+    """Map every failure to one stderr line and its exit code; warnings to one line each, naming
+    the file being worked on."""
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         if not settings.quiet:
-            click.echo(f"sicc: warning: {one_line(message)}", err=True)
+            name = getattr(batch.current, "name", None) or source
+            text = one_line(message)
+            if name and not text.startswith(f"{display_name(name)}:"):
+                text = f"{display_name(name)}: {text}"
+            click.echo(f"sicc: warning: {text}", err=True)
 
     warnings.showwarning = show_warning
+    warnings.simplefilter("always", _sicc_warning())  # one per file in a batch, not one per location
     try:
         yield
-    except CommandError as exc:
-        _fail(str(exc), exc.code)
-    except InputImageError as exc:
-        _fail(str(exc), EXIT_READ)
-    except SiccError as exc:
-        _fail(str(exc), EXIT_DATA)
-    except ValueError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except MemoryError:
-        _fail("out of memory", EXIT_INTERNAL)
+    except QuietExit:
+        _quiet_exit()
     except KeyboardInterrupt:
         _fail("interrupted", EXIT_INTERRUPTED)
+    except (CommandError, ValueError, MemoryError) as exc:
+        _fail(*classify(exc, source))
+    except Exception as exc:
+        from .errors import SiccError
+
+        if not isinstance(exc, SiccError):
+            raise
+        _fail(*classify(exc, source))
+
+
+def _sicc_warning():
+    from .errors import SiccWarning
+
+    return SiccWarning
 
 
 def one_line(message) -> str:
@@ -216,6 +148,17 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _quiet_exit() -> None:
+    """The reader of standard output went away: exit 0 without a word, and without Python's own
+    complaint when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    sys.exit(EXIT_OK)
+
+
 def _codec(settings: Settings):
     """The model: a file that cannot be read exits 3, a damaged or foreign one exits 4."""
     from .codec import Codec
@@ -223,12 +166,14 @@ def _codec(settings: Settings):
 
     path = settings.weights or os.environ.get("SICC_WEIGHTS")
     try:
-        return Codec.load(path)
+        codec = Codec.load(path)
     except OSError as exc:
         raise CommandError(f"cannot read model weights {path or '(shipped)'}: {exc.strerror or exc}",
                            EXIT_READ) from None
     except WeightsError as exc:
         raise CommandError(f"invalid model weights {path or '(shipped)'}: {exc}", EXIT_DATA) from None
+    settings.say(f"model {codec.model_id.hex()} ({path or 'shipped'}), {codec.config.levels} levels", 1)
+    return codec
 
 
 def _progress(settings: Settings):
@@ -247,7 +192,7 @@ def _progress(settings: Settings):
     return show
 
 
-# -- commands ------------------------------------------------------------------------
+# -- options ---------------------------------------------------------------------------
 def _set_quiet(ctx: click.Context, _param, value: bool) -> None:
     if value:
         ctx.find_object(Settings).quiet = True
@@ -273,17 +218,37 @@ max_pixels_option = click.option(
 """One pixel limit for encode and decode (sicc.MAX_IMAGE_PIXELS when not given)."""
 
 
-def common_options(command):
-    """-q/-v/--threads/--weights work after the subcommand too, as in `sicc encode -v`."""
+def output_options(command):
+    """-q/-v work after the subcommand too, as in `sicc info -q`."""
     for option in (
         click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet,
                      help="Print nothing but errors."),
         click.option("-v", "--verbose", count=True, expose_value=False, callback=_add_verbose,
-                     help="Print sizes and timings."),
+                     help="More detail: -v model and timings, -vv per-level sizes."),
+    ):
+        command = option(command)
+    return command
+
+
+def model_options(command):
+    """--threads/--weights, for the commands that run the model."""
+    for option in (
         click.option("--threads", type=click.IntRange(1, 256), expose_value=False, callback=_set_threads,
                      help="Tiles transformed in parallel (default: CPUs, at most 4); never changes the pixels."),
         click.option("--weights", type=click.Path(dir_okay=False), expose_value=False, callback=_set_weights,
-                     help="Model weights file (default: the shipped model)."),
+                     help="Model weights file (default: the shipped model; also SICC_WEIGHTS)."),
+    ):
+        command = option(command)
+    return output_options(command)
+
+
+def batch_options(command):
+    for option in (
+        click.option("-r", "--recursive", is_flag=True, help="Take the files of sub-folders too."),
+        click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+                     help="Files worked on at a time, sharing one loaded model."),
+        click.option("-f", "--force", is_flag=True, help="With several inputs: overwrite existing outputs "
+                     "(they are kept and reported otherwise)."),
     ):
         command = option(command)
     return command
@@ -291,132 +256,228 @@ def common_options(command):
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-@click.option("-v", "--verbose", count=True, help="Print sizes and timings (repeat for more).")
+@click.option("-v", "--verbose", count=True, help="More detail: -v model and timings, -vv per-level sizes.")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
               help="Tiles transformed in parallel (default: CPUs, at most 4); never changes the pixels.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, envvar="SICC_WEIGHTS",
-              help="Model weights file (default: the shipped model).")
-@click.version_option(package_name="sicc", prog_name="sicc")
+              help="Model weights file (default: the shipped model; also SICC_WEIGHTS).")
+@click.version_option(None, "-V", "--version", package_name="sicc", prog_name="sicc")
 @click.pass_context
 def main(ctx: click.Context, quiet: bool, verbose: int, threads: int | None, weights: str | None) -> None:
     """Progressive synonymous image codec: encode, truncate, decode one or many reconstructions."""
     ctx.obj = Settings(quiet, verbose, weights, threads)
 
 
-@main.command(epilog=EPILOG)
-@click.argument("input_path", metavar="INPUT")
-@click.option("-o", "--output", required=True, help="Output .sic file ('-' for standard output).")
-@click.option("--levels", type=click.IntRange(0, 255), default=None, help="Write only the first N levels.")
+def _one_rate(levels: int | None, max_bytes: int | None, bpp: float | None) -> None:
+    if sum(x is not None for x in (levels, max_bytes, bpp)) > 1:
+        raise CommandError("give at most one of --levels, --bytes, --bpp", EXIT_USAGE)
+
+
+def _file_threads(settings: Settings, jobs: int) -> int | None:
+    """N files at a time share the cores: each gets cores/N tile threads unless --threads says."""
+    if settings.threads or jobs <= 1:
+        return settings.threads
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _run_batch(settings: Settings, jobs_list: list[batch.Job], work, parallel: int, force: bool,
+               exists=None, what: str = "encoded") -> None:
+    """Many files: progress bar on a terminal, one line per failure, a total line; the exit code
+    says whether any failed."""
+    def on_done(outcome: batch.Outcome) -> None:
+        settings.say(_summary(outcome, what), 1)
+
+    def on_error(source: str, message: str) -> None:
+        click.echo(f"sicc: error: {one_line(message)}", err=True)
+
+    start = time.perf_counter()
+    report = batch.run_all(
+        jobs_list, work, classify=lambda exc: classify(exc, batch.current.name),
+        parallel=parallel, force=force, progress=not settings.quiet and sys.stderr.isatty(),
+        on_done=on_done, on_error=on_error, **({"exists": exists} if exists else {}))
+    for job in report.skipped if not settings.quiet else ():
+        click.echo(f"sicc: warning: {job.target} exists, kept (--force to overwrite)", err=True)
+    total = sum(o.bytes for o in report.done)
+    settings.say(f"{what} {len(report.done)} of {len(jobs_list)} files ({len(report.failed)} failed, "
+                 f"{len(report.skipped)} kept), {total} bytes, {time.perf_counter() - start:.2f} s")
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+def _summary(outcome: batch.Outcome, what: str) -> str:
+    if what == "encoded":
+        return (f"{display_name(outcome.target, output=True)}: {outcome.width}x{outcome.height}, {outcome.bytes} bytes, "
+                f"{outcome.bpp:.4f} bpp, {outcome.levels}/{outcome.model_levels} levels, {outcome.seconds:.2f} s")
+    samples = f", {outcome.samples} samples" if outcome.samples > 1 else ""
+    return (f"{display_name(outcome.target, output=True)}: {outcome.width}x{outcome.height} from {outcome.levels}/"
+            f"{outcome.model_levels} levels ({outcome.bpp:.4f} bpp){samples}, {outcome.seconds:.2f} s")
+
+
+def _mkdirs(target: str) -> None:
+    try:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create the folder of {target}: {exc.strerror or exc}", EXIT_WRITE) from None
+
+
+# -- commands ----------------------------------------------------------------------------
+@main.command(epilog=EPILOG, short_help="Encode images into SIC files.")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.option("-o", "--output", required=True,
+              help="Output .sic file ('-' = standard output), or a folder for several inputs.")
+@click.option("--levels", type=click.IntRange(1, LEVELS), default=None,
+              help="Keep levels 1..N (default: all).")
+@click.option("--bytes", "max_bytes", type=click.IntRange(1), default=None,
+              help="Keep the most levels that fit in B bytes (at least level 1).")
+@click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
+              help="Keep the most levels that fit in R bits per pixel (at least level 1).")
 @click.option("--strip", is_flag=True, help="Do not carry the ICC profile and EXIF over.")
 @max_pixels_option
-@common_options
+@batch_options
+@model_options
 @click.pass_obj
-def encode(settings: Settings, input_path: str, output: str, levels: int | None, strip: bool,
-           max_pixels: int | None) -> None:
-    """Encode a PNG/JPEG/WebP/TIFF image (or '-') into a SIC file."""
-    import io
-
-    with reported_errors(settings):
-        raw = read_input(input_path)
+def encode(settings: Settings, inputs: tuple[str, ...], output: str, levels: int | None, max_bytes: int | None,
+           bpp: float | None, strip: bool, max_pixels: int | None, recursive: bool, jobs: int, force: bool) -> None:
+    """Encode PNG/JPEG/WebP/TIFF images (or '-' for standard input) into SIC files, at full rate
+    or at the rate of --levels/--bytes/--bpp. With several inputs or folders, -o names a folder."""
+    with reported_errors(settings, inputs[0] if len(inputs) == 1 else None):
+        _one_rate(levels, max_bytes, bpp)
+        rate = dict(levels=levels, bpp=bpp, max_bytes=max_bytes, strip=strip, max_pixels=max_pixels)
+        if not batch.is_batch(list(inputs), output):
+            codec = _codec(settings)
+            outcome = batch.encode_file(codec, inputs[0], output, threads=settings.threads,
+                                        progress=_progress(settings), **rate)
+            settings.say(_summary(outcome, "encoded"))
+            for line in outcome.details:
+                settings.say(line, 2)
+            return
+        plan = batch.plan(list(inputs), output, batch.SIC_SUFFIX,
+                          lambda p: p.suffix.lower() in batch.IMAGE_SUFFIXES, recursive)
         codec = _codec(settings)
-        if levels is not None and levels > codec.config.levels:
-            raise CommandError(f"--levels must be at most {codec.config.levels}", EXIT_USAGE)
-        start = time.perf_counter()
-        data = codec.encode(io.BytesIO(raw), levels=levels, keep_metadata=not strip, max_pixels=max_pixels,
-                            threads=settings.threads, progress=_progress(settings))
-        write_output(output, data, source=input_path)
-        _report_encode(settings, data, time.perf_counter() - start)
+        threads = _file_threads(settings, jobs)
+
+        def work(job: batch.Job) -> batch.Outcome:
+            _mkdirs(job.target)
+            return batch.encode_file(codec, job.source, job.target, threads=threads, **rate)
+
+        _run_batch(settings, plan, work, jobs, force, what="encoded")
 
 
-def _report_encode(settings: Settings, data: bytes, seconds: float) -> None:
-    from .stream import file_info
-
-    info = file_info(data)
-    settings.say(f"{info.width}x{info.height}, {len(info.levels)} levels, {len(data)} bytes, "
-                 f"{len(data) * 8 / (info.width * info.height):.4f} bpp, {seconds:.2f} s")
-
-
-@main.command(epilog=EPILOG)
-@click.argument("input_path", metavar="INPUT")
+@main.command(epilog=EPILOG, short_help="Decode SIC files into one or several images.")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("-o", "--output", required=True,
-              help="Output image (.png, .ppm, .tif, .webp, .bmp; '-' = PNG on stdout). "
-                   "With N samples: OUT-0.png ... OUT-{N-1}.png.")
+              help="Output image (.png .jpg .webp .tif .ppm .bmp; '-' = PNG on standard output), or a folder "
+                   "for several inputs. With N samples: OUT-0.png ... OUT-{N-1}.png.")
 @click.option("--samples", type=click.IntRange(1, 1024), default=1, show_default=True,
               help="Number of synonymous reconstructions.")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+@click.option("--seed", type=SeedRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of the sampled details; same seed, same pixels.")
 @click.option("--spread", type=click.FloatRange(0, 16), default=2.0, show_default=True,
               help="Detail sampling spread s in round(mu + s*u); 0 gives the deterministic mean decode.")
-@click.option("--level", type=click.IntRange(0, 255), default=None,
+@click.option("--level", type=click.IntRange(1, LEVELS), default=None,
               help="Decode from the first L levels only (default: all levels in the file).")
+@click.option("--quality", type=click.IntRange(1, 100), default=None,
+              help="JPEG output quality (default 90).")
+@click.option("--format", "out_format", type=click.Choice(sorted({s[1:] for s in OUTPUT_FORMATS})), default=None,
+              help="Image format of the outputs in a folder (default png).")
 @click.option("--strict", is_flag=True, help="Fail on a truncated or corrupt level instead of decoding before it.")
 @max_pixels_option
-@common_options
+@batch_options
+@model_options
 @click.pass_obj
-def decode(settings: Settings, input_path: str, output: str, samples: int, seed: int, spread: float,
-           level: int | None, strict: bool, max_pixels: int | None) -> None:
-    """Decode a SIC file into one or several images."""
-    with reported_errors(settings):
-        fmt = _output_format(output)
-        paths = sample_paths(output, samples)
-        raw = read_input(input_path)
+def decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: int, seed: int, spread: float,
+           level: int | None, quality: int | None, out_format: str | None, strict: bool, max_pixels: int | None,
+           recursive: bool, jobs: int, force: bool) -> None:
+    """Decode SIC files into one or several images each. With several inputs or folders, -o names a
+    folder and --format picks the image format."""
+    options = dict(samples=samples, seed=seed, spread=spread, level=level, strict=strict, max_pixels=max_pixels,
+                   quality=quality)
+    with reported_errors(settings, inputs[0] if len(inputs) == 1 else None):
+        if not batch.is_batch(list(inputs), output):
+            if out_format is not None:
+                raise CommandError("--format is for a folder of outputs; name the output file instead", EXIT_USAGE)
+            codec = _codec(settings)
+            outcome = batch.decode_file(codec, inputs[0], output, threads=settings.threads,
+                                        progress=_progress(settings), **options)
+            settings.say(_summary(outcome, "decoded"), 1)
+            return
+        suffix = "." + (out_format or "png")
+        plan = batch.plan(list(inputs), output, suffix, lambda p: p.suffix.lower() == batch.SIC_SUFFIX, recursive)
         codec = _codec(settings)
-        start = time.perf_counter()
-        images = codec.decode(raw, samples=samples, seed=seed, spread=spread, level=level,
-                              strict=strict, max_pixels=max_pixels, threads=settings.threads,
-                              progress=_progress(settings))
-        encoded = [_image_bytes(image, fmt) for image in images]
-        write_outputs(paths, encoded, source=input_path)
-        settings.say(f"decoded {len(images)} image(s) {images[0].width}x{images[0].height} "
-                     f"in {time.perf_counter() - start:.2f} s")
+        threads = _file_threads(settings, jobs)
+
+        def work(job: batch.Job) -> batch.Outcome:
+            _mkdirs(job.target)
+            return batch.decode_file(codec, job.source, job.target, threads=threads, **options)
+
+        _run_batch(settings, plan, work, jobs, force, what="decoded",
+                   exists=lambda job: any(os.path.lexists(p) for p in sample_paths(job.target, samples)))
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=EPILOG, short_help="Cut a SIC file after a level (no re-encoding).")
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="Output .sic file ('-' for standard output).")
-@click.option("--level", type=click.IntRange(0, 255), default=None, help="Keep levels 1..L.")
-@click.option("--bytes", "max_bytes", type=click.IntRange(0), default=None, help="Largest prefix of at most B bytes.")
-@click.option("--bpp", type=click.FloatRange(0), default=None, help="Largest prefix of at most R bits per pixel.")
-@common_options
+@click.option("--level", type=click.IntRange(1, LEVELS), default=None, help="Keep levels 1..L.")
+@click.option("--bytes", "max_bytes", type=click.IntRange(1), default=None,
+              help="Largest prefix of at most B bytes (at least level 1).")
+@click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
+              help="Largest prefix of at most R bits per pixel (at least level 1).")
+@output_options
 @click.pass_obj
 def truncate(settings: Settings, input_path: str, output: str, level: int | None,
              max_bytes: int | None, bpp: float | None) -> None:
-    """Cut a SIC file after a level (a byte prefix: nothing is re-encoded)."""
+    """Cut a SIC file after a level: a byte prefix, nothing is re-encoded."""
     from .stream import file_info
     from .stream import truncate as truncate_data
 
-    with reported_errors(settings):
+    with reported_errors(settings, input_path):
         if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
             raise CommandError("give exactly one of --level, --bytes, --bpp", EXIT_USAGE)
+        refuse_terminal(output)
         raw = read_input(input_path)
-        data = truncate_data(raw, level=level, max_bytes=max_bytes, bpp=bpp)
+        data = _sic_data(input_path, raw, lambda: truncate_data(raw, level=level, max_bytes=max_bytes, bpp=bpp))
         write_output(output, data, source=input_path)
         info = file_info(data)
-        settings.say(f"kept {len(info.levels)} levels, {len(data)} bytes, "
-                     f"{len(data) * 8 / (info.width * info.height):.4f} bpp")
+        settings.say(f"{display_name(output, output=True)}: kept {len(info.levels)}/{info.model_levels} levels, {len(data)} bytes, "
+                     f"{len(data) * 8 / (info.width * info.height):.4f} bpp", 1)
 
 
-@main.command(epilog=EPILOG)
+def _sic_data(source: str, raw: bytes, action):
+    """Run ``action`` on SIC data; an image given instead gets a hint at `sicc encode`."""
+    from .errors import NotSicError
+
+    try:
+        return action()
+    except NotSicError as exc:
+        raise batch.not_sic_error(source, raw, exc) from None
+
+
+@main.command(epilog=EPILOG, short_help="Show a SIC file's size, metadata and levels.")
 @click.argument("input_path", metavar="INPUT")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@common_options
+@output_options
 @click.pass_obj
 def info(settings: Settings, input_path: str, as_json: bool) -> None:
-    """Show a SIC file's size, model id and per-level bytes and bpp (no decoding)."""
+    """Show a SIC file's size, model id, metadata and per-level bytes and bpp (no decoding)."""
     from .stream import file_info
 
-    with reported_errors(settings):
+    with reported_errors(settings, input_path):
         data = read_input(input_path)
-        report = file_info(data)
+        report = _sic_data(input_path, data, lambda: file_info(data))
         if as_json:
             print_out(json.dumps(report.to_dict(), indent=2))
             return
-        print_out(f"SIC v1, {report.width}x{report.height}, model {report.model_id}, "
-                   f"{len(report.levels)}/{report.model_levels} levels, {report.file_bytes} bytes")
+        kind = "gray" if report.grayscale else "colour"
+        metadata = ", ".join(x for x, v in (("ICC profile", report.has_icc_profile), ("EXIF", report.has_exif)) if v)
+        print_out(f"SIC v1, {report.width}x{report.height} {kind}, model {report.model_id}, "
+                  f"{len(report.levels)}/{report.model_levels} levels, {report.file_bytes} bytes")
+        print_out(f"  metadata: {metadata or 'none'}")
         print_out(f"  base (header, metadata, hyperprior): {report.base_bytes} bytes")
         for lv in report.levels:
             print_out(f"  level {lv.index:2d}: {lv.bytes:8d} bytes, cumulative {lv.cumulative_bytes:8d} bytes, "
-                       f"{lv.cumulative_bpp:.4f} bpp")
+                      f"{lv.cumulative_bpp:.4f} bpp")
+        if not report.levels:
+            print_out("  no level: decoding it samples the whole image (noise)")
         if report.truncated:
             print_out(f"  truncated inside level {len(report.levels) + 1}")
         if report.corrupt_level is not None:
@@ -440,6 +501,10 @@ def run() -> None:
         _fail("interrupted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         _fail("interrupted", EXIT_INTERRUPTED)
+    except QuietExit:
+        _quiet_exit()
+    except BrokenPipeError:  # help or version text into a closed pipe
+        _quiet_exit()
     except SystemExit:
         raise
     except BaseException as exc:  # last resort: one line, never a traceback

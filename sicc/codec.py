@@ -18,7 +18,8 @@ from PIL import Image
 
 from . import container, tiling
 from .coding import Y_BOUND, CodingError, decode_categorical, decode_gaussian, encode_categorical, encode_gaussian
-from .errors import CorruptError, CorruptLevelWarning, TruncatedFileWarning, UnsupportedError, WeightsError
+from .errors import (CorruptError, CorruptLevelWarning, NoLevelWarning, SiccWarning, TruncatedFileWarning,
+                     UnsupportedError, WeightsError)
 from .image_io import load_rgb
 from .model.config import DEFAULT_SPREAD
 from .model.geometry import hyper_size, latent_size, pad_image
@@ -100,10 +101,20 @@ class Codec:
 
     def encode(self, image, levels: int | None = None, keep_metadata: bool = True,
                max_pixels: int | None = None, threads: int | None = None,
-               progress: Progress | None = None) -> bytes:
+               progress: Progress | None = None, bpp: float | None = None, max_bytes: int | None = None) -> bytes:
         """Encode an image (path, PIL image, RGB uint8 array) into a SIC file with
-        ``levels`` levels (default: all). Images over ``max_pixels`` (default:
-        ``sicc.MAX_IMAGE_PIXELS``, the limit the decoder applies) are refused."""
+        ``levels`` levels (default: all), or the most levels that fit ``bpp`` bits per pixel or
+        ``max_bytes`` bytes (the rule of :func:`sicc.truncate`: at least one level, else an error).
+        Images over ``max_pixels`` (default: ``sicc.MAX_IMAGE_PIXELS``, the limit the decoder
+        applies) are refused."""
+        if sum(x is not None for x in (levels, bpp, max_bytes)) > 1:
+            raise ValueError("give at most one of levels, bpp, max_bytes")
+        if bpp is not None or max_bytes is not None:
+            from .stream import truncate
+
+            full = self.encode(image, keep_metadata=keep_metadata, max_pixels=max_pixels, threads=threads,
+                               progress=progress)
+            return truncate(full, bpp=bpp, max_bytes=max_bytes)
         levels = self.config.levels if levels is None else levels
         if not 0 <= levels <= self.config.levels:
             raise ValueError(f"levels must be in 0..{self.config.levels}")
@@ -119,7 +130,8 @@ class Codec:
             coded.append(encode_gaussian(y_int[level * g : (level + 1) * g], means, scales))
             if progress:
                 progress("levels", level + 1, levels)
-        header = container.Header(width, height, self.model_id, self.config.levels)
+        flags = container.FLAG_GRAYSCALE if rgb.grayscale else 0
+        header = container.Header(width, height, self.model_id, self.config.levels, flags)
         return container.write(
             header, hyper_bytes, coded,
             icc_profile=rgb.icc_profile if keep_metadata else None,
@@ -213,6 +225,13 @@ class Codec:
             raise ValueError(f"level {level} is not in the file (it holds levels 0..{available})")
         base, coded = self.decode_latents(parsed, level, strict=strict, progress=progress)
         level = coded.shape[0] // self.config.group_size
+        if level == 0:
+            warnings.warn("no level decoded: the whole image is sampled from the hyperprior alone "
+                          "and will look like noise", NoLevelWarning, stacklevel=2)
+        elif samples > 1 and (level == self.config.levels or spread == 0):
+            why = ("spread 0 samples nothing" if spread == 0 else
+                   "every level is decoded, so nothing is sampled (decode fewer levels for different samples)")
+            warnings.warn(f"all {samples} samples are identical: {why}", SiccWarning, stacklevel=2)
         width, height = parsed.header.width, parsed.header.height
         images = []
         deterministic = spread == 0 or level == self.config.levels
@@ -226,6 +245,8 @@ class Codec:
 
     @staticmethod
     def _with_metadata(image: Image.Image, parsed: container.SicFile) -> Image.Image:
+        if parsed.header.flags & container.FLAG_GRAYSCALE:
+            image = image.convert("L")
         if parsed.icc_profile:
             image.info["icc_profile"] = parsed.icc_profile
         if parsed.exif:

@@ -31,6 +31,10 @@ CHUNK_HYPR = b"HYPR"
 CHUNK_LEVL = b"LEVL"
 _METADATA_CHUNKS = (CHUNK_ICCP, CHUNK_EXIF)
 
+FLAG_GRAYSCALE = 0x01
+"""Header flag bit 0: the source was gray; decoders return one gray channel (formats/sic-v1.md)."""
+KNOWN_FLAGS = FLAG_GRAYSCALE
+
 
 @dataclass(frozen=True)
 class Header:
@@ -92,7 +96,7 @@ def parse_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise UnsupportedError(f"SIC version {version} is not supported (this sicc reads version {VERSION})")
     if zlib.crc32(data[: HEADER_SIZE - 4]) != crc:
         raise CorruptError("header is corrupt (checksum mismatch)")
-    if flags or reserved:
+    if flags & ~KNOWN_FLAGS or reserved:
         raise UnsupportedError(f"unknown header flags 0x{flags:02x}/0x{reserved:02x}")
     if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
         raise CorruptError(f"image size {width}x{height} is outside 1..{MAX_DIMENSION}")

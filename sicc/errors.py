@@ -59,3 +59,7 @@ class CorruptLevelWarning(SiccWarning):
 
 class WeightsError(SiccError):
     """A model weights file that is damaged, forged or not a sicc weights file."""
+
+
+class NoLevelWarning(SiccWarning):
+    """No level was decoded: every level was sampled from the hyperprior alone (noise-like)."""

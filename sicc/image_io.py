@@ -24,6 +24,7 @@ class RGBImage:
     pixels: np.ndarray  # (H, W, 3) uint8
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    grayscale: bool = False  # a gray source (its three channels are equal): decoded back to gray
 
 
 EXIF_ORIENTATION = 0x0112
@@ -61,6 +62,7 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
         with _pillow_bomb_check_lifted():
             image = Image.open(source)
         check_size(*image.size, max_pixels)
+        _warn_about_source(image)
         image.load()
     except Image.DecompressionBombError as exc:  # a later frame of a multi-frame file
         raise InputTooLargeError(f"image is too large: {exc}") from None
@@ -71,10 +73,30 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
     return image
 
 
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+"""Pillow modes of gray images: encoded as three equal channels, recorded as grayscale in the file."""
+
+
+def _warn_about_source(image: Image.Image) -> None:
+    """What the encoder will not keep, said before the pixels are read: frames after the first,
+    and the low 8 bits of 16-bit colour (16-bit gray is reported by the conversion itself)."""
+    frames = getattr(image, "n_frames", 1)
+    if getattr(image, "is_animated", False) and frames > 1:
+        warnings.warn(f"animated {image.format} image: only the first of its {frames} frames is encoded",
+                      SiccWarning, stacklevel=3)
+    for tile in getattr(image, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if image.mode in ("RGB", "RGBA") and isinstance(rawmode, str) and ";16" in rawmode:
+            warnings.warn(f"16-bit {image.mode} image reduced to 8 bits per channel", SiccWarning, stacklevel=3)
+            break
+
+
 def to_rgb(image: Image.Image) -> RGBImage:
     """Orientation applied; grayscale, palette, CMYK expanded; alpha composited over white;
     16-bit and float scaled to 8 bits."""
     icc = image.info.get("icc_profile")
+    gray = image.mode in GRAY_MODES or (image.mode == "P" and _gray_palette(image))
     try:
         if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # transposing copies: only when needed
             image = ImageOps.exif_transpose(image)
@@ -84,8 +106,8 @@ def to_rgb(image: Image.Image) -> RGBImage:
     exif_bytes = exif.tobytes() if len(exif) else None
     mode = image.mode
     if mode.startswith("I") or mode == "F":
-        gray = _gray_to_8bit(np.asarray(image, dtype=np.float64), mode)
-        return RGBImage(np.repeat(gray[:, :, None], 3, axis=2), icc, exif_bytes)
+        gray_pixels = _gray_to_8bit(np.asarray(image, dtype=np.float64), mode)
+        return RGBImage(np.repeat(gray_pixels[:, :, None], 3, axis=2), icc, exif_bytes, grayscale=True)
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif mode in ("LA", "La", "PA"):
@@ -105,7 +127,13 @@ def to_rgb(image: Image.Image) -> RGBImage:
     pixels = np.asarray(rgb, dtype=np.uint8)  # one copy (read-only; the transforms copy per tile)
     if pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise InputImageError("image has no pixels")
-    return RGBImage(np.ascontiguousarray(pixels), icc, exif_bytes)
+    return RGBImage(np.ascontiguousarray(pixels), icc, exif_bytes, grayscale=gray)
+
+
+def _gray_palette(image: Image.Image) -> bool:
+    """A palette image whose colours are all gray."""
+    palette = image.getpalette() or []
+    return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))
 
 
 def _gray_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:

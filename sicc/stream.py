@@ -32,6 +32,7 @@ class FileInfo:
     corrupt_level: int | None = None
     has_icc_profile: bool = False
     has_exif: bool = False
+    grayscale: bool = False  # header flag: decoders return one gray channel
 
     @property
     def complete(self) -> bool:
@@ -55,26 +56,36 @@ def file_info(data: bytes) -> FileInfo:
         model_levels=header.model_levels, file_bytes=len(data), base_bytes=ends[0], levels=levels,
         truncated=parsed.truncated, corrupt_level=parsed.corrupt_level,
         has_icc_profile=parsed.icc_profile is not None, has_exif=parsed.exif is not None,
+        grayscale=bool(header.flags & container.FLAG_GRAYSCALE),
     )
 
 
 def truncate(data: bytes, level: int | None = None, max_bytes: int | None = None,
              bpp: float | None = None) -> bytes:
     """The longest level prefix of ``data`` that fits: exactly ``level`` levels, at most
-    ``max_bytes`` bytes, or at most ``bpp`` bits per pixel. A byte prefix, nothing rewritten."""
+    ``max_bytes`` bytes, or at most ``bpp`` bits per pixel. A byte prefix, nothing rewritten.
+
+    A budget always keeps at least one level: one below level 1 is refused with the smallest
+    size that fits (a file of no level decodes to noise). Only ``level=0`` asks for the bare
+    hyperprior on purpose."""
     if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
         raise ValueError("give exactly one of level, max_bytes, bpp")
     parsed = container.parse(bytes(data), max_pixels=None, strict=False)
     ends = parsed.chunk_ends
     if level is not None:
         if not 0 <= level < len(ends):
-            raise ValueError(f"level {level} is not in the file (it holds levels 0..{len(ends) - 1})")
+            raise ValueError(f"level {level} is not in the file (it holds levels 1..{len(ends) - 1})"
+                             if len(ends) > 1 else f"level {level} is not in the file (it holds no level)")
         return bytes(data[: ends[level]])
+    pixels = parsed.header.width * parsed.header.height
     if bpp is not None:
         if not (bpp >= 0 and math.isfinite(bpp)):
             raise ValueError("bpp must be a finite number >= 0")
-        max_bytes = int(bpp * parsed.header.width * parsed.header.height / 8)
-    if max_bytes < ends[0]:
-        raise ValueError(f"cannot fit in {max_bytes} bytes: the smallest valid file (no levels) is {ends[0]} bytes")
+        max_bytes = int(bpp * pixels / 8)
+    smallest = ends[min(1, len(ends) - 1)]
+    if max_bytes < smallest:
+        what = "with level 1" if len(ends) > 1 else "(it holds no level)"
+        raise ValueError(f"cannot fit in {max_bytes} bytes ({max_bytes * 8 / pixels:.4f} bpp): the smallest "
+                         f"file {what} is {smallest} bytes ({smallest * 8 / pixels:.4f} bpp)")
     fitting = max(i for i, end in enumerate(ends) if end <= max_bytes)
     return bytes(data[: ends[fitting]])

@@ -383,7 +383,8 @@ def exercise(codec, data: bytes, max_pixels: int | None = FUZZ_MAX_PIXELS) -> li
         cut = call("truncate", sicc.truncate, data, level=k)
         if isinstance(cut, sicc.SiccError) or not data.startswith(cut) or len(sicc.info(cut).levels) != k:
             raise Crash("property", f"truncate(level={k}) of a file with {count} levels is not a {k}-level prefix")
-        budget = rng.randint(info.base_bytes, len(data) + 16)
+        smallest = info.levels[0].cumulative_bytes if info.levels else info.base_bytes  # a budget keeps level 1
+        budget = rng.randint(smallest, len(data) + 16)
         cut = call("truncate", sicc.truncate, data, max_bytes=budget)
         if isinstance(cut, sicc.SiccError) or len(cut) > budget or not data.startswith(cut):
             raise Crash("property", f"truncate(max_bytes={budget}) is not a prefix within the budget")
@@ -397,7 +398,8 @@ def exercise(codec, data: bytes, max_pixels: int | None = FUZZ_MAX_PIXELS) -> li
     if not isinstance(images, sicc.SiccError):
         if isinstance(info, sicc.SiccError):
             raise Crash("property", "decode accepted a file that info rejects")
-        if any(im.size != (info.width, info.height) or im.mode != "RGB" for im in images):
+        mode = "L" if info.grayscale else "RGB"
+        if any(im.size != (info.width, info.height) or im.mode != mode for im in images):
             raise Crash("property", f"decoded size {images[0].size} differs from the header's "
                                     f"{info.width}x{info.height}")
     return seen

@@ -1,6 +1,6 @@
 """Re-make the committed golden files (run only when the format or model changes on purpose).
 
-    python -m tests.make_golden            # tiny-model golden (format and decode path)
+    python -m tests.make_golden            # tiny-model goldens (format and decode path; colour and gray)
     python -m tests.make_golden --shipped  # shipped-model golden (after shipping new weights)
 
 Writes tests/data/golden-<name>.sic, the decoded reference PNGs and a JSON of
@@ -21,6 +21,14 @@ SOURCE = DATA / "golden-source.png"
 CASES = {"det": dict(spread=0.0, level=None, seed=0), "l3-s7": dict(spread=2.0, level=3, seed=7)}
 
 
+def golden_source(name: str):
+    """The image a golden file encodes: the committed PNG, in gray for the grayscale golden
+    (header flag bit 0)."""
+    from PIL import Image
+
+    return Image.open(SOURCE).convert("L") if name.endswith("-gray") else SOURCE
+
+
 def latent_digest(codec, data: bytes, level: int | None) -> str:
     """SHA-256 of the decoded integer latents: must match bit for bit on every machine."""
     parsed = codec.parse(data)
@@ -32,7 +40,7 @@ def make(name: str, weights: Path | None) -> None:
     from sicc import Codec
 
     codec = Codec.load(weights)
-    data = codec.encode(SOURCE)
+    data = codec.encode(golden_source(name))
     (DATA / f"golden-{name}.sic").write_bytes(data)
     expected = {"model_id": codec.model_id.hex(), "bytes": len(data), "cases": {}}
     for case, kw in CASES.items():
@@ -56,6 +64,7 @@ def main() -> None:
 
         make_tiny_weights(tiny, seed=0)
     make("tiny", tiny)
+    make("tiny-gray", tiny)
 
 
 if __name__ == "__main__":

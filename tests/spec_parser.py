@@ -25,7 +25,8 @@ def read_header(data: bytes) -> dict:
     width, height = struct.unpack("<II", data[12:20])
     (crc,) = struct.unpack("<I", data[28:32])
     return {
-        "version": version, "flags": flags, "model_levels": levels, "reserved": reserved,
+        "version": version, "flags": flags, "grayscale": bool(flags & 0x01), "model_levels": levels,
+        "reserved": reserved,
         "width": width, "height": height, "model_id": data[20:28].hex(),
         "header_crc_ok": zlib.crc32(data[:28]) == crc,
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,7 +57,7 @@ def test_encode_writes_the_same_bytes_as_the_api(files, tiny_codec, small_image)
     """`sicc encode` is the API's encode of the decoded input, written to the output."""
     out = files.dir / "out.sic"
     result = run("encode", files.png, "-o", out, *files.weights)
-    assert result.code == 0 and result.stderr == ""
+    assert result.code == 0 and len(result.stderr_lines) == 1  # the one-line summary
     assert out.read_bytes() == tiny_codec.encode(small_image)
 
 
@@ -105,7 +106,7 @@ def test_truncate_level_bytes_bpp_are_byte_prefixes(files):
     pixels = info.width * info.height
     out = files.dir / "cut.sic"
     cases = [("--level", 4, ends[4]), ("--bytes", ends[6] + 3, ends[6]), ("--bytes", ends[6], ends[6]),
-             ("--bpp", ends[9] * 8 / pixels + 1e-6, ends[9]), ("--level", 0, ends[0]),
+             ("--bpp", ends[9] * 8 / pixels + 1e-6, ends[9]), ("--level", 1, ends[1]),
              ("--bytes", 10**9, len(files.data))]
     for option, value, expected_length in cases:
         result = run("truncate", files.sic, "-o", out, option, value)
@@ -119,10 +120,17 @@ def test_truncate_argument_errors(files):
     """Exactly one of --level/--bytes/--bpp; budgets below the base or levels not in the file fail with 2."""
     out = files.dir / "cut.sic"
     base = sicc.info(files.data).base_bytes
+    ends1 = sicc.info(files.data).levels[0].cumulative_bytes
     assert_error(run("truncate", files.sic, "-o", out), 2, "exactly one")
     assert_error(run("truncate", files.sic, "-o", out, "--level", 2, "--bytes", 500), 2, "exactly one")
-    assert_error(run("truncate", files.sic, "-o", out, "--bytes", base - 1), 2, f"{base} bytes")
-    assert_error(run("truncate", files.sic, "-o", out, "--level", 17), 2, "level 17")
+    assert_error(run("truncate", files.sic, "-o", out, "--bytes", base - 1), 2, f"{ends1} bytes")
+    assert_error(run("truncate", files.sic, "-o", out, "--bytes", ends1 - 1), 2, "smallest file with level 1",
+                 f"is {ends1} bytes")
+    assert_error(run("truncate", files.sic, "-o", out, "--level", 0), 2, "1<=x<=16")
+    assert_error(run("truncate", files.sic, "-o", out, "--level", 17), 2, "1<=x<=16")
+    assert_error(run("truncate", files.dir / "two.sic", "-o", out, "--level", 3), 3, "two.sic")
+    (files.dir / "two.sic").write_bytes(sicc.truncate(files.data, level=2))
+    assert_error(run("truncate", files.dir / "two.sic", "-o", out, "--level", 3), 2, "levels 1..2")
     assert not out.exists()
 
 
@@ -160,11 +168,12 @@ def test_quiet_verbose_threads(files):
     out = files.dir / "out.png"
     loud = run("decode", cut, "-o", out, *files.weights)
     assert loud.code == 0 and loud.stderr_lines == [
-        "sicc: warning: file is truncated inside level 16; decoding the 15 complete levels"]
+        f"sicc: warning: {cut}: file is truncated inside level 16; decoding the 15 complete levels"]
     quiet = run("decode", cut, "-o", out, "-q", *files.weights)
     assert quiet.code == 0 and quiet.stderr == ""
     verbose = run("-v", "decode", files.sic, "-o", out, "--threads", 2, *files.weights)
-    assert verbose.code == 0 and verbose.stderr.startswith("decoded 1 image(s) 100x72")
+    assert verbose.code == 0 and verbose.stderr_lines[-1].startswith(f"{out}: 100x72 from 16/16 levels")
+    assert verbose.stderr_lines[0].startswith("model ")  # -v: the model
     verbose = run("--threads", 1, "encode", files.png, "-o", files.dir / "x.sic", "-v", *files.weights)
     assert verbose.code == 0 and "bpp" in verbose.stderr
     assert_error(run("decode", files.sic, "-o", out, "--threads", 0, *files.weights), 2, "--threads")
@@ -179,7 +188,7 @@ def test_usage_errors_exit_2_in_one_line(files):
     assert_error(run("decode", files.sic, "-o", out, "--samples", 0), 2, "--samples")
     assert_error(run("decode", files.sic, "-o", out, "--spread", 17), 2, "--spread")
     assert_error(run("decode", files.sic, "-o", out, "--level", 3, "--max-pixels", 0), 2, "--max-pixels")
-    assert_error(run("decode", files.sic, "-o", files.dir / "out.jpg", *files.weights), 2, "'.jpg'")
+    assert_error(run("decode", files.sic, "-o", files.dir / "out.gif", *files.weights), 2, "'.gif'")
     assert_error(run("frobnicate"), 2, "frobnicate")
     cut = files.dir / "cut.sic"
     cut.write_bytes(sicc.truncate(files.data, level=2))
@@ -363,7 +372,10 @@ def test_pipeline_through_real_pipes(tiny_codec, tiny_weights):
     weights = ["--weights", str(tiny_weights)]
     encoded = cli_subprocess(["encode", "-", "-o", "-", *weights], input=png.getvalue())
     assert encoded.code == 0 and encoded.stdout == tiny_codec.encode(pixels), encoded.stderr
-    assert encoded.stderr == ""  # a fresh process: no library warning (torch, numpy) reaches the user
+    # a fresh process: no library warning (torch, numpy) reaches the user, only the summary line
+    size = len(encoded.stdout)
+    assert re.fullmatch(rf"standard output: 128x64, {size} bytes, {size * 8 / (128 * 64):.4f} bpp, "
+                        r"16/16 levels, \d+\.\d\d s\n", encoded.stderr), encoded.stderr
     cut = cli_subprocess(["truncate", "-", "-o", "-", "--bpp", 0.25], input=encoded.stdout)
     assert cut.code == 0 and encoded.stdout.startswith(cut.stdout)
     assert len(cut.stdout) * 8 <= 0.25 * 128 * 64 < len(encoded.stdout) * 8
@@ -428,7 +440,7 @@ def test_file_size_limit_mid_write_leaves_nothing(files, tiny_weights):
 def test_ctrl_c_leaves_no_output_and_exits_130(tmp_path, tiny_codec, tiny_weights):
     """SIGINT in the middle of a long decode: exit 130, one line, no output and no temporary file."""
     sic = tmp_path / "big.sic"
-    sic.write_bytes(tiny_codec.encode(synthetic_image(512, 512, seed=5), levels=0))
+    sic.write_bytes(tiny_codec.encode(synthetic_image(512, 512, seed=5), levels=1))
     out = tmp_path / "out.png"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([*sicc_command(), "decode", str(sic), "-o", str(out), "--samples", "1024",

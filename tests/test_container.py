@@ -51,8 +51,12 @@ def test_truncate_by_bytes_and_bpp(small_file):
     assert sicc.truncate(small_file, max_bytes=target - 1) == small_file[: info.levels[4].cumulative_bytes]
     bpp = info.levels[5].cumulative_bpp
     assert len(sicc.truncate(small_file, bpp=bpp + 1e-9)) == target
-    with pytest.raises(ValueError, match="smallest valid file"):
-        sicc.truncate(small_file, max_bytes=info.base_bytes - 1)
+    smallest = info.levels[0].cumulative_bytes
+    for budget in (info.base_bytes - 1, info.base_bytes, smallest - 1):  # a budget keeps at least level 1
+        with pytest.raises(ValueError, match=f"smallest file with level 1 is {smallest} bytes"):
+            sicc.truncate(small_file, max_bytes=budget)
+    assert sicc.truncate(small_file, max_bytes=smallest) == small_file[:smallest]
+    assert sicc.truncate(small_file, level=0) == small_file[: info.base_bytes]  # asked for on purpose
     with pytest.raises(ValueError):
         sicc.truncate(small_file, level=17)
     with pytest.raises(ValueError):

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.make_golden import DATA, SOURCE, latent_digest
+from tests.make_golden import DATA, SOURCE, golden_source, latent_digest
 from tests.spec_parser import read_chunks, read_header
 
-GOLDENS = [name for name in ("tiny", "shipped") if (DATA / f"golden-{name}.sic").exists()]
+GOLDENS = [name for name in ("tiny", "tiny-gray", "shipped") if (DATA / f"golden-{name}.sic").exists()]
 
 
 def _codec(name: str):
     from sicc import Codec
 
-    return Codec.load(DATA / "golden-tiny.npz" if name == "tiny" else None)
+    return Codec.load(DATA / "golden-tiny.npz" if name.startswith("tiny") else None)
 
 
 @pytest.mark.parametrize("name", GOLDENS)
@@ -26,6 +26,7 @@ def test_golden_file_matches_the_spec(name):
     expected = json.loads((DATA / f"golden-{name}.json").read_text())
     header = read_header(data)
     assert header["version"] == 1 and header["header_crc_ok"]
+    assert header["grayscale"] == name.endswith("-gray") and header["flags"] in (0, 1)
     assert (header["width"], header["height"]) == Image.open(SOURCE).size
     assert header["model_id"] == expected["model_id"]
     chunks = read_chunks(data)
@@ -44,8 +45,10 @@ def test_golden_file_decodes_to_the_committed_result(name):
     for case, spec in expected["cases"].items():
         kwargs = {k: spec[k] for k in ("spread", "level", "seed")}
         assert latent_digest(codec, data, spec["level"]) == spec["latent_sha256"], case
-        got = np.asarray(codec.decode(data, **kwargs)[0], dtype=np.int16)
-        want = np.asarray(Image.open(DATA / f"golden-{name}-{case}.png").convert("RGB"), dtype=np.int16)
+        decoded = codec.decode(data, **kwargs)[0]
+        reference = Image.open(DATA / f"golden-{name}-{case}.png")
+        assert decoded.mode == reference.mode == ("L" if name.endswith("-gray") else "RGB")
+        got, want = np.asarray(decoded, dtype=np.int16), np.asarray(reference, dtype=np.int16)
         # latents are exact; the float synthesis may differ by one level on another CPU
         assert np.abs(got - want).max() <= 1, case
         assert (got == want).mean() > 0.999, case
@@ -54,7 +57,7 @@ def test_golden_file_decodes_to_the_committed_result(name):
 @pytest.mark.parametrize("name", GOLDENS)
 def test_encoder_reproduces_the_golden_file(name):
     codec = _codec(name)
-    assert codec.encode(SOURCE) == (DATA / f"golden-{name}.sic").read_bytes()
+    assert codec.encode(golden_source(name)) == (DATA / f"golden-{name}.sic").read_bytes()
 
 
 @pytest.mark.parametrize("name", GOLDENS)
@@ -78,6 +81,8 @@ def test_golden_pixels_match_the_torch_network(name):
             x = model.g_s(torch.from_numpy(y.astype(np.float32))[None])
         h, w = parsed.header.height, parsed.header.width
         reference = x[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        if name.endswith("-gray"):  # a gray file decodes to the luma of the network's RGB
+            reference = np.asarray(Image.fromarray(reference).convert("L"))
         got = np.asarray(codec.decode(data, spread=spec["spread"], level=spec["level"], seed=spec["seed"])[0])
         diff = np.abs(got.astype(int) - reference.astype(int))
         assert diff.max() <= 1 and (diff == 0).mean() > 0.999, case

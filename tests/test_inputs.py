@@ -244,6 +244,7 @@ def test_conversion_warnings_reach_the_cli_as_one_line(tmp_path, tiny_weights):
     out = tmp_path / "alpha.sic"
     result = cli_inprocess(["encode", str(source), "-o", str(out), "--weights", str(tiny_weights)])
     assert result.code == 0 and out.exists()
-    assert result.stderr_lines == ["sicc: warning: alpha channel dropped: composited over white"]
+    assert result.stderr_lines[0] == f"sicc: warning: {source}: alpha channel dropped: composited over white"
+    assert len(result.stderr_lines) == 2 and result.stderr_lines[1].startswith(f"{out}: 16x16")  # the summary
     quiet = cli_inprocess(["encode", str(source), "-o", str(out), "-q", "--weights", str(tiny_weights)])
     assert quiet.code == 0 and quiet.stderr == ""

@@ -1,0 +1,249 @@
+"""One file's encode or decode, and many of them: ``sicc encode a.png b.png -o out/``.
+
+The model is loaded once and shared; ``jobs`` files run at a time on threads (the networks and
+the range coder release the GIL, and a thread pool needs no second copy of the model, unlike a
+process pool). A file that fails is reported and the others go on; outputs that exist are kept
+unless ``force``. ``cli.py`` parses the flags and calls :func:`plan` and :func:`run_all`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .fileio import (
+    EXIT_USAGE,
+    CommandError,
+    image_bytes,
+    output_format,
+    read_input,
+    refuse_terminal,
+    sample_paths,
+    write_output,
+    write_outputs,
+)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pnm", ".gif"})
+"""Files taken from a folder for ``encode`` (files named on the command line are always taken)."""
+SIC_SUFFIX = ".sic"
+
+current = threading.local()
+"""``current.name``: the input a thread is working on, so warnings can name it."""
+
+
+@dataclass(frozen=True)
+class Job:
+    source: str
+    target: str
+
+
+@dataclass
+class Outcome:
+    """What one file gave: the summary facts the command prints."""
+
+    source: str
+    target: str
+    width: int = 0
+    height: int = 0
+    bytes: int = 0
+    levels: int = 0
+    model_levels: int = 0
+    samples: int = 1
+    seconds: float = 0.0
+    details: list[str] = field(default_factory=list)  # -vv lines
+
+    @property
+    def bpp(self) -> float:
+        return self.bytes * 8 / max(1, self.width * self.height)
+
+
+# -- one file --------------------------------------------------------------------------------
+def encode_file(codec, source: str, target: str, levels: int | None = None, bpp: float | None = None,
+                max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
+                threads: int | None = None, progress=None) -> Outcome:
+    """Encode ``source`` ('-': stdin) into ``target`` ('-': stdout), atomically."""
+    import io
+
+    from .stream import file_info
+
+    refuse_terminal(target)
+    raw = read_input(source)
+    start = time.perf_counter()
+    data = codec.encode(io.BytesIO(raw), levels=levels, bpp=bpp, max_bytes=max_bytes, keep_metadata=not strip,
+                        max_pixels=max_pixels, threads=threads, progress=progress)
+    seconds = time.perf_counter() - start
+    write_output(target, data, source=source)
+    info = file_info(data)
+    details = [f"  level {lv.index:2d}: cumulative {lv.cumulative_bytes} bytes, {lv.cumulative_bpp:.4f} bpp"
+               for lv in info.levels]
+    return Outcome(source, target, info.width, info.height, len(data), len(info.levels), info.model_levels,
+                   seconds=seconds, details=details)
+
+
+def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0, spread: float = 2.0,
+                level: int | None = None, strict: bool = False, max_pixels: int | None = None,
+                quality: int | None = None, threads: int | None = None, progress=None) -> Outcome:
+    """Decode ``source`` into ``target`` (or its numbered sample names), all or nothing."""
+    fmt = output_format(target, quality)
+    paths = sample_paths(target, samples)
+    refuse_terminal(target)
+    raw = read_input(source)
+    start = time.perf_counter()
+    try:
+        images = codec.decode(raw, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
+                              max_pixels=max_pixels, threads=threads, progress=progress)
+    except Exception as exc:
+        from .errors import NotSicError
+
+        if isinstance(exc, NotSicError):
+            raise not_sic_error(source, raw, exc) from None
+        raise
+    encoded = [image_bytes(image, fmt, quality, name=path) for image, path in zip(images, paths)]
+    seconds = time.perf_counter() - start
+    write_outputs(paths, encoded, source=source)
+    from .stream import file_info
+
+    info = file_info(raw)
+    used = len(info.levels) if level is None else level
+    return Outcome(source, target, images[0].width, images[0].height, len(raw), used, info.model_levels,
+                   samples=samples, seconds=seconds)
+
+
+def not_sic_error(source: str, raw: bytes, exc: Exception) -> Exception:
+    """A NotSicError that says what the input is when it is an image: ``photo.png is a PNG image,
+    not a SIC file; did you mean `sicc encode`?``."""
+    from .errors import NotSicError
+    from .fileio import display_name, sniff_image_format
+
+    fmt = sniff_image_format(raw)
+    if fmt is None:
+        return exc
+    return NotSicError(f"{display_name(source)} is a {fmt} image, not a SIC file; did you mean `sicc encode`?")
+
+
+# -- many files ------------------------------------------------------------------------------
+def is_batch(inputs: list[str], output: str) -> bool:
+    """Several inputs, an input folder, or an output named as a folder (a trailing slash). One file
+    and an existing folder without the slash stays one file (and fails to be written over a folder)."""
+    return len(inputs) > 1 or any(os.path.isdir(p) for p in inputs) or output.endswith(os.sep)
+
+
+def plan(inputs: list[str], output: str, suffix: str, take: Callable[[Path], bool], recursive: bool) -> list[Job]:
+    """The (source, target) pairs of a batch: each named file, and the files of each named folder
+    that ``take`` accepts (sub-folders too with ``recursive``, mirrored under ``output``)."""
+    if output == "-" or "-" in inputs:
+        raise CommandError("standard input and output ('-') take one file; give file names with -o DIR", EXIT_USAGE)
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"with several inputs, -o must be a folder; {output} is a file", EXIT_USAGE)
+    jobs: list[Job] = []
+    for given in inputs:
+        root = Path(given)
+        if root.is_dir():
+            found = sorted(root.rglob("*") if recursive else root.iterdir())
+            for path in found:
+                if path.is_file() and take(path) and not any(part.startswith(".") for part in path.relative_to(root).parts):
+                    jobs.append(Job(str(path), str((out / path.relative_to(root)).with_suffix(suffix))))
+        else:
+            jobs.append(Job(given, str(out / (root.stem + suffix))))
+    seen: dict[str, str] = {}
+    for job in jobs:
+        key = os.path.normpath(job.target)
+        if key in seen:
+            raise CommandError(f"{seen[key]} and {job.source} would both be written to {job.target}", EXIT_USAGE)
+        seen[key] = job.source
+    return jobs
+
+
+@dataclass
+class BatchReport:
+    done: list[Outcome] = field(default_factory=list)
+    failed: list[tuple[str, str, int]] = field(default_factory=list)  # (source, message, exit code)
+    skipped: list[Job] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every file succeeded, else the exit code of the first failure (in input order)."""
+        return self.failed[0][2] if self.failed else 0
+
+
+def run_all(jobs: list[Job], work: Callable[[Job], Outcome], classify: Callable[[BaseException], tuple[str, int]],
+            parallel: int = 1, force: bool = False, progress: bool = False,
+            exists: Callable[[Job], bool] = lambda job: os.path.lexists(job.target),
+            on_done: Callable[[Outcome], None] | None = None,
+            on_error: Callable[[str, str], None] | None = None) -> BatchReport:
+    """Run ``work`` on every job, ``parallel`` at a time; a failure (``classify`` gives its message
+    and exit code) is reported through ``on_error`` and the rest go on. Ctrl-C stops everything."""
+    report = BatchReport()
+    todo = []
+    for job in jobs:
+        if not force and exists(job):
+            report.skipped.append(job)
+        else:
+            todo.append(job)
+    bar = _progress_bar(len(todo)) if progress and todo else None
+    lock = threading.Lock()
+    results: dict[int, tuple[Outcome | None, tuple[str, int] | None]] = {}
+
+    def one(index: int, job: Job) -> None:
+        current.name = job.source
+        try:
+            outcome, failure = work(job), None
+        except (Exception, MemoryError) as exc:  # noqa: B014 - every failure of one file is reported
+            outcome, failure = None, classify(exc)
+        finally:
+            current.name = None
+        with lock:
+            results[index] = (outcome, failure)
+            if failure and on_error:
+                _print_above(bar, lambda: on_error(job.source, failure[0]))
+            if outcome and on_done:
+                _print_above(bar, lambda: on_done(outcome))
+            if bar is not None:
+                bar.update(1)
+
+    try:
+        if parallel <= 1:
+            for index, job in enumerate(todo):
+                one(index, job)
+        else:
+            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="sicc") as pool:
+                futures = [pool.submit(one, index, job) for index, job in enumerate(todo)]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+    finally:
+        if bar is not None:
+            bar.close()
+    for index, job in enumerate(todo):
+        outcome, failure = results[index]
+        if failure:
+            report.failed.append((job.source, *failure))
+        else:
+            report.done.append(outcome)
+    return report
+
+
+def _progress_bar(total: int):
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def _print_above(bar, show: Callable[[], None]) -> None:
+    if bar is None:
+        show()
+    else:
+        with bar.external_write_mode():
+            show()
