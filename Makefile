@@ -1,7 +1,7 @@
 PYTHON ?= python3
 STEPS ?= 40000
 
-.PHONY: install test train pack gpu-bundle profile bench bench-quick fuzz golden readme ci
+.PHONY: install test train pack gpu-bundle profile bench bench-quick fuzz golden readme ci montage
 
 install:  ## install sicc with training, benchmark and test extras
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -36,3 +36,10 @@ golden:  ## re-make the committed golden file (only when the format or model cha
 
 ci:
 	bash .ci/run
+
+KODAK ?= ../shared/data/kodak
+montage:  ## the README figure docs/montage.png: kodim23, shipped model, levels 1-16, 3 samples (scaled, 256 colours)
+	$(PYTHON) -m sicc.cli encode $(KODAK)/kodim23.png -o /tmp/sicc-montage.sic -q
+	$(PYTHON) -m sicc.cli montage /tmp/sicc-montage.sic -o /tmp/sicc-montage.png --levels 1,2,4,8,16 \
+		--samples 3 --seed 0 --original $(KODAK)/kodim23.png --tile-width 224
+	$(PYTHON) -c "from PIL import Image; Image.open('/tmp/sicc-montage.png').quantize(256).save('docs/montage.png', optimize=True)"

@@ -64,6 +64,17 @@ def decode(data: bytes, samples: int = 1, seed: int = 0, spread: float = DEFAULT
     return Codec.default().decode(data, samples=samples, seed=seed, spread=spread, level=level, strict=strict)
 
 
+def montage(data: bytes, levels: list[int] | None = None, samples: int = 3, seed: int = 0,
+            spread: float = DEFAULT_SPREAD, original=None, tile_width: int | None = None) -> Image.Image:
+    """A labelled contact sheet: a row per level (default 1, 2, 4, 8, ... and the last), a
+    column per sample, the original (a PIL image) first if given."""
+    from .codec import Codec
+    from .montage import contact_sheet
+
+    return contact_sheet(Codec.default(), data, levels=levels, samples=samples, seed=seed, spread=spread,
+                         original=original, tile_width=tile_width)
+
+
 def info(data: bytes) -> FileInfo:
     """Size, model id and per-level bytes and bpp of a SIC file."""
     return file_info(data)
@@ -89,5 +100,5 @@ _register_pillow_plugin()
 __all__ = [
     "MAX_IMAGE_PIXELS", "Codec", "CorruptError", "CorruptLevelWarning", "FileInfo", "ImageTooLargeError", "InputTooLargeError",
     "InputImageError", "LevelInfo", "NoLevelWarning", "NotSicError", "SiccError", "SiccWarning", "TruncatedError",
-    "TruncatedFileWarning", "UnsupportedError", "decode", "encode", "info", "truncate",
+    "TruncatedFileWarning", "UnsupportedError", "decode", "encode", "info", "montage", "truncate",
 ]

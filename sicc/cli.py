@@ -33,6 +33,8 @@ from .fileio import (
     CommandError,
     QuietExit,
     display_name,
+    image_bytes,
+    output_format,
     read_input,
     refuse_terminal,
     sample_paths,
@@ -482,6 +484,64 @@ def info(settings: Settings, input_path: str, as_json: bool) -> None:
             print_out(f"  truncated inside level {len(report.levels) + 1}")
         if report.corrupt_level is not None:
             print_out(f"  level {report.corrupt_level} is corrupt")
+
+
+class LevelList(click.ParamType):
+    """A comma-separated list of levels, each in 1..LEVELS: ``1,2,4,8,16``."""
+
+    name = "L1,L2,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            levels = [int(part) for part in str(value).split(",") if part.strip()]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of levels", param, ctx)
+        if not levels or any(not 1 <= lv <= LEVELS for lv in levels):
+            self.fail(f"{value!r}: levels must be in 1..{LEVELS}", param, ctx)
+        return sorted(set(levels))
+
+
+@main.command(epilog=EPILOG, short_help="A labelled contact sheet of levels and samples.")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Output image (.png .jpg .webp ...).")
+@click.option("--levels", "levels", type=LevelList(), default=None,
+              help=f"Rows: the levels to show (default 1,2,4,8,... and the file's last, at most {LEVELS}).")
+@click.option("--samples", type=click.IntRange(1, 16), default=3, show_default=True,
+              help="Columns: synonymous samples per level.")
+@click.option("--seed", type=SeedRange(0, 2**63 - 1), default=0, show_default=True, help="Seed of the samples.")
+@click.option("--spread", type=click.FloatRange(0, 16), default=2.0, show_default=True,
+              help="Detail sampling spread (0: one mean decode per level).")
+@click.option("--original", type=click.Path(dir_okay=False), default=None,
+              help="The source image, shown first.")
+@click.option("--tile-width", type=click.IntRange(16, 4096), default=None,
+              help="Scale every picture to this width (default: the image's own).")
+@model_options
+@click.pass_obj
+def montage(settings: Settings, input_path: str, output: str, levels: list[int] | None, samples: int, seed: int,
+            spread: float, original: str | None, tile_width: int | None) -> None:
+    """Decode a SIC file at several levels, several samples each, into one labelled contact sheet
+    (level, bpp, sample seed), beside the original if given."""
+    from .image_io import open_image
+    from .montage import contact_sheet
+
+    with reported_errors(settings, input_path):
+        fmt = output_format(output)
+        refuse_terminal(output)
+        raw = read_input(input_path)
+        source = None
+        if original is not None:
+            with reported_errors(settings, original):
+                source = open_image(original).convert("RGB")
+        codec = _codec(settings)
+        start = time.perf_counter()
+        sheet = _sic_data(input_path, raw, lambda: contact_sheet(
+            codec, raw, levels=levels, samples=samples, seed=seed, spread=spread, original=source,
+            tile_width=tile_width, threads=settings.threads))
+        write_output(output, image_bytes(sheet, fmt, name=output), source=input_path)
+        settings.say(f"{display_name(output, output=True)}: {sheet.width}x{sheet.height} contact sheet, "
+                     f"{time.perf_counter() - start:.2f} s", 1)
 
 
 def run() -> None:

@@ -1,7 +1,10 @@
-"""Pillow plugin: after ``import sicc``, ``Image.open("x.sic")`` decodes SIC files.
+"""Pillow plugin: after ``import sicc``, ``Image.open("x.sic")`` decodes SIC files and
+``image.save("x.sic", bpp=0.2)`` encodes them.
 
 The plugin decodes deterministically (spread 0) with the shipped model; use
-``sicc.decode`` for sampled reconstructions.
+``sicc.decode`` for sampled reconstructions. Saving takes the rate of :func:`sicc.encode`
+(``bpp``, ``max_bytes`` or ``levels``; default all levels) and ``strip=True`` to leave the
+ICC profile and EXIF out.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ class SicImageFile(ImageFile.ImageFile):
             raise SyntaxError(f"not a valid SIC file: {exc}") from None
         self._sic_data = data
         self._size = (header.width, header.height)
-        self._mode = "RGB"
+        self._mode = "L" if header.flags & container.FLAG_GRAYSCALE else "RGB"
         self.tile = []
 
     def load(self):
@@ -43,7 +46,31 @@ class SicImageFile(ImageFile.ImageFile):
         return Image.Image.load(self)
 
 
+SAVE_OPTIONS = ("bpp", "max_bytes", "levels", "strip")
+
+
+def _save(image: Image.Image, fp, filename) -> None:
+    """``image.save(fp, "SIC", bpp=0.2)``: encode with the shipped model (the ICC profile and EXIF
+    of ``image.info`` or of the save call are kept unless ``strip=True``)."""
+    from . import encode
+
+    options = image.encoderinfo
+    unknown = sorted(set(options) - set(SAVE_OPTIONS) - {"icc_profile", "exif"})
+    if unknown:
+        raise ValueError(f"unknown SIC save option(s): {', '.join(unknown)} (use {', '.join(SAVE_OPTIONS)})")
+    source = image
+    if options.get("icc_profile") or options.get("exif"):
+        source = image.copy()
+        for key in ("icc_profile", "exif"):
+            if options.get(key):
+                value = options[key]
+                source.info[key] = value.tobytes() if isinstance(value, Image.Exif) else value
+    fp.write(encode(source, levels=options.get("levels"), bpp=options.get("bpp"),
+                    max_bytes=options.get("max_bytes"), keep_metadata=not options.get("strip", False)))
+
+
 def register() -> None:
     Image.register_open(SicImageFile.format, SicImageFile, _accept)
+    Image.register_save(SicImageFile.format, _save)
     Image.register_extension(SicImageFile.format, ".sic")
     Image.register_mime(SicImageFile.format, MIME_TYPE)

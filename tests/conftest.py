@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
+
+
+def kodak_dir() -> Path:
+    """The Kodak evaluation images: $SICC_KODAK, else ../shared/data/kodak beside the repository."""
+    return Path(os.environ.get("SICC_KODAK") or SHARED / "kodak")
+
+
+KODAK_MISSING = (f"Kodak images not found in {kodak_dir()}: set SICC_KODAK to a folder holding "
+                 "kodim01.png ... kodim24.png (see README, 'Run the tests')")
 
 
 def make_tiny_weights(path: Path, seed: int = 0) -> Path:

@@ -11,10 +11,11 @@ import torch
 from PIL import Image, ImageFilter
 
 from sicc.bench.images import default_kodak_dir
+from tests.conftest import KODAK_MISSING
 
 KODAK = default_kodak_dir()
 LEVELS = [1, 2, 4, 8, 16]
-pytestmark = pytest.mark.skipif(not (KODAK / "kodim01.png").is_file(), reason="Kodak images not available")
+pytestmark = pytest.mark.skipif(not (KODAK / "kodim01.png").is_file(), reason=KODAK_MISSING)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -6,15 +6,13 @@ differ across seeds and samples, and spread 0 must not depend on the seed.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
 import sicc
 from tests.clitools import cli_subprocess
-from tests.conftest import synthetic_image
+from tests.conftest import KODAK_MISSING, kodak_dir, synthetic_image
 from tests.fuzz import file_with_symbols
 
 
@@ -101,10 +99,10 @@ def test_a_complete_file_decodes_the_same_for_any_seed(tiny_codec, small_file):
 
 
 # -- the shipped model on a real photograph -----------------------------------------------------
-KODIM = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
+KODIM = kodak_dir() / "kodim23.png"
 
 
-@pytest.mark.skipif(not KODIM.is_file(), reason="Kodak images not available")
+@pytest.mark.skipif(not KODIM.is_file(), reason=KODAK_MISSING)
 def test_shipped_model_gives_identical_pixels_at_any_thread_count():
     """Issue 13.5: with the shipped model the float synthesis used to differ with the thread count
     (a few pixels +-1). Tiles now have a fixed grid and run single-threaded, so a Kodak image,

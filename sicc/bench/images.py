@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,10 @@ from ..train.perceptual import metric_weights_dir
 
 
 def default_kodak_dir() -> Path:
-    """shared/data/kodak next to the metric weights (same SICC_METRIC_WEIGHTS-relative layout)."""
+    """$SICC_KODAK, else shared/data/kodak next to the metric weights (same
+    SICC_METRIC_WEIGHTS-relative layout)."""
+    if os.environ.get("SICC_KODAK"):
+        return Path(os.environ["SICC_KODAK"])
     return metric_weights_dir().parent / "kodak"
 
 

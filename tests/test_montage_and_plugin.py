@@ -1,0 +1,92 @@
+"""``sicc montage`` (a labelled contact sheet of levels and samples) and the Pillow plugin's save
+(issue #12)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sicc
+from sicc.montage import GAP, LABEL_HEIGHT, contact_sheet
+from tests.clitools import one_torch_thread  # noqa: F401  (autouse)
+from tests.clitools import assert_error, cli_inprocess
+from tests.conftest import synthetic_image
+
+
+def tile(sheet: Image.Image, row: int, column: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The picture and the label strip of one cell of a sheet."""
+    x, y = GAP + column * (width + GAP), GAP + row * (height + LABEL_HEIGHT + GAP)
+    pixels = np.asarray(sheet)
+    return pixels[y : y + height, x : x + width], pixels[y + height : y + height + LABEL_HEIGHT, x : x + width]
+
+
+def test_contact_sheet_places_each_level_and_sample(tiny_codec, small_file, small_image):
+    """Row r = level r, column k = sample k of the seed, the original first; every cell has a
+    label (ink in its strip); the complete level shows one picture (nothing to sample)."""
+    levels = [1, 3, 16]
+    original = Image.fromarray(small_image)
+    sheet = contact_sheet(tiny_codec, small_file, levels=levels, samples=2, seed=5, original=original)
+    h, w = small_image.shape[:2]
+    assert sheet.size == (3 * (w + GAP) + GAP, 3 * (h + LABEL_HEIGHT + GAP) + GAP)
+    picture, label = tile(sheet, 0, 0, w, h)
+    assert np.array_equal(picture, small_image) and label.min() < 100
+    for row, level in enumerate(levels):
+        expected = tiny_codec.decode(small_file, samples=1 if level == 16 else 2, seed=5, level=level)
+        for k, image in enumerate(expected):
+            picture, label = tile(sheet, row, 1 + k, w, h)
+            assert np.array_equal(picture, np.asarray(image)), (level, k)
+            assert label.min() < 100, "no label"
+    assert (tile(sheet, 2, 2, w, h)[0] == 255).all()  # level 16: one picture only
+    assert (tile(sheet, 1, 0, w, h)[0] == 255).all()  # the original once, in the first row
+
+
+def test_montage_command(tmp_path, tiny_weights, small_file, small_image):
+    sic = tmp_path / "in.sic"
+    sic.write_bytes(small_file)
+    Image.fromarray(small_image).save(tmp_path / "orig.png")
+    out = tmp_path / "sheet.png"
+    weights = ["--weights", str(tiny_weights)]
+    result = cli_inprocess(["montage", str(sic), "-o", str(out), "--levels", "1,2,4,8,16", "--samples", "3",
+                            "--original", str(tmp_path / "orig.png"), "--tile-width", "50", *weights])
+    assert result.code == 0, result.stderr
+    with Image.open(out) as sheet:
+        assert sheet.format == "PNG" and sheet.width == 4 * (50 + GAP) + GAP
+        assert sheet.height == 5 * (36 + LABEL_HEIGHT + GAP) + GAP
+    default = cli_inprocess(["montage", str(sic), "-o", str(tmp_path / "d.png"), "--samples", "1", *weights])
+    assert default.code == 0  # levels 1, 2, 4, 8, 16
+    assert Image.open(tmp_path / "d.png").height == 5 * (72 + LABEL_HEIGHT + GAP) + GAP
+    assert_error(cli_inprocess(["montage", str(sic), "-o", str(out), "--levels", "0,3", *weights]), 2, "1..16")
+    cut = tmp_path / "cut.sic"
+    cut.write_bytes(sicc.truncate(small_file, level=2))
+    assert_error(cli_inprocess(["montage", str(cut), "-o", str(out), "--levels", "1,4", *weights]), 2,
+                 "level 4 is not in the file")
+    assert_error(cli_inprocess(["montage", str(sic), "-o", str(out), "--original", str(tmp_path / "no.png"),
+                                *weights]), 3, "no.png")
+    assert_error(cli_inprocess(["montage", str(tmp_path / "orig.png"), "-o", str(out), *weights]), 4,
+                 "is a PNG image")
+
+
+# -- Pillow plugin: save ---------------------------------------------------------------------
+def test_pillow_saves_sic_with_a_rate(tmp_path):
+    """img.save("x.sic", bpp=...) writes what sicc.encode writes (the shipped model); the
+    extension alone picks the format; a gray image stays gray; bad options are refused."""
+    image = Image.fromarray(synthetic_image(64, 80, seed=6))
+    path = tmp_path / "x.sic"
+    image.save(path, bpp=0.5)
+    assert path.read_bytes() == sicc.encode(image, bpp=0.5)
+    assert len(path.read_bytes()) * 8 <= 0.5 * 64 * 80
+    with Image.open(path) as reopened:
+        assert reopened.format == "SIC" and reopened.size == (80, 64) and reopened.mode == "RGB"
+    image.save(tmp_path / "l4.sic", levels=4)
+    assert len(sicc.info((tmp_path / "l4.sic").read_bytes()).levels) == 4
+    image.convert("L").save(tmp_path / "gray.sic")
+    with Image.open(tmp_path / "gray.sic") as gray:
+        assert gray.mode == "L"
+        gray.load()
+        assert gray.size == (80, 64)
+    with pytest.raises(ValueError, match="unknown SIC save option"):
+        image.save(tmp_path / "bad.sic", quality=90)
+    with pytest.raises(ValueError, match="smallest file with level 1"):
+        image.save(tmp_path / "tiny.sic", bpp=0.001)
+    assert not (tmp_path / "bad.sic").exists() and not (tmp_path / "tiny.sic").exists()
