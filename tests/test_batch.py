@@ -137,3 +137,25 @@ def test_api_and_cli_agree_without_a_terminal_progress_bar(album, tmp_path, tiny
     assert "\r" not in result.stderr and "file/s" not in result.stderr
     assert sicc.info((tmp_path / "v" / "a.sic").read_bytes()).width == 56
     assert os.path.isdir(tmp_path / "v")
+
+
+def test_bench_times_a_batch_against_one_process_per_image(tmp_path, tiny_weights):
+    """The benchmark's batch part on two small images: both ways timed, the same files, and the
+    README text states the measured ratio."""
+    pytest.importorskip("torch")  # the benchmark package imports the training side
+    from sicc.bench.report import batch_text
+    from sicc.bench.speed import SpeedSettings, sicc_batch
+
+    images = []
+    for k in range(2):
+        path = tmp_path / f"img{k}.png"
+        Image.fromarray(synthetic_image(48, 64, seed=k)).save(path)
+        images.append(path)
+    settings = SpeedSettings(images=[], weights=tiny_weights, batch_images=images, timeout=300)
+    result = sicc_batch(settings, tmp_path / "work")
+    assert result["available"] and result["images"] == 2 and result["identical_outputs"], result
+    assert set(result["batch_s"]) == {"1", "2"} and all(s > 0 for s in result["batch_s"].values())
+    assert result["speedup"] == pytest.approx(result["separate_s"] / result["batch_s"]["2"])
+    text = batch_text({"speed": {"sicc_batch": result}})
+    assert f"{result['speedup']:.2f}x faster than 2 separate commands" in text and "identical" in text
+    assert "_Batch encoding not measured" in batch_text({"speed": {}})

@@ -144,6 +144,7 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
         speed = SpeedSettings(
             images=images[: config.speed_images], repeats=config.speed_repeats, memory_sizes=config.memory_sizes,
             weights=config.weights, threads=config.threads,
+            batch_images=sorted(Path(config.images_dir).glob("*.png"))[: config.images],
         )
         results["speed"] = run_speed(codec, speed, skip_memory=config.skip_memory)
     results["per_image"] = {"sicc": sicc_rows, "baselines": dict(baseline_rows)}

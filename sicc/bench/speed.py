@@ -47,6 +47,7 @@ class SpeedSettings:
     weights: Path | None = None
     threads: int | None = None
     timeout: float = 1800.0
+    batch_images: list[Path] | None = None  # files encoded as one batch and as one process each
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -150,6 +151,21 @@ def sicc_cli(s: SpeedSettings, workdir: Path) -> dict:
         "encode_max_rss_mib": max(r.max_rss_mib for r in enc),
         "decode_max_rss_mib": max(r.max_rss_mib for r in dec),
     }
+
+
+def sicc_batch(s: SpeedSettings, workdir: Path) -> dict:
+    """A folder encoded by one ``sicc encode DIR -j N`` against one ``sicc encode`` per image."""
+    from .batchspeed import batch_vs_processes
+
+    env = child_env(s.threads)
+    cli, how = sicc_cli_command()
+    if cli is None:
+        return {"available": False, "reason": how}
+    options, reason = _cli_options(cli, s, env)
+    if options is None:
+        return {"available": False, "reason": reason, "command": how}
+    result = batch_vs_processes([*cli, *options], env, s.batch_images, workdir / "batch", timeout=s.timeout)
+    return {**result, "command": how + (" " + " ".join(options) if options else "")}
 
 
 def _jxl_encode(img: Image.Image, effort: int = JXL_EFFORT) -> bytes:
@@ -356,6 +372,8 @@ def run_speed(codec, s: SpeedSettings, skip_memory: bool = False) -> dict:
             "baseline_library": lambda: baseline_library(s),
             "baseline_commands": lambda: baseline_commands(s, work),
         }
+        if s.batch_images:
+            parts["sicc_batch"] = lambda: sicc_batch(s, work)
         if not skip_memory and s.memory_sizes:
             parts["memory"] = lambda: peak_memory_sizes(s, work)
         for key, part in parts.items():
