@@ -39,10 +39,15 @@ from .model.config import DEFAULT_SPREAD
 
 __version__ = "0.1.0"
 
-MAX_IMAGE_PIXELS: int | None = 1 << 28
-"""Encoding and decoding refuse images with more pixels than this (16384 x 16384); None disables
-the guard. Files sicc opens are checked from their header, before any pixel is decoded; this limit
-replaces Pillow's own ``Image.MAX_IMAGE_PIXELS`` for them."""
+MAX_IMAGE_PIXELS: int | None = 1 << 26
+"""The pixel budget of encode and decode: images whose PADDED size (each side rounded up to a
+multiple of 64, what the codec works at) has more pixels than this are refused; None disables it.
+The default, 67108864 (8192 x 8192), admits 8K video frames and 48-50 MP photos, and sits below
+Pillow's own warning level (89 MP) because a sicc pixel costs far more to decode (the README's
+peak-memory table). A 1 x 1048576 image counts as 64 x 1048576. Files sicc opens are checked from
+their header, before any pixel is decoded or the rest of the file is read; this budget replaces
+Pillow's ``Image.MAX_IMAGE_PIXELS`` for the images sicc encodes. Raise it per call with
+``max_pixels=`` or on the command line with ``--max-pixels``."""
 
 
 def encode(image, levels: int | None = None, keep_metadata: bool = True, max_pixels: int | None = None,
@@ -56,12 +61,16 @@ def encode(image, levels: int | None = None, keep_metadata: bool = True, max_pix
                                   bpp=bpp, max_bytes=max_bytes)
 
 
-def decode(data: bytes, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
-           level: int | None = None, strict: bool = False) -> list[Image.Image]:
-    """Decode ``samples`` synonymous reconstructions (spread=0: the deterministic mean decode)."""
+def decode(source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+           level: int | None = None, strict: bool = False, max_pixels: int | None = None) -> list[Image.Image]:
+    """Decode ``samples`` synonymous reconstructions (spread=0: the deterministic mean decode).
+
+    ``source`` is the file's bytes, a path or a binary file object; a file is read in bounded
+    pieces (``container.read``). ``max_pixels`` overrides ``sicc.MAX_IMAGE_PIXELS``."""
     from .codec import Codec
 
-    return Codec.default().decode(data, samples=samples, seed=seed, spread=spread, level=level, strict=strict)
+    return Codec.default().decode(source, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
+                                  max_pixels=max_pixels)
 
 
 def montage(data: bytes, levels: list[int] | None = None, samples: int = 3, seed: int = 0,
@@ -75,9 +84,11 @@ def montage(data: bytes, levels: list[int] | None = None, samples: int = 3, seed
                          original=original, tile_width=tile_width)
 
 
-def info(data: bytes) -> FileInfo:
-    """Size, model id and per-level bytes and bpp of a SIC file."""
-    return file_info(data)
+def info(source) -> FileInfo:
+    """Size, model id and per-level bytes and bpp of a SIC file (bytes, a path or a binary file
+    object, read in bounded pieces). Checks the structure that needs no model; only a decode can
+    tell a range-coded payload that does not decode to exactly its symbols."""
+    return file_info(source)
 
 
 def __getattr__(name: str):

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .container import pixel_limit
 from .fileio import (
     EXIT_USAGE,
     CommandError,
     image_bytes,
     output_format,
     read_input,
+    read_sic_input,
     refuse_terminal,
     sample_paths,
     write_output,
@@ -92,17 +94,10 @@ def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0
     fmt = output_format(target, quality)
     paths = sample_paths(target, samples)
     refuse_terminal(target)
-    raw = read_input(source)
+    raw = read_sic_input(source, pixel_limit(max_pixels))  # bounded; the budget from the header
     start = time.perf_counter()
-    try:
-        images = codec.decode(raw, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
-                              max_pixels=max_pixels, threads=threads, progress=progress)
-    except Exception as exc:
-        from .errors import NotSicError
-
-        if isinstance(exc, NotSicError):
-            raise not_sic_error(source, raw, exc) from None
-        raise
+    images = codec.decode(raw, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
+                          max_pixels=max_pixels, threads=threads, progress=progress)
     encoded = [image_bytes(image, fmt, quality, name=path) for image, path in zip(images, paths)]
     seconds = time.perf_counter() - start
     write_outputs(paths, encoded, source=source)
@@ -112,18 +107,6 @@ def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0
     used = len(info.levels) if level is None else level
     return Outcome(source, target, images[0].width, images[0].height, len(raw), used, info.model_levels,
                    samples=samples, seconds=seconds)
-
-
-def not_sic_error(source: str, raw: bytes, exc: Exception) -> Exception:
-    """A NotSicError that says what the input is when it is an image: ``photo.png is a PNG image,
-    not a SIC file; did you mean `sicc encode`?``."""
-    from .errors import NotSicError
-    from .fileio import display_name, sniff_image_format
-
-    fmt = sniff_image_format(raw)
-    if fmt is None:
-        return exc
-    return NotSicError(f"{display_name(source)} is a {fmt} image, not a SIC file; did you mean `sicc encode`?")
 
 
 # -- many files ------------------------------------------------------------------------------

@@ -35,11 +35,12 @@ from .fileio import (
     display_name,
     image_bytes,
     output_format,
-    read_input,
+    read_sic_input,
     refuse_terminal,
     sample_paths,
     write_output,
 )
+from . import MAX_IMAGE_PIXELS
 from .model.config import ModelConfig
 
 __all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_READ", "EXIT_DATA", "EXIT_WRITE", "EXIT_INTERRUPTED",
@@ -216,8 +217,9 @@ def _set_weights(ctx: click.Context, _param, value: str | None) -> None:
 
 max_pixels_option = click.option(
     "--max-pixels", type=click.IntRange(1), default=None,
-    help="Refuse images larger than this many pixels (default 268435456).")
-"""One pixel limit for encode and decode (sicc.MAX_IMAGE_PIXELS when not given)."""
+    help="Pixel budget: refuse images whose size padded to multiples of 64 has more pixels than "
+         f"this (default {MAX_IMAGE_PIXELS}).")
+"""One pixel budget for encode and decode (sicc.MAX_IMAGE_PIXELS when not given)."""
 
 
 def output_options(command):
@@ -436,22 +438,12 @@ def truncate(settings: Settings, input_path: str, output: str, level: int | None
         if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
             raise CommandError("give exactly one of --level, --bytes, --bpp", EXIT_USAGE)
         refuse_terminal(output)
-        raw = read_input(input_path)
-        data = _sic_data(input_path, raw, lambda: truncate_data(raw, level=level, max_bytes=max_bytes, bpp=bpp))
+        raw = read_sic_input(input_path)
+        data = truncate_data(raw, level=level, max_bytes=max_bytes, bpp=bpp)
         write_output(output, data, source=input_path)
         info = file_info(data)
         settings.say(f"{display_name(output, output=True)}: kept {len(info.levels)}/{info.model_levels} levels, {len(data)} bytes, "
                      f"{len(data) * 8 / (info.width * info.height):.4f} bpp", 1)
-
-
-def _sic_data(source: str, raw: bytes, action):
-    """Run ``action`` on SIC data; an image given instead gets a hint at `sicc encode`."""
-    from .errors import NotSicError
-
-    try:
-        return action()
-    except NotSicError as exc:
-        raise batch.not_sic_error(source, raw, exc) from None
 
 
 @main.command(epilog=EPILOG, short_help="Show a SIC file's size, metadata and levels.")
@@ -464,8 +456,7 @@ def info(settings: Settings, input_path: str, as_json: bool) -> None:
     from .stream import file_info
 
     with reported_errors(settings, input_path):
-        data = read_input(input_path)
-        report = _sic_data(input_path, data, lambda: file_info(data))
+        report = file_info(read_sic_input(input_path))
         if as_json:
             print_out(json.dumps(report.to_dict(), indent=2))
             return
@@ -523,22 +514,22 @@ def montage(settings: Settings, input_path: str, output: str, levels: list[int] 
             spread: float, original: str | None, tile_width: int | None) -> None:
     """Decode a SIC file at several levels, several samples each, into one labelled contact sheet
     (level, bpp, sample seed), beside the original if given."""
+    from .container import pixel_limit
     from .image_io import open_image
     from .montage import contact_sheet
 
     with reported_errors(settings, input_path):
         fmt = output_format(output)
         refuse_terminal(output)
-        raw = read_input(input_path)
+        raw = read_sic_input(input_path, pixel_limit())  # bounded; the budget from the header
         source = None
         if original is not None:
             with reported_errors(settings, original):
                 source = open_image(original).convert("RGB")
         codec = _codec(settings)
         start = time.perf_counter()
-        sheet = _sic_data(input_path, raw, lambda: contact_sheet(
-            codec, raw, levels=levels, samples=samples, seed=seed, spread=spread, original=source,
-            tile_width=tile_width, threads=settings.threads))
+        sheet = contact_sheet(codec, raw, levels=levels, samples=samples, seed=seed, spread=spread, original=source,
+                              tile_width=tile_width, threads=settings.threads)
         write_output(output, image_bytes(sheet, fmt, name=output), source=input_path)
         settings.say(f"{display_name(output, output=True)}: {sheet.width}x{sheet.height} contact sheet, "
                      f"{time.perf_counter() - start:.2f} s", 1)

@@ -32,15 +32,6 @@ LATENT_DTYPE = np.int16
 """Integer latents are stored in 16 bits (|y| <= Y_BOUND): half the memory of float32."""
 
 
-def _pixel_limit(max_pixels: int | None) -> int | None:
-    """An explicit limit, else ``sicc.MAX_IMAGE_PIXELS`` read at call time (like Pillow's)."""
-    if max_pixels is not None:
-        return max_pixels
-    from . import MAX_IMAGE_PIXELS
-
-    return MAX_IMAGE_PIXELS
-
-
 def _seed_generator(seed: int, sample: int) -> np.random.Generator:
     """One independent, platform-independent stream per (seed, sample)."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(sample,))))
@@ -118,7 +109,7 @@ class Codec:
         levels = self.config.levels if levels is None else levels
         if not 0 <= levels <= self.config.levels:
             raise ValueError(f"levels must be in 0..{self.config.levels}")
-        rgb = load_rgb(image, _pixel_limit(max_pixels))
+        rgb = load_rgb(image, container.pixel_limit(max_pixels))
         height, width = rgb.pixels.shape[:2]
         z_int, y_int = self.analyse(rgb.pixels, threads, progress)
         hyper_bytes = encode_categorical(z_symbols(z_int), self.weights.z_frequencies)
@@ -139,9 +130,11 @@ class Codec:
         )
 
     # -- decode ----------------------------------------------------------------------
-    def parse(self, data: bytes, strict: bool = False, max_pixels: int | None = None) -> container.SicFile:
-        """Parse and check that this codec's model made the file; warn about cut or damaged levels."""
-        parsed = container.parse(bytes(data), max_pixels=_pixel_limit(max_pixels), strict=strict)
+    def parse(self, source, strict: bool = False, max_pixels: int | None = None) -> container.SicFile:
+        """Read (bytes, a path or a binary file, bounded), parse and check that this codec's model
+        made the file, within the pixel budget; warn about cut or damaged levels."""
+        limit = container.pixel_limit(max_pixels)
+        parsed = container.parse(container.read(source, limit), max_pixels=limit, strict=strict)
         if parsed.header.model_id != self.model_id or parsed.header.model_levels != self.config.levels:
             raise UnsupportedError(
                 f"file was encoded with model {parsed.header.model_id.hex()}, "
@@ -204,10 +197,11 @@ class Codec:
         return tiled_synthesis_image(self.transforms.g_s, y, height, width, threads=threads or tiling.default_threads(),
                                      progress=progress)
 
-    def decode(self, data: bytes, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+    def decode(self, source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
                level: int | None = None, strict: bool = False, max_pixels: int | None = None,
                threads: int | None = None, progress: Progress | None = None) -> list[Image.Image]:
-        """Decode ``samples`` reconstructions from the first ``level`` levels (default: all present).
+        """Decode ``samples`` reconstructions from the first ``level`` levels (default: all present)
+        of ``source`` (the file's bytes, a path or a binary file object, read in bounded pieces).
 
         Missing levels are sampled with ``spread`` (0: the deterministic mean decode);
         sample k uses the random stream (seed, k), so results repeat exactly.
@@ -218,7 +212,7 @@ class Codec:
             raise ValueError("seed must be a non-negative integer")
         if not (spread >= 0 and np.isfinite(spread)):
             raise ValueError("spread must be a finite number >= 0")
-        parsed = self.parse(data, strict=strict, max_pixels=max_pixels)
+        parsed = self.parse(source, strict=strict, max_pixels=max_pixels)
         available = len(parsed.levels)
         level = available if level is None else level
         if not 0 <= level <= available:

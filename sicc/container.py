@@ -5,17 +5,22 @@
 Chunks come in a fixed order: optional ICCP and EXIF, then HYPR (the coded
 hyper latent z), then LEVL chunks for levels 1, 2, ... Any prefix that ends
 at a chunk boundary after HYPR is itself a valid file, so truncation is a byte
-cut. This module only reads and writes that structure; it never interprets
-the coded payloads.
+cut. This module reads and writes that structure and holds the limits that can
+be checked from it without the model: the decode budget (padded pixels), the
+largest file a header allows (so input is read with a cap), and the word
+framing of the coded payloads. It never decodes a payload.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass, field
 
 from .errors import CorruptError, ImageTooLargeError, NotSicError, TruncatedError, UnsupportedError, too_large_message
+from .model.geometry import padded_size as _padded_height_width
 
 MAGIC = b"\x8bSIC\r\n\x1a\n"
 VERSION = 1
@@ -34,6 +39,59 @@ _METADATA_CHUNKS = (CHUNK_ICCP, CHUNK_EXIF)
 FLAG_GRAYSCALE = 0x01
 """Header flag bit 0: the source was gray; decoders return one gray channel (formats/sic-v1.md)."""
 KNOWN_FLAGS = FLAG_GRAYSCALE
+
+MAX_METADATA_BYTES = 1 << 24
+"""Largest ICCP or EXIF payload (16 MiB): larger metadata is not carried over by the encoder."""
+
+MAX_CODED_BYTES_PER_PIXEL = 4
+"""Bound on the coded bytes (HYPR and LEVL payloads) per padded pixel. A range-coded symbol costs
+at most 24 bits plus a tiny fraction; a model with at most 256 latent and 1024 hyper channels
+codes at most 1.25 symbols per padded pixel, under 3.8 bytes."""
+
+_CODED_CHUNK_SLACK = 32
+"""Per coded chunk: framing (12), the level byte (1) and the range coder's final words."""
+
+READ_PIECE = 1 << 20
+"""Input is read in pieces of this size, so a cap stops it early and Ctrl-C is seen between pieces."""
+
+NOT_SIC_HEAD = 1 << 16
+"""Bytes kept (read, at most) from data whose signature is not SIC's, so a caller can tell what it
+is (e.g. a PNG given to decode) without reading the rest."""
+
+
+def padded_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) padded to multiples of 64: the size the codec works at (model.geometry)."""
+    ph, pw = _padded_height_width(height, width)
+    return pw, ph
+
+
+def padded_pixels(width: int, height: int) -> int:
+    """What a decode (or encode) of a ``width`` x ``height`` image costs: its padded pixel count."""
+    pw, ph = padded_size(width, height)
+    return pw * ph
+
+
+def pixel_limit(max_pixels: int | None = None) -> int | None:
+    """An explicit budget, else ``sicc.MAX_IMAGE_PIXELS`` read at call time (like Pillow's)."""
+    if max_pixels is not None:
+        return max_pixels
+    from . import MAX_IMAGE_PIXELS
+
+    return MAX_IMAGE_PIXELS
+
+
+def check_pixel_budget(width: int, height: int, max_pixels: int | None,
+                       error: type[ImageTooLargeError] = ImageTooLargeError) -> None:
+    """Refuse a size whose padded pixel count is over ``max_pixels`` (None: no budget)."""
+    if max_pixels is not None and padded_pixels(width, height) > max_pixels:
+        raise error(too_large_message(width, height, padded_size(width, height), max_pixels))
+
+
+def max_file_bytes(width: int, height: int, model_levels: int) -> int:
+    """The largest valid SIC file of this size: header, the two metadata chunks at their largest,
+    and the coded chunks at ``MAX_CODED_BYTES_PER_PIXEL`` (formats/sic-v1.md, "Size bound")."""
+    return (HEADER_SIZE + 2 * (CHUNK_OVERHEAD + MAX_METADATA_BYTES) + (model_levels + 1) * _CODED_CHUNK_SLACK
+            + MAX_CODED_BYTES_PER_PIXEL * padded_pixels(width, height))
 
 
 @dataclass(frozen=True)
@@ -71,6 +129,11 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 
 def write(header: Header, hyper: bytes, levels: list[bytes],
           icc_profile: bytes | None = None, exif: bytes | None = None) -> bytes:
+    """The file bytes. Metadata over ``MAX_METADATA_BYTES`` is left out with a warning; coded data
+    over the size bound (impossible for a model within the bound's channel counts) is an error,
+    so sicc never writes a file that it would refuse to read."""
+    icc_profile = _fitting_metadata("ICC profile", icc_profile)
+    exif = _fitting_metadata("EXIF block", exif)
     parts = [header.pack()]
     if icc_profile:
         parts.append(_chunk(CHUNK_ICCP, icc_profile))
@@ -79,7 +142,23 @@ def write(header: Header, hyper: bytes, levels: list[bytes],
     parts.append(_chunk(CHUNK_HYPR, hyper))
     for index, coded in enumerate(levels, 1):
         parts.append(_chunk(CHUNK_LEVL, bytes([index]) + coded))
-    return b"".join(parts)
+    data = b"".join(parts)
+    if len(data) > max_file_bytes(header.width, header.height, header.model_levels):
+        raise ValueError(f"coded data of {len(data)} bytes exceeds the format's size bound for "
+                         f"{header.width}x{header.height}")
+    return data
+
+
+def _fitting_metadata(what: str, payload: bytes | None) -> bytes | None:
+    if payload and len(payload) > MAX_METADATA_BYTES:
+        import warnings
+
+        from .errors import SiccWarning
+
+        warnings.warn(f"{what} of {len(payload)} bytes is over the format's {MAX_METADATA_BYTES} bytes; "
+                      "not carried over", SiccWarning, stacklevel=4)
+        return None
+    return payload
 
 
 def parse_header(data: bytes, max_pixels: int | None = None) -> Header:
@@ -102,9 +181,73 @@ def parse_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise CorruptError(f"image size {width}x{height} is outside 1..{MAX_DIMENSION}")
     if not 1 <= levels <= 255:
         raise CorruptError(f"model level count {levels} is invalid")
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLargeError(too_large_message(width, height, max_pixels))
+    check_pixel_budget(width, height, max_pixels)
     return Header(width, height, model_id, levels, flags)
+
+
+def read(source, max_pixels: int | None = None) -> bytes:
+    """The bytes of a SIC file from a path, a binary file object (e.g. ``sys.stdin.buffer``) or
+    bytes, read in bounded pieces: the signature and header are checked from the first 32 bytes
+    (with the decode budget ``max_pixels``, None: none), then the rest is read up to the largest
+    size that header allows (:func:`max_file_bytes`). Not a SIC file, too large a size, or more
+    bytes than the bound are refused before the rest is read; reading in pieces keeps Ctrl-C
+    working. OSError from opening or reading propagates."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        try:
+            header = parse_header(data[:HEADER_SIZE], max_pixels)
+        except NotSicError as exc:
+            exc.head = data[:NOT_SIC_HEAD]
+            raise
+        _check_file_size(header, len(data))
+        return data
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as handle:
+            return read(handle, max_pixels)
+    head = _read_up_to(source, HEADER_SIZE)
+    try:
+        header = parse_header(head, max_pixels)
+    except NotSicError as exc:
+        exc.head = head + _read_up_to(source, NOT_SIC_HEAD - len(head))
+        raise
+    size = _regular_file_size(source)  # a file on disk: its size is checked before it is read
+    if size is not None:
+        _check_file_size(header, size)
+    data = head + _read_up_to(source, max_file_bytes(header.width, header.height, header.model_levels)
+                              - HEADER_SIZE + 1)
+    _check_file_size(header, len(data))
+    return data
+
+
+def _regular_file_size(handle) -> int | None:
+    """Bytes from the start of the file to its end, for a regular file (None for pipes, terminals
+    and devices, whose size says nothing)."""
+    try:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        return status.st_size - handle.tell() + HEADER_SIZE
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _read_up_to(handle, limit: int) -> bytes:
+    """At most ``limit`` bytes from ``handle``, in pieces; fewer only at the end of the data."""
+    pieces, total = [], 0
+    while total < limit:
+        piece = handle.read(min(READ_PIECE, limit - total))
+        if not piece:
+            break
+        pieces.append(piece)
+        total += len(piece)
+    return b"".join(pieces)
+
+
+def _check_file_size(header: Header, size: int) -> None:
+    cap = max_file_bytes(header.width, header.height, header.model_levels)
+    if size > cap:
+        raise CorruptError(f"file is larger than a {header.width}x{header.height} SIC file can be "
+                           f"(at most {cap} bytes)")
 
 
 def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> SicFile:
@@ -115,6 +258,7 @@ def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> S
     raises instead. Anything wrong before the first level always raises.
     """
     header = parse_header(data, max_pixels)
+    _check_file_size(header, len(data))
     pos = HEADER_SIZE
     icc = exif = None
     hyper: bytes | None = None
@@ -128,13 +272,20 @@ def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> S
                     raise TruncatedError(f"file is truncated inside {where}, before any level")
                 raise CorruptError(f"{_chunk_name(kind)} chunk is corrupt ({problem})")
             if kind in _METADATA_CHUNKS:
-                if hyper is not None or (kind == CHUNK_ICCP and icc is not None) or (kind == CHUNK_EXIF and exif is not None):
+                # the spec's order: at most one ICCP, then at most one EXIF, then HYPR
+                if exif is not None or (kind == CHUNK_ICCP and icc is not None):
                     raise CorruptError(f"{kind.decode()} chunk out of order")
+                if len(payload) > MAX_METADATA_BYTES:
+                    raise CorruptError(f"{kind.decode()} chunk is corrupt ({len(payload)} bytes, "
+                                       f"over the format's {MAX_METADATA_BYTES})")
                 if kind == CHUNK_ICCP:
                     icc = payload
                 else:
                     exif = payload
             elif kind == CHUNK_HYPR:
+                problem = coded_payload_problem(len(payload))
+                if problem:
+                    raise CorruptError(f"HYPR chunk is corrupt ({problem})")
                 hyper = payload
                 result = SicFile(header, hyper, icc_profile=icc, exif=exif, chunk_ends=[end])
             else:
@@ -151,6 +302,8 @@ def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> S
             problem = f"expected level {level}, found {kind!r}"
         if problem is None and level > header.model_levels:
             problem = f"more levels than the model's {header.model_levels}"
+        if problem is None:
+            problem = coded_payload_problem(len(payload) - 1)
         if problem:
             if strict:
                 raise CorruptError(f"level {level} is corrupt ({problem})")
@@ -162,6 +315,16 @@ def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> S
     if result is None:
         raise TruncatedError("file is truncated: it ends before the hyperprior chunk")
     return result
+
+
+def coded_payload_problem(length: int) -> str | None:
+    """Why ``length`` bytes cannot be range-coded data of a non-empty latent, or None. Every
+    chunk codes at least one symbol, and the range coder writes whole 32-bit words: at least one."""
+    if length == 0:
+        return "no coded data, where at least one 32-bit word is needed"
+    if length % 4:
+        return f"coded data of {length} bytes is not a whole number of 32-bit words"
+    return None
 
 
 def _chunk_name(kind: bytes) -> str:

@@ -12,7 +12,11 @@ class SiccError(Exception):
 
 
 class NotSicError(SiccError):
-    """The data is not a .sic file at all (wrong magic)."""
+    """The data is not a .sic file at all (wrong magic). ``head`` holds the first bytes of the data
+    (at most ``container.NOT_SIC_HEAD``: nothing more is read once the signature fails), so a
+    caller can say what the data is instead."""
+
+    head: bytes = b""
 
 
 class TruncatedError(SiccError):
@@ -39,9 +43,12 @@ class InputTooLargeError(InputImageError, ImageTooLargeError):
     """An image to encode exceeds the pixel limit or the format's size per side."""
 
 
-def too_large_message(width: int, height: int, limit: int) -> str:
-    """One wording for the pixel limit, on encode and on decode."""
-    return (f"image is too large: {width}x{height} = {width * height} pixels, over the limit of {limit} "
+def too_large_message(width: int, height: int, padded: tuple[int, int], limit: int) -> str:
+    """One wording for the pixel budget, on encode and on decode. The budget counts the padded
+    size (each side a multiple of 64), which is what the work and the memory follow."""
+    pw, ph = padded
+    size = f"{width}x{height}" if (pw, ph) == (width, height) else f"{width}x{height} (padded to {pw}x{ph})"
+    return (f"image is too large: {size} = {pw * ph} pixels, over the limit of {limit} "
             "(raise it with --max-pixels or sicc.MAX_IMAGE_PIXELS)")
 
 

@@ -68,6 +68,28 @@ def read_input(path: str) -> bytes:
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}", EXIT_READ) from None
 
 
+def read_sic_input(path: str, max_pixels: int | None = None) -> bytes:
+    """A SIC file from ``path`` ('-': standard input), read in bounded pieces by
+    ``container.read``: the signature and header (with the pixel budget ``max_pixels``, when
+    given) are checked from the first 32 bytes, the rest is read up to what the header allows.
+    An image given instead gets a hint at `sicc encode`."""
+    from .container import read
+    from .errors import NotSicError
+
+    try:
+        return read(sys.stdin.buffer if path == "-" else path, max_pixels)
+    except NotSicError as exc:
+        fmt = sniff_image_format(exc.head)
+        if fmt is None:
+            raise
+        raise NotSicError(f"{display_name(path)} is a {fmt} image, not a SIC file; did you mean `sicc encode`?") from None
+    except IsADirectoryError:
+        raise CommandError(f"cannot read {path}: it is a folder (give files, or a folder with -o DIR)",
+                           EXIT_READ) from None
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}", EXIT_READ) from None
+
+
 def sniff_image_format(data: bytes) -> str | None:
     """The image format Pillow recognises in ``data`` ('PNG', 'JPEG', ...), or None: used to tell a
     user who gave an image to a command that wants a SIC file what they probably meant."""

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .container import MAX_DIMENSION
-from .errors import InputImageError, InputTooLargeError, SiccWarning, too_large_message
+from .container import MAX_DIMENSION, check_pixel_budget
+from .errors import InputImageError, InputTooLargeError, SiccWarning
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,12 @@ def _pillow_bomb_check_lifted():
 
 
 def check_size(width: int, height: int, max_pixels: int | None) -> None:
-    """The pixel limit and the format's limit per side, for an image to encode."""
-    if max_pixels is not None and width * height > max_pixels:
-        raise InputTooLargeError(too_large_message(width, height, max_pixels))
+    """The format's limit per side, then the pixel budget (padded pixels, as on decode), for an
+    image to encode."""
     if max(width, height) > MAX_DIMENSION:
         raise InputTooLargeError(f"image is too large: {width}x{height} exceeds the format's "
                                  f"{MAX_DIMENSION} px per side")
+    check_pixel_budget(width, height, max_pixels, InputTooLargeError)
 
 
 def open_image(source, max_pixels: int | None = None) -> Image.Image:

@@ -25,10 +25,14 @@ class SicImageFile(ImageFile.ImageFile):
     format_description = "Synonymous Image Compression (progressive)"
 
     def _open(self) -> None:
-        data = self.fp.read()
-        try:
+        from .errors import ImageTooLargeError, SiccError
+
+        try:  # bounded: the header, then at most what that header allows; sicc's pixel budget
+            data = container.read(self.fp, container.pixel_limit())
             header = container.parse_header(data)
-        except Exception as exc:
+        except ImageTooLargeError as exc:  # as Pillow's own bomb check does, at open
+            raise Image.DecompressionBombError(str(exc)) from None
+        except SiccError as exc:
             raise SyntaxError(f"not a valid SIC file: {exc}") from None
         self._sic_data = data
         self._size = (header.width, header.height)

@@ -42,9 +42,11 @@ class FileInfo:
         return {**asdict(self), "complete": self.complete}
 
 
-def file_info(data: bytes) -> FileInfo:
-    """Structure of a SIC file; needs no model (any model id is reported, not checked)."""
-    parsed = container.parse(bytes(data), max_pixels=None, strict=False)
+def file_info(source) -> FileInfo:
+    """Structure of a SIC file (bytes, a path or a binary file object, read with
+    :func:`container.read`); needs no model (any model id is reported, not checked)."""
+    data = container.read(source)
+    parsed = container.parse(data, max_pixels=None, strict=False)
     header = parsed.header
     pixels = header.width * header.height
     ends = parsed.chunk_ends
@@ -60,17 +62,19 @@ def file_info(data: bytes) -> FileInfo:
     )
 
 
-def truncate(data: bytes, level: int | None = None, max_bytes: int | None = None,
+def truncate(source, level: int | None = None, max_bytes: int | None = None,
              bpp: float | None = None) -> bytes:
-    """The longest level prefix of ``data`` that fits: exactly ``level`` levels, at most
-    ``max_bytes`` bytes, or at most ``bpp`` bits per pixel. A byte prefix, nothing rewritten.
+    """The longest level prefix of ``source`` (bytes, a path or a binary file object) that fits:
+    exactly ``level`` levels, at most ``max_bytes`` bytes, or at most ``bpp`` bits per pixel.
+    A byte prefix, nothing rewritten.
 
     A budget always keeps at least one level: one below level 1 is refused with the smallest
     size that fits (a file of no level decodes to noise). Only ``level=0`` asks for the bare
     hyperprior on purpose."""
     if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
         raise ValueError("give exactly one of level, max_bytes, bpp")
-    parsed = container.parse(bytes(data), max_pixels=None, strict=False)
+    data = container.read(source)
+    parsed = container.parse(data, max_pixels=None, strict=False)
     ends = parsed.chunk_ends
     if level is not None:
         if not 0 <= level < len(ends):

@@ -45,3 +45,22 @@ def read_chunks(data: bytes) -> list[Chunk]:
         chunks.append(Chunk(kind.decode("ascii"), pos, length, payload, zlib.crc32(kind + payload) == crc))
         pos = end
     return chunks
+
+
+ORDER = ("ICCP", "EXIF", "HYPR")  # then LEVL 1, 2, ... (the spec's "Layout" table)
+
+
+def layout_problem(chunks: list[Chunk]) -> str | None:
+    """Why the chunk sequence breaks the spec's order, or None: at most one ICCP, then at most one
+    EXIF, then exactly one HYPR, then LEVL chunks with indices 1, 2, ... and nothing else."""
+    kinds = [c.kind for c in chunks]
+    head = kinds[: kinds.index("HYPR") + 1] if "HYPR" in kinds else kinds
+    if "HYPR" not in kinds:
+        return "no HYPR chunk"
+    expected = [k for k in ORDER if k in head]
+    if head != expected:
+        return f"chunks before the levels are {head}, the spec allows {expected} in that order only"
+    for number, chunk in enumerate(chunks[len(head):], 1):
+        if chunk.kind != "LEVL" or not chunk.payload or chunk.payload[0] != number:
+            return f"chunk {len(head) + number} is {chunk.kind}, the spec wants LEVL {number}"
+    return None

@@ -309,3 +309,30 @@ def test_baseline_rows_are_measured_once_then_reused(tmp_path):
     seeded = BaselineCache(tmp_path / "empty.json")
     assert seeded.seed_from_results(results, {"a": image_digest(other_pixels.image)}) == 0
     assert seeded.seed_from_results(results, {"a": image_digest(img.image)}) == 2
+
+
+def test_memory_probe_raises_the_pixel_budget_explicitly(tiny_weights, tmp_path, monkeypatch):
+    """The 16K probe is over sicc's default budget: peak_memory passes --max-pixels (the padded size
+    of the frame) to the sicc probes, and memprobe hands it to encode and decode."""
+    from PIL import Image
+
+    import sicc
+    from sicc.bench import memprobe, speed
+    from sicc.bench.procs import ProcResult
+    from tests.conftest import synthetic_image
+
+    commands = []
+    monkeypatch.setattr(speed, "large_frame", lambda images, w, h: Image.new("RGB", (8, 8)))
+    monkeypatch.setattr(speed, "run_measured", lambda cmd, *a, **k: commands.append(cmd) or ProcResult(0, 0, 1, ""))
+    speed.peak_memory(speed.SpeedSettings(images=[]), tmp_path, (16384, 16384))
+    sicc_probes = [cmd for cmd in commands if "sicc.bench.memprobe" in cmd]
+    assert sicc_probes and all(cmd[cmd.index("--max-pixels") + 1] == str(1 << 28) for cmd in sicc_probes)
+
+    source, coded, decoded = tmp_path / "in.png", tmp_path / "x.sic", tmp_path / "out.png"
+    Image.fromarray(synthetic_image(72, 100)).save(source)  # pads to 128x128
+    monkeypatch.setattr(sicc, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(sicc.InputTooLargeError):
+        memprobe.main(["sicc-encode", str(source), str(coded), "--weights", str(tiny_weights)])
+    memprobe.main(["sicc-encode", str(source), str(coded), "--weights", str(tiny_weights), "--max-pixels", "16384"])
+    memprobe.main(["sicc-decode", str(coded), str(decoded), "--weights", str(tiny_weights), "--max-pixels", "16384"])
+    assert Image.open(decoded).size == (100, 72)

@@ -145,7 +145,7 @@ def peak_allocation(fn, *args, **kwargs) -> int:
 def test_huge_forged_size_is_refused_before_allocation(tiny_codec, sample):
     """A 2^20 x 2^20 header: ImageTooLargeError under the default limit, with almost no memory used."""
     forged = forge_header(sample.data, width=1 << 20, height=1 << 20)
-    with pytest.raises(sicc.ImageTooLargeError, match="over the limit of 268435456"):
+    with pytest.raises(sicc.ImageTooLargeError, match=f"over the limit of {sicc.MAX_IMAGE_PIXELS} "):
         tiny_codec.decode(forged)
     assert peak_allocation(tiny_codec.decode, forged) < 1 << 20
     assert sicc.info(forged).width == 1 << 20  # info reads the structure only, allocates nothing per pixel
@@ -185,7 +185,7 @@ def test_pixel_limit_is_configurable(tiny_codec, sample, monkeypatch):
         tiny_codec.decode(sample.data)
     assert tiny_codec.decode(sample.data, max_pixels=5000, spread=0.0)[0].size == (64, 64)
     monkeypatch.setattr(sicc, "MAX_IMAGE_PIXELS", None)
-    assert tiny_codec.decode(forge_header(sample.data, width=70), spread=0.0)[0].size == (70, 64)
+    assert tiny_codec.decode(forge_header(sample.data, width=60), spread=0.0)[0].size == (60, 64)
 
 
 def test_cli_max_pixels(tmp_path, sample, tiny_weights):

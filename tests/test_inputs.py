@@ -86,8 +86,8 @@ def test_refused_inputs_cli(refused, tmp_path, tiny_weights):
 
 
 def test_sicc_pixel_limit_replaces_pillows(monkeypatch, tiny_codec):
-    """Files sicc opens are held to sicc.MAX_IMAGE_PIXELS, not Pillow's 179 MP error, so a
-    16384 x 16384 image can be encoded; Pillow's setting is left as the caller had it."""
+    """Files sicc opens are held to sicc.MAX_IMAGE_PIXELS, not Pillow's limits (so a raised budget
+    encodes a 16384 x 16384 image); Pillow's setting is left as the caller had it."""
     data = png_bytes(Image.fromarray(synthetic_image(64, 64)))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow alone would refuse 4096 px
     assert sicc.container.parse(tiny_codec.encode(io.BytesIO(data))).header.width == 64
@@ -101,12 +101,34 @@ def test_sicc_pixel_limit_replaces_pillows(monkeypatch, tiny_codec):
 
 
 def test_pixel_limit_is_checked_before_decoding_pixels(tiny_codec):
-    """A 16384 x 16384 PNG header over a 1000-pixel limit is refused from the header alone: the
-    few bytes of pixel data behind it would otherwise fail as a damaged file."""
+    """A 16384 x 16384 PNG header over the budget is refused from the header alone: the few bytes
+    of pixel data behind it would otherwise fail as a damaged file. The default budget refuses
+    it too (it is 4x the default); a raised one lets Pillow find the damage."""
     with pytest.raises(sicc.InputTooLargeError, match="too large"):
         tiny_codec.encode(io.BytesIO(bomb_png(16384, 16384)), max_pixels=1000)
+    with pytest.raises(sicc.InputTooLargeError, match=f"over the limit of {sicc.MAX_IMAGE_PIXELS} "):
+        tiny_codec.encode(io.BytesIO(bomb_png(16384, 16384)))
     with pytest.raises(sicc.InputImageError, match="cannot read image"):
-        tiny_codec.encode(io.BytesIO(bomb_png(16384, 16384)))  # within the default limit
+        tiny_codec.encode(io.BytesIO(bomb_png(16384, 16384)), max_pixels=1 << 28)
+
+
+def test_encode_budget_counts_the_padded_size(tiny_codec, tmp_path, tiny_weights):
+    """1 x 1048576 is coded as 64 x 1048576: a budget of 1048576 pixels refuses it from the header,
+    in the API and the CLI, with the padded size and the budget in the message; 1024 x 1024 (no
+    padding) fits the same budget."""
+    with pytest.raises(sicc.InputTooLargeError, match=r"1x1048576 \(padded to 64x1048576\) = 67108864 pixels, "
+                                                      r"over the limit of 1048576"):
+        tiny_codec.encode(io.BytesIO(bomb_png(1, 1 << 20)), max_pixels=1 << 20)
+    with pytest.raises(sicc.InputTooLargeError, match="padded to 64x64"):
+        tiny_codec.encode(synthetic_image(1, 64), max_pixels=64 * 63)
+    source = tmp_path / "tall.png"
+    source.write_bytes(bomb_png(1, 1 << 20))
+    result = cli_inprocess(["encode", str(source), "-o", str(tmp_path / "x.sic"), "--max-pixels", str(1 << 20),
+                            "--weights", str(tiny_weights)])
+    assert_error(result, 3, "padded to 64x1048576", "over the limit of 1048576", "--max-pixels")
+    assert not (tmp_path / "x.sic").exists()
+    with pytest.raises(sicc.InputImageError, match="cannot read image"):  # within budget: Pillow finds the damage
+        tiny_codec.encode(io.BytesIO(bomb_png(1024, 1024)), max_pixels=1 << 20)
 
 
 def test_image_wider_than_the_format_is_an_input_error(tiny_codec, tmp_path, tiny_weights):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..container import padded_pixels
 from .baselines import AVIF_SPEED, JXL_EFFORT
 from .images import BenchImage, large_frame
 from .procs import ProcResult, child_env, python_cmd, run_measured, which
@@ -304,12 +305,13 @@ def peak_memory(s: SpeedSettings, workdir: Path, size: tuple[int, int]) -> dict:
     env = child_env(s.threads)
     weights = ["--weights", str(s.weights)] if s.weights else []
     threads = ["--threads", str(s.threads)] if s.threads else []
+    budget = ["--max-pixels", str(padded_pixels(w, h))]  # a 16K frame is over the default budget
 
     def probe(op: str, a: Path | str, b: Path | str) -> ProcResult:
         if op in LIBRARY_DECODE_SNIPPETS:
             cmd = python_cmd("-c", LIBRARY_DECODE_SNIPPETS[op], str(a), str(b))
         else:
-            cmd = python_cmd("-m", "sicc.bench.memprobe", op, str(a), str(b), *weights, *threads)
+            cmd = python_cmd("-m", "sicc.bench.memprobe", op, str(a), str(b), *weights, *threads, *budget)
         return run_measured(cmd, timeout=s.timeout, env=env)
 
     out: dict = {"size": [w, h], "source": "Kodak tiles, Lanczos-resized", "what": "peak RSS of a fresh process (MiB)"}

@@ -1,4 +1,8 @@
-"""Thin, explicit wrappers over constriction's RangeEncoder/RangeDecoder."""
+"""Thin, explicit wrappers over constriction's RangeEncoder/RangeDecoder.
+
+Decoding checks that the data is exactly what the encoder writes for the decoded symbols, so a
+payload that is too short (the decoder would run past its end) or too long is corrupt, never a
+latent made up from padding."""
 
 from __future__ import annotations
 
@@ -37,16 +41,35 @@ def encode_gaussian(symbols: np.ndarray, means: np.ndarray, scales: np.ndarray) 
 
 
 def decode_gaussian(data: bytes, means: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`encode_gaussian`; the result has the shape of ``means``."""
+    """Inverse of :func:`encode_gaussian`; the result has the shape of ``means``. Data that is
+    not exactly the encoding of the symbols it decodes to is refused (:func:`_check_exact`)."""
     decoder = constriction.stream.queue.RangeDecoder(_to_words(data))
     m = _params(means)
     if not m.size:
-        return np.zeros(np.shape(means), dtype=np.int32)
-    try:
-        out = decoder.decode(_GAUSSIAN, m, _params(scales))
-    except (ValueError, RuntimeError, AssertionError) as exc:  # constriction reports bad data so
-        raise CodingError(f"range decoder failed: {exc}") from None
-    return np.asarray(out, dtype=np.int32).reshape(np.shape(means))
+        out = np.zeros(np.shape(means), dtype=np.int32)
+    else:
+        try:
+            out = np.asarray(decoder.decode(_GAUSSIAN, m, _params(scales)), dtype=np.int32)
+        except (ValueError, RuntimeError, AssertionError) as exc:  # constriction reports bad data so
+            raise CodingError(f"range decoder failed: {exc}") from None
+    _check_exact(data, encode_gaussian(out, means, scales))
+    return out.reshape(np.shape(means))
+
+
+def _check_exact(data: bytes, reencoded: bytes) -> None:
+    """The range decoder cannot tell where its data ends: past the end it reads zeros, and it
+    never looks at words it does not need, so an empty payload decodes to a whole latent and
+    appended words go unnoticed. The encoder is deterministic, so a payload is valid only if
+    re-encoding the decoded symbols gives it back byte for byte (cheap: encoding costs a small
+    fraction of decoding)."""
+    if reencoded == bytes(data):
+        return
+    if len(reencoded) > len(data):
+        raise CodingError(f"range decoder ran past the end of its data ({len(data)} bytes; the symbols "
+                          f"it decoded take {len(reencoded)})")
+    if len(reencoded) < len(data):
+        raise CodingError(f"range decoder left data unused ({len(data) - len(reencoded)} of {len(data)} bytes)")
+    raise CodingError("range-coded data is not the encoding of the symbols it decodes to")
 
 
 def _params(values: np.ndarray) -> np.ndarray:
@@ -77,4 +100,6 @@ def decode_categorical(data: bytes, frequencies: np.ndarray, count: int) -> np.n
             rows.append(np.asarray(decoder.decode(_categorical(freq), count), dtype=np.int32))
     except (ValueError, RuntimeError, AssertionError) as exc:
         raise CodingError(f"range decoder failed: {exc}") from None
-    return np.stack(rows) if rows else np.zeros((0, count), dtype=np.int32)
+    symbols = np.stack(rows) if rows else np.zeros((0, count), dtype=np.int32)
+    _check_exact(data, encode_categorical(symbols, frequencies))
+    return symbols
