@@ -20,6 +20,7 @@ from .container import pixel_limit
 from .fileio import (
     EXIT_USAGE,
     CommandError,
+    check_output_folders,
     image_bytes,
     output_format,
     read_input,
@@ -65,19 +66,28 @@ class Outcome:
 
 
 # -- one file --------------------------------------------------------------------------------
+def _loaded(codec):
+    """A Codec, or a function that loads one (called only once the cheap checks have passed)."""
+    return codec() if callable(codec) else codec
+
+
 def encode_file(codec, source: str, target: str, levels: int | None = None, bpp: float | None = None,
                 max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
                 threads: int | None = None, progress=None) -> Outcome:
-    """Encode ``source`` ('-': stdin) into ``target`` ('-': stdout), atomically."""
+    """Encode ``source`` ('-': stdin) into ``target`` ('-': stdout), atomically. ``codec`` may be a
+    loader: the input is read, decoded and size-checked and the output folder checked first."""
     import io
 
+    from .image_io import load_rgb
     from .stream import file_info
 
     refuse_terminal(target)
     raw = read_input(source)
+    check_output_folders([target])
     start = time.perf_counter()
-    data = codec.encode(io.BytesIO(raw), levels=levels, bpp=bpp, max_bytes=max_bytes, keep_metadata=not strip,
-                        max_pixels=max_pixels, threads=threads, progress=progress)
+    rgb = load_rgb(io.BytesIO(raw), pixel_limit(max_pixels))
+    data = _loaded(codec).encode(rgb, levels=levels, bpp=bpp, max_bytes=max_bytes, keep_metadata=not strip,
+                                 max_pixels=max_pixels, threads=threads, progress=progress)
     seconds = time.perf_counter() - start
     write_output(target, data, source=source)
     info = file_info(data)
@@ -90,14 +100,16 @@ def encode_file(codec, source: str, target: str, levels: int | None = None, bpp:
 def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0, spread: float = 2.0,
                 level: int | None = None, strict: bool = False, max_pixels: int | None = None,
                 quality: int | None = None, threads: int | None = None, progress=None) -> Outcome:
-    """Decode ``source`` into ``target`` (or its numbered sample names), all or nothing."""
+    """Decode ``source`` into ``target`` (or its numbered sample names), all or nothing. ``codec``
+    may be a loader: the output folder, the SIC header and the pixel limit are checked first."""
     fmt = output_format(target, quality)
     paths = sample_paths(target, samples)
     refuse_terminal(target)
     raw = read_sic_input(source, pixel_limit(max_pixels))  # bounded; the budget from the header
+    check_output_folders(paths)
     start = time.perf_counter()
-    images = codec.decode(raw, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
-                          max_pixels=max_pixels, threads=threads, progress=progress)
+    images = _loaded(codec).decode(raw, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
+                                   max_pixels=max_pixels, threads=threads, progress=progress)
     encoded = [image_bytes(image, fmt, quality, name=path) for image, path in zip(images, paths)]
     seconds = time.perf_counter() - start
     write_outputs(paths, encoded, source=source)

@@ -10,15 +10,20 @@ Exit codes (also in README.md and ``sicc --help``):
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-import time
-import warnings
-from contextlib import contextmanager
-from pathlib import Path
 
-import click
+# numpy's BLAS runs the small exact matrix products of the probability model; its own thread pool
+# would only spin against the tile workers (set before numpy is first imported).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import click  # noqa: E402
 
 from . import batch
 from .fileio import (
@@ -179,20 +184,37 @@ def _codec(settings: Settings):
     return codec
 
 
-def _progress(settings: Settings):
-    """A progress line on stderr for long images, only on a terminal and without --quiet."""
-    if settings.quiet or not sys.stderr.isatty():
-        return None
-    shown = {"at": 0.0}
+class ProgressLine:
+    """``sicc: levels 3/16``, ``sicc: synthesis 2/6`` rewritten in place on stderr (at most ten
+    times a second) and erased at the end: the Codec's progress callback for a terminal."""
 
-    def show(stage: str, done: int, total: int) -> None:
+    def __init__(self):
+        self.shown, self.last = False, 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
-        if done < total and now - shown["at"] < 0.2:
+        if done < total and now - self.last < 0.1:
             return
-        shown["at"] = now
-        click.echo(f"\rsicc: {stage} {done}/{total}\x1b[K", err=True, nl=done == total and stage == "synthesis")
+        self.last, self.shown = now, True
+        click.echo(f"\rsicc: {stage} {done}/{total}\x1b[K", err=True, nl=False)
 
-    return show
+    def close(self) -> None:
+        if self.shown:
+            click.echo("\r\x1b[K", err=True, nl=False)
+            self.shown = False
+
+
+@contextmanager
+def progress_display(settings: Settings):
+    """A ProgressLine when stderr is a terminal and not --quiet, else None (nothing shown)."""
+    if settings.quiet or not sys.stderr.isatty():
+        yield None
+        return
+    line = ProgressLine()
+    try:
+        yield line
+    finally:
+        line.close()
 
 
 # -- options ---------------------------------------------------------------------------
@@ -348,9 +370,9 @@ def encode(settings: Settings, inputs: tuple[str, ...], output: str, levels: int
         _one_rate(levels, max_bytes, bpp)
         rate = dict(levels=levels, bpp=bpp, max_bytes=max_bytes, strip=strip, max_pixels=max_pixels)
         if not batch.is_batch(list(inputs), output):
-            codec = _codec(settings)
-            outcome = batch.encode_file(codec, inputs[0], output, threads=settings.threads,
-                                        progress=_progress(settings), **rate)
+            with progress_display(settings) as progress:  # the model loads after the cheap checks
+                outcome = batch.encode_file(lambda: _codec(settings), inputs[0], output, threads=settings.threads,
+                                            progress=progress, **rate)
             settings.say(_summary(outcome, "encoded"))
             for line in outcome.details:
                 settings.say(line, 2)
@@ -400,9 +422,9 @@ def decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: in
         if not batch.is_batch(list(inputs), output):
             if out_format is not None:
                 raise CommandError("--format is for a folder of outputs; name the output file instead", EXIT_USAGE)
-            codec = _codec(settings)
-            outcome = batch.decode_file(codec, inputs[0], output, threads=settings.threads,
-                                        progress=_progress(settings), **options)
+            with progress_display(settings) as progress:  # the model loads after the cheap checks
+                outcome = batch.decode_file(lambda: _codec(settings), inputs[0], output, threads=settings.threads,
+                                            progress=progress, **options)
             settings.say(_summary(outcome, "decoded"), 1)
             return
         suffix = "." + (out_format or "png")

@@ -202,6 +202,19 @@ def refuse_terminal(path: str) -> None:
                            EXIT_USAGE)
 
 
+def check_output_folders(paths: list[str]) -> None:
+    """An output whose folder is missing or not writable is refused before any work (exit 5)."""
+    for path in paths:
+        if path == "-":
+            continue
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise CommandError(f"cannot write {display_name(path, output=True)}: No such file or directory",
+                               EXIT_WRITE)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise CommandError(f"cannot write {display_name(path, output=True)}: Permission denied", EXIT_WRITE)
+
+
 def write_stdout(data: bytes) -> None:
     """``data`` on standard output; a reader that went away ends the command quietly."""
     try:

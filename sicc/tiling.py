@@ -23,11 +23,11 @@ from PIL import Image
 
 from .model.geometry import HYPER_STRIDE, LATENT_STRIDE
 
-TILE_LATENT = 32
-"""Latent positions per tile side (512 px) at most: a side of n positions is split into
+TILE_LATENT = 24
+"""Latent positions per tile side (384 px) at most: a side of n positions is split into
 ceil(n / TILE_LATENT) equal parts (read at call time)."""
 ANALYSIS_HALO = 4  # latents (64 px) > the 61 px receptive field of g_a
-SYNTHESIS_HALO = 4  # latents; g_s reaches about 2.5 latents
+SYNTHESIS_HALO = 3  # latents; g_s reaches 1 + 1/2 + 1/4 + 1/8 latents (four 3x3 sub-pixel convs)
 HYPER_TILE = 64  # hyper-latent positions (256 latents)
 HYPER_HALO = 4  # hyper-latents (16 latents) > the 7-latent reach of h_a
 

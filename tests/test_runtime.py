@@ -58,3 +58,54 @@ assert not loaded, loaded
 """
     result = _run(code)
     assert result.returncode == 0, result.stderr
+
+
+def test_cheap_checks_come_before_the_model(tmp_path):
+    """A bad input, a missing output folder or a too-large file is reported as such even when the
+    weights file does not exist: none of them waited for a model to load."""
+    from tests.clitools import assert_error, cli_inprocess
+
+    missing_weights = ["--weights", tmp_path / "absent.npz"]
+    text = tmp_path / "notes.png"
+    text.write_text("not an image\n")
+    sic = DATA / "golden-shipped.sic"
+    cases = [
+        (["encode", text, "-o", tmp_path / "a.sic"], 3, "not a readable image"),
+        (["encode", SOURCE, "-o", tmp_path / "nowhere" / "a.sic"], 5, "cannot write"),
+        (["encode", SOURCE, "-o", tmp_path / "a.sic", "--max-pixels", 100], 3, "too large"),
+        (["decode", text, "-o", tmp_path / "a.png"], 4, ""),
+        (["decode", sic, "-o", tmp_path / "nowhere" / "a.png", "--samples", 2], 5, "cannot write"),
+        (["decode", sic, "-o", tmp_path / "a.png", "--max-pixels", 100], 4, "too large"),
+    ]
+    for args, code, fragment in cases:
+        assert_error(cli_inprocess([*args, *missing_weights]), code, fragment)
+    assert list(tmp_path.iterdir()) == [text]
+
+
+def test_progress_shows_on_a_terminal_only(tmp_path):
+    """Long decodes show progress when stderr is a terminal (and not --quiet); the line is erased
+    at the end. Piped stderr gets nothing."""
+    import os
+    import pty
+
+    args = [sys.executable, "-m", "sicc.cli", "decode", DATA / "golden-shipped.sic", "-o"]
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run([*map(str, args), str(tmp_path / "t.png")], cwd=REPO, stderr=secondary,
+                              stdout=subprocess.PIPE, timeout=120)
+        os.close(secondary)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(primary)
+    assert done.returncode == 0
+    assert b"sicc: levels 16/16" in shown and b"sicc: synthesis 1/1" in shown and shown.endswith(b"\r\x1b[K")
+    quiet = subprocess.run([*map(str, args), str(tmp_path / "q.png")], cwd=REPO, capture_output=True, timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr == b""

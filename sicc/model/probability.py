@@ -92,15 +92,30 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride: int = 1, padding: tuple[in
     """
     o, c, kh, kw = weight.shape
     ph, pw = padding
+    _, h, w = x.shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    taps = np.ascontiguousarray(weight.transpose(2, 3, 0, 1), dtype=np.float64)  # (kh, kw, O, C)
+    if stride == 1:
+        # Row-major padded input, one spare row: the tap (i, j) of every output position is the
+        # input at a constant offset, so each tap is one product with a contiguous slice (no copy).
+        # Outputs are computed on the padded width and the kw - 1 wrap-around columns dropped.
+        flat = np.zeros((c, hp + 1, wp), dtype=np.float64)
+        flat[:, ph : ph + h, pw : pw + w] = x
+        flat = flat.reshape(c, -1)
+        out = np.zeros((o, ho * wp), dtype=np.float64)
+        for i in range(kh):
+            for j in range(kw):
+                start = i * wp + j
+                out += taps[i, j] @ flat[:, start : start + ho * wp]
+        return out.reshape(o, ho, wp)[:, :, :wo]
     if ph or pw:
         x = np.pad(x, ((0, 0), (ph, ph), (pw, pw)))
-    _, hp, wp = x.shape
-    ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
     out = np.zeros((o, ho * wo), dtype=np.float64)
     for i in range(kh):
         for j in range(kw):
             patch = x[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride]
-            out += weight[:, :, i, j] @ patch.reshape(c, -1)
+            out += taps[i, j] @ np.ascontiguousarray(patch).reshape(c, -1)
     return out.reshape(o, ho, wo)
 
 
@@ -111,10 +126,11 @@ def conv_transpose2d(x: np.ndarray, weight: np.ndarray, stride: int, padding: in
     ho = (h - 1) * stride - 2 * padding + kh + output_padding
     wo = (w - 1) * stride - 2 * padding + kw + output_padding
     full = np.zeros((o, max((h - 1) * stride + kh, padding + ho), max((w - 1) * stride + kw, padding + wo)))
-    flat = x.reshape(c, -1)
+    flat = np.ascontiguousarray(x).reshape(c, -1)
+    taps = np.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (kh, kw, O, C)
     for i in range(kh):
         for j in range(kw):
-            part = (weight[:, :, i, j].T @ flat).reshape(o, h, w)
+            part = (taps[i, j] @ flat).reshape(o, h, w)
             full[:, i : i + stride * (h - 1) + 1 : stride, j : j + stride * (w - 1) + 1 : stride] += part
     return full[:, padding : padding + ho, padding : padding + wo]
 
