@@ -28,8 +28,10 @@ bench:  ## the full Kodak benchmark: bench/results.json, bench/rd.png, README ta
 bench-quick:
 	$(PYTHON) -m sicc.bench run --quick --out /tmp/sicc-bench-quick
 
-fuzz:  ## a long fuzzing run of the container parser and decoder
-	$(PYTHON) -m tests.fuzz --seconds 1800
+fuzz:  ## 30 minutes of fuzzing (API and command writers): 20 with the tiny model, 10 with the shipped one
+	$(PYTHON) -m tests.fuzz --seconds 1200; tiny=$$?; \
+	$(PYTHON) -m tests.fuzz --seconds 600 --weights shipped; shipped=$$?; \
+	exit $$(( tiny || shipped ))
 
 golden:  ## re-make the committed golden file (only when the format or model changes on purpose)
 	$(PYTHON) -m tests.make_golden

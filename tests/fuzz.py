@@ -3,12 +3,22 @@
     python -m tests.fuzz --seconds 1800          # what `make fuzz` runs
     python -m tests.fuzz --seconds 60 --seed 3 --out /tmp/crashes
 
-Real files are made with a tiny untrained model, then mutated: bit flips, byte
-overwrites, truncations, forged chunk lengths, forged header fields with the
-header CRC recomputed (so the forgery reaches the checks behind it), chunk
-payloads rewritten with a valid CRC (so they reach the range decoder), chunks
-reordered, duplicated, dropped and spliced between files. Each input goes
-through ``sicc.info``, ``sicc.truncate`` and ``Codec.decode``.
+Real files are made with a tiny untrained model (or, with ``--weights shipped``,
+the shipped model), then mutated: bit flips, byte overwrites, truncations,
+forged chunk lengths, forged header fields with the header CRC recomputed (so
+the forgery reaches the checks behind it), chunk payloads rewritten with a
+valid CRC (so they reach the range decoder), chunks reordered, duplicated,
+dropped and spliced between files. Each input goes through ``sicc.info``,
+``sicc.truncate`` and ``Codec.decode``, and then through the command's writers
+as a user runs them (``sicc info``, ``sicc truncate -o``, ``sicc decode -o``,
+the console entry point in the worker process): exit 0 or 4 only, one
+``sicc: error:`` line on failure, outputs written whole (the same pixels and
+bytes as the API) or not at all, no temporary file left. One input in eight is
+a mutated PNG through ``sicc encode -o`` instead (exit 0 or 3, the same rules).
+
+It needs the dev extras (``pip install -e ".[dev]"``: pytest for the test
+helpers, torch and onnx to make the tiny model) and is run from the
+repository root: ``python -m tests.fuzz`` or ``make fuzz``.
 
 Acceptable outcomes are success (possibly with a :class:`sicc.SiccWarning`) or
 a :class:`sicc.SiccError`. Anything else is a crash: another exception type, a
@@ -341,9 +351,12 @@ def _check_message(what: str, problem) -> None:
         raise Crash("message", f"{what}: {type(problem).__name__} message is not one printable line: {text!r}")
 
 
-def exercise(codec, data: bytes, max_pixels: int | None = FUZZ_MAX_PIXELS) -> list[str]:
+def exercise(codec, data: bytes, max_pixels: int | None = FUZZ_MAX_PIXELS,
+             cli: tuple[Path, Path] | None = None) -> list[str]:
     """Run ``data`` through info, truncate and decode; return the normalized SiccError messages
-    and warnings met. Raises :class:`Crash` for anything that is not acceptable."""
+    and warnings met. Raises :class:`Crash` for anything that is not acceptable. With ``cli`` =
+    (weights file of ``codec``, an empty work folder), the same calls run through the command
+    line too (:func:`exercise_cli`)."""
     import sicc
 
     rng = random.Random(zlib.crc32(data))  # choices follow from the input: a saved crash replays
@@ -393,8 +406,9 @@ def exercise(codec, data: bytes, max_pixels: int | None = FUZZ_MAX_PIXELS) -> li
     level = None if strict or info is None or isinstance(info, sicc.SiccError) or rng.random() < 0.5 \
         else rng.randint(0, len(info.levels))
     spread = rng.choice((0.0, 2.0))
-    images = call("decode", codec.decode, data, samples=rng.choice((1, 1, 2)), seed=rng.randrange(1 << 31),
-                  spread=spread, level=level, strict=strict, max_pixels=max_pixels)
+    options = dict(samples=rng.choice((1, 1, 2)), seed=rng.randrange(1 << 31), spread=spread, level=level,
+                   strict=strict)
+    images = call("decode", codec.decode, data, max_pixels=max_pixels, **options)
     if not isinstance(images, sicc.SiccError):
         if isinstance(info, sicc.SiccError):
             raise Crash("property", "decode accepted a file that info rejects")
@@ -402,7 +416,126 @@ def exercise(codec, data: bytes, max_pixels: int | None = FUZZ_MAX_PIXELS) -> li
         if any(im.size != (info.width, info.height) or im.mode != mode for im in images):
             raise Crash("property", f"decoded size {images[0].size} differs from the header's "
                                     f"{info.width}x{info.height}")
+    if cli is not None:
+        exercise_cli(*cli, data, info, images, options, max_pixels)
     return seen
+
+
+# -- the command's writers ---------------------------------------------------------------
+def _run_cli(what: str, args: list, workdir: Path, ok_codes: tuple[int, ...], outputs: list[Path]):
+    """``sicc ARGS`` through the console entry point; a Crash unless it exits with one of
+    ``ok_codes``, prints only ``sicc: error:``/``sicc: warning:`` lines (one error line exactly when
+    it fails), writes its outputs only on success, and leaves no temporary file."""
+    from tests.clitools import cli_inprocess
+
+    result = cli_inprocess([str(a) for a in args], cwd=workdir)
+    lines = result.stderr_lines
+    errors = [line for line in lines if line.startswith("sicc: error: ")]
+    if "Traceback" in result.stderr or any(not line.startswith(("sicc: error: ", "sicc: warning: "))
+                                           for line in lines):
+        raise Crash("cli", f"{what}: stderr is not sicc's one-line messages: {result.stderr[-300:]!r}")
+    if result.code not in ok_codes:
+        raise Crash("cli", f"{what}: exit {result.code} (expected {ok_codes}): {result.stderr[-300:]!r}")
+    if (result.code == 0) != (not errors) or len(errors) > 1:
+        raise Crash("cli", f"{what}: exit {result.code} with {len(errors)} error line(s)")
+    leftovers = [p.name for p in workdir.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
+    if leftovers:
+        raise Crash("cli", f"{what}: temporary files left behind: {leftovers}")
+    if result.code != 0 and any(p.exists() for p in outputs):
+        raise Crash("cli", f"{what}: failed (exit {result.code}) but wrote {[p.name for p in outputs if p.exists()]}")
+    return result
+
+
+def _clear(folder: Path) -> None:
+    for entry in folder.iterdir():
+        entry.unlink()
+
+
+def exercise_cli(weights: Path, workdir: Path, data: bytes, info, images, options: dict,
+                 max_pixels: int | None) -> None:
+    """``sicc info``, ``truncate`` and ``decode`` on ``data``: each agrees with the API result
+    (``info``, ``images``: a value or the SiccError raised) and writes whole outputs or none."""
+    import numpy as np
+    from PIL import Image
+
+    import sicc
+
+    _clear(workdir)
+    source = workdir / "in.sic"
+    source.write_bytes(data)
+    failed = isinstance(info, sicc.SiccError)
+    result = _run_cli("sicc info", ["info", source, "--json"], workdir, (4,) if failed else (0,), [])
+    if not failed and json.loads(result.stdout)["levels"] != [vars(lv) for lv in info.levels]:
+        raise Crash("cli", "sicc info --json differs from sicc.info")
+    if not failed and info.levels:
+        k = 1 + zlib.crc32(data) % len(info.levels)
+        cut = workdir / "cut.sic"
+        _run_cli("sicc truncate", ["truncate", source, "-o", cut, "--level", k], workdir, (0,), [cut])
+        if cut.read_bytes() != sicc.truncate(data, level=k):
+            raise Crash("cli", f"sicc truncate --level {k} differs from sicc.truncate")
+        cut.unlink()
+    if options["level"] == 0:  # the command takes levels 1..L; the API's level 0 has no twin
+        return
+    out = workdir / "out.png"
+    args = ["decode", "-q", source, "-o", out, "--weights", weights, "--samples", options["samples"],
+            "--seed", options["seed"], "--spread", options["spread"]]
+    args += ["--level", options["level"]] if options["level"] is not None else []
+    args += ["--strict"] if options["strict"] else []
+    args += ["--max-pixels", max_pixels] if max_pixels else []
+    paths = [out] if options["samples"] == 1 else [workdir / f"out-{k}.png" for k in range(options["samples"])]
+    decode_failed = isinstance(images, sicc.SiccError)
+    _run_cli("sicc decode", args, workdir, (4,) if decode_failed else (0,), paths)
+    if not decode_failed:
+        for path, image in zip(paths, images):
+            with Image.open(path) as written:
+                if not np.array_equal(np.asarray(written), np.asarray(image)):
+                    raise Crash("cli", f"sicc decode wrote other pixels than sicc.decode ({path.name})")
+    _clear(workdir)
+
+
+def exercise_encode(weights: Path, workdir: Path, image: bytes, max_pixels: int | None) -> list[str]:
+    """A (mutated) image through ``sicc encode -o``: exit 0 with a SIC file the model reads back,
+    or exit 3 (cannot read the image) with nothing written."""
+    import sicc
+
+    _clear(workdir)
+    source, out = workdir / "in.png", workdir / "out.sic"
+    source.write_bytes(image)
+    args = ["encode", "-q", source, "-o", out, "--weights", weights, "--levels", 2]
+    args += ["--max-pixels", max_pixels] if max_pixels else []
+    result = _run_cli("sicc encode", args, workdir, (0, 3), [out])
+    if result.code == 0:
+        written = out.read_bytes()
+        try:
+            if len(sicc.info(written).levels) != 2:
+                raise Crash("cli", "sicc encode --levels 2 wrote another number of levels")
+        except sicc.SiccError as exc:
+            raise Crash("cli", f"sicc encode wrote a file sicc cannot read: {exc}") from None
+    _clear(workdir)
+    return [f"encode exit {result.code}: " + normalize(result.stderr_lines[-1].split(f"{source.name}: ", 1)[-1])
+            if result.code else "encode exit 0"]
+
+
+def seed_images() -> list[bytes]:
+    """Small PNG, JPEG and WebP files (with and without metadata) for the encode path."""
+    import io
+
+    from PIL import Image
+
+    from tests.conftest import image_with_metadata, synthetic_image
+
+    out = []
+    for fmt, image in (("PNG", Image.fromarray(synthetic_image(40, 56, seed=6))),
+                       ("PNG", image_with_metadata(24, 30, seed=7, note="fuzz", icc=b"icc" * 9)),
+                       ("JPEG", Image.fromarray(synthetic_image(33, 17, seed=8))),
+                       ("WEBP", Image.fromarray(synthetic_image(16, 64, seed=9)).convert("L"))):
+        buf = io.BytesIO()
+        image.save(buf, fmt, exif=image.info.get("exif", b""), icc_profile=image.info.get("icc_profile"))
+        out.append(buf.getvalue())
+    return out
+
+
+IMAGE_MUTATORS = ("m_bitflip", "m_bytes", "m_truncate", "m_insert_delete")
 
 
 # -- the worker process ----------------------------------------------------------------
@@ -414,7 +547,8 @@ def _address_space() -> int:
     return 0
 
 
-def worker(weights: Path, seed: int, current: Path, max_pixels: int | None, memory_cap: int) -> None:
+def worker(weights: Path, seed: int, current: Path, max_pixels: int | None, memory_cap: int,
+           cli: bool = True) -> None:
     """Mutate and run inputs forever; one JSON line per input on stdout."""
     warnings.simplefilter("ignore")
     from sicc import Codec, tiling
@@ -423,8 +557,14 @@ def worker(weights: Path, seed: int, current: Path, max_pixels: int | None, memo
 
     codec = Codec.load(weights)
     corpus = seed_files(codec)
+    images = seed_images()
+    workdir = Path(tempfile.mkdtemp(prefix="sicc-fuzz-cli-", dir=current.parent))
+    commands = (weights, workdir) if cli else None
     for data in corpus:  # warm up every code path before the memory cap
-        exercise(codec, data, max_pixels)
+        exercise(codec, data, max_pixels, commands)
+    if cli:
+        for image in images:
+            exercise_encode(weights, workdir, image, max_pixels)
     warnings.resetwarnings()
     if memory_cap and sys.platform.startswith("linux"):
         import resource
@@ -436,13 +576,20 @@ def worker(weights: Path, seed: int, current: Path, max_pixels: int | None, memo
     out.flush()
     rng = random.Random(seed)
     while True:
-        data = mutate(rng, corpus)
+        encode = cli and rng.random() < 1 / 8
+        if encode:
+            data = rng.choice(images)
+            for _ in range(rng.choice((1, 1, 2))):
+                data = globals()[rng.choice(IMAGE_MUTATORS)](rng, data, images)
+        else:
+            data = mutate(rng, corpus)
         current.write_bytes(data)
         record: dict = {}
         try:
-            record["seen"] = exercise(codec, data, max_pixels)
+            record["seen"] = (exercise_encode(weights, workdir, data, max_pixels) if encode
+                              else exercise(codec, data, max_pixels, commands))
         except Crash as crash:
-            record["crash"] = {"kind": crash.kind, "detail": crash.detail,
+            record["crash"] = {"kind": crash.kind, "detail": crash.detail, "encode": encode,
                                "input": base64.b64encode(data).decode()}
         out.write(json.dumps(record) + "\n")
         out.flush()
@@ -467,18 +614,19 @@ class FuzzReport:
         return "\n".join(lines)
 
 
-def _save(data: bytes, kind: str, save_dir: Path) -> Path:
+def _save(data: bytes, kind: str, save_dir: Path, suffix: str = ".sic") -> Path:
     save_dir.mkdir(parents=True, exist_ok=True)
-    path = save_dir / f"{kind}-{hashlib.sha1(data).hexdigest()[:12]}.sic"
+    path = save_dir / f"{kind}-{hashlib.sha1(data).hexdigest()[:12]}{suffix}"
     path.write_bytes(data)
     return path
 
 
-def fuzz(seconds: float, seed: int = 0, save_dir: Path = REGRESSIONS, weights: Path | None = None,
+def fuzz(seconds: float, seed: int = 0, save_dir: Path = REGRESSIONS, weights: Path | str | None = None,
          max_pixels: int | None = FUZZ_MAX_PIXELS, hang_seconds: float = HANG_SECONDS,
-         memory_cap: int = MEMORY_CAP, max_crashes_per_signature: int = 3) -> FuzzReport:
+         memory_cap: int = MEMORY_CAP, max_crashes_per_signature: int = 3, cli: bool = True) -> FuzzReport:
     """Fuzz for ``seconds`` of executions (worker start-ups, slow on a busy machine, are not
-    counted); crashing inputs go to ``save_dir``."""
+    counted); crashing inputs go to ``save_dir``. ``weights``: a weights file, "shipped" (the
+    shipped model) or None (a fresh tiny model); ``cli``: run the command's writers too."""
     report = FuzzReport()
     signatures: Counter = Counter()
 
@@ -486,13 +634,17 @@ def fuzz(seconds: float, seed: int = 0, save_dir: Path = REGRESSIONS, weights: P
         signature = (crash["kind"], re.sub(r"\d+", "N", crash["detail"])[:200])
         signatures[signature] += 1
         if signatures[signature] <= max_crashes_per_signature:
-            path = _save(data, crash["kind"], Path(save_dir))
+            path = _save(data, crash["kind"], Path(save_dir), ".png" if crash.get("encode") else ".sic")
             report.crashes.append({"kind": crash["kind"], "detail": crash["detail"], "path": str(path)})
 
     start = time.monotonic()
     budget = {"deadline": start + seconds}
     with tempfile.TemporaryDirectory(prefix="sicc-fuzz-") as tmp:
         tmp = Path(tmp)
+        if str(weights) == "shipped":
+            from sicc.model.weights import default_weights_path
+
+            weights = default_weights_path()
         weights = Path(weights) if weights else make_tiny_weights(tmp / "tiny.npz")
         current = tmp / "current.bin"
         attempt = 0
@@ -500,7 +652,7 @@ def fuzz(seconds: float, seed: int = 0, save_dir: Path = REGRESSIONS, weights: P
             attempt += 1
             cmd = [sys.executable, "-m", "tests.fuzz", "--worker", "--weights", str(weights),
                    "--seed", str(seed * 1000 + attempt), "--current", str(current),
-                   "--max-pixels", str(max_pixels or 0), "--memory-cap", str(memory_cap)]
+                   "--max-pixels", str(max_pixels or 0), "--memory-cap", str(memory_cap)] + ([] if cli else ["--no-cli"])
             with open(tmp / "worker.err", "w+b") as err:  # a file: a full pipe would stall the worker
                 proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err,
                                         env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -568,7 +720,7 @@ def _watch(proc: subprocess.Popen, report: FuzzReport, budget: dict, hang_second
 
 
 # -- replaying saved inputs ------------------------------------------------------------
-def replay(codec, path: Path, seconds: float = HANG_SECONDS) -> list[str]:
+def replay(codec, path: Path, seconds: float = HANG_SECONDS, weights: Path | None = None) -> list[str]:
     """Run one saved input in this process, with an alarm for hangs; raises :class:`Crash`."""
     import signal
 
@@ -578,10 +730,29 @@ def replay(codec, path: Path, seconds: float = HANG_SECONDS) -> list[str]:
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
+        if path.suffix == ".png":  # an input of the encode path
+            if weights is None:
+                raise ValueError("replaying an image needs the weights file of the codec")
+            with tempfile.TemporaryDirectory() as workdir:
+                return exercise_encode(weights, Path(workdir), path.read_bytes(), FUZZ_MAX_PIXELS)
         return exercise(codec, path.read_bytes())
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def missing_dev_extras(tiny_model: bool = True) -> list[str]:
+    """The modules of the dev extras this fuzzer needs that are not installed: pytest (the test
+    helpers), and torch and onnx to make the tiny model."""
+    import importlib
+
+    missing = []
+    for name in ["pytest"] + (["torch", "onnx"] if tiny_model else []):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -589,7 +760,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=None, help="default: from the clock")
     parser.add_argument("--out", type=Path, default=REGRESSIONS, help="where crashing inputs are saved")
-    parser.add_argument("--weights", type=Path, default=None, help="default: a fresh tiny model")
+    parser.add_argument("--weights", default=None,
+                        help="a weights file, or 'shipped' for the shipped model (default: a fresh tiny model)")
+    parser.add_argument("--no-cli", dest="cli", action="store_false",
+                        help="skip the command-line writers (sicc info/truncate/decode/encode)")
     parser.add_argument("--max-pixels", type=int, default=FUZZ_MAX_PIXELS, help="0: no limit")
     parser.add_argument("--hang-seconds", type=float, default=HANG_SECONDS)
     parser.add_argument("--memory-cap", type=int, default=MEMORY_CAP)
@@ -597,12 +771,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--current", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.weights, args.seed, args.current, args.max_pixels or None, args.memory_cap)
+        worker(Path(args.weights), args.seed, args.current, args.max_pixels or None, args.memory_cap, args.cli)
         return 0
+    missing = missing_dev_extras(tiny_model=args.weights is None)
+    if missing:
+        print(f"python -m tests.fuzz needs the dev extras (missing: {', '.join(missing)}); from the repository "
+              "root: pip install -e \".[dev]\"", file=sys.stderr)
+        return 2
     seed = args.seed if args.seed is not None else int(time.time())
     print(f"fuzzing for {args.seconds:.0f} s, seed {seed}, crashes to {args.out}", flush=True)
     report = fuzz(args.seconds, seed=seed, save_dir=args.out, weights=args.weights,
-                  max_pixels=args.max_pixels or None, hang_seconds=args.hang_seconds, memory_cap=args.memory_cap)
+                  max_pixels=args.max_pixels or None, hang_seconds=args.hang_seconds, memory_cap=args.memory_cap,
+                  cli=args.cli)
     print(report.summary())
     return 1 if report.crashes else 0
 

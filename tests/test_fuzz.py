@@ -20,32 +20,74 @@ import sicc
 from tests import fuzz
 from tests.clitools import one_torch_thread  # noqa: F401  (autouse)
 
-FUZZ_SECONDS = float(os.environ.get("SICC_FUZZ_SECONDS", "30"))
+FUZZ_SECONDS = float(os.environ.get("SICC_FUZZ_SECONDS", "20"))
+SHIPPED_FUZZ_SECONDS = float(os.environ.get("SICC_SHIPPED_FUZZ_SECONDS", "15"))
 FUZZ_SEED = int(os.environ.get("SICC_FUZZ_SEED", "20260"))
 
 
 def test_short_fuzz_run_finds_no_crash(tiny_weights, tmp_path):
-    """Mutated real files through info, truncate and decode: only successes and SiccErrors, and the
-    mutations reach the deep checks (header CRC behind forged fields, the range decoder)."""
+    """Mutated real files through info, truncate and decode, in the API and through the command's
+    writers (info, truncate -o, decode -o; mutated images through encode -o): only successes and
+    SiccErrors, whole outputs or none, and the mutations reach the deep checks (header CRC behind
+    forged fields, the range decoder, its exactness check)."""
     report = fuzz.fuzz(FUZZ_SECONDS, seed=FUZZ_SEED, save_dir=tmp_path, weights=tiny_weights)
     print(report.summary())
     assert not report.crashes, report.summary()
-    assert report.executions > 20 * FUZZ_SECONDS / 3, report.summary()
+    assert report.executions > 10 * FUZZ_SECONDS / 3, report.summary()
     reached = " | ".join(report.messages)
     for fragment in ("NotSicError", "header is corrupt", "HYPR chunk is corrupt", "CorruptLevelWarning",
                      "TruncatedFileWarning", "ImageTooLargeError", "hyperprior is corrupt",
-                     "range decoder failed", "encoded with model", "version N is not supported"):
+                     "range decoder ran past the end", "encoded with model", "version N is not supported",
+                     "encode exit 0", "encode exit 3"):
         assert fragment in reached, f"the fuzzer never reached {fragment!r}\n{report.summary()}"
     assert list(tmp_path.iterdir()) == []
 
 
-REGRESSION_FILES = sorted(fuzz.REGRESSIONS.glob("*.sic"))
+def test_short_fuzz_run_of_the_shipped_model(tmp_path):
+    """The same with the shipped model, whose real latents give the range decoder real work."""
+    report = fuzz.fuzz(SHIPPED_FUZZ_SECONDS, seed=FUZZ_SEED + 1, save_dir=tmp_path, weights="shipped")
+    print(report.summary())
+    assert not report.crashes, report.summary()
+    assert report.executions > 5 * SHIPPED_FUZZ_SECONDS / 3, report.summary()
+    reached = " | ".join(report.messages)
+    for fragment in ("hyperprior is corrupt", "CorruptLevelWarning", "encode exit 0"):
+        assert fragment in reached, f"the fuzzer never reached {fragment!r}\n{report.summary()}"
+    assert list(tmp_path.iterdir()) == []
+
+
+REGRESSION_FILES = sorted([*fuzz.REGRESSIONS.glob("*.sic"), *fuzz.REGRESSIONS.glob("*.png")])
 
 
 @pytest.mark.parametrize("path", REGRESSION_FILES, ids=[p.name for p in REGRESSION_FILES])
-def test_saved_inputs_replay_cleanly(path, tiny_codec):
+def test_saved_inputs_replay_cleanly(path, tiny_codec, tiny_weights):
     """Every input the fuzzer (or a bug report) found: now only success or a SiccError, quickly."""
-    fuzz.replay(tiny_codec, path)
+    fuzz.replay(tiny_codec, path, weights=tiny_weights)
+
+
+def test_fuzzer_says_what_it_needs(tmp_path):
+    """Without the dev extras (torch here) the fuzzer names what is missing and how to install it."""
+    code = "import sys; sys.modules['torch'] = None; from tests import fuzz; sys.exit(fuzz.main(['--seconds', '1']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=fuzz.REPO)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == ('python -m tests.fuzz needs the dev extras (missing: torch); from the '
+                                     'repository root: pip install -e ".[dev]"')
+
+
+def test_cli_checks_catch_wrong_outputs_and_codes(small_file, tiny_codec, tiny_weights, tmp_path):
+    """exercise_cli flags a command whose pixels differ from the API's, and an exit code that is
+    not the expected one."""
+    info = sicc.info(small_file)
+    options = dict(samples=1, seed=0, spread=0.0, level=None, strict=False)
+    images = tiny_codec.decode(small_file, **options)
+    fuzz.exercise_cli(tiny_weights, tmp_path, small_file, info, images, options, None)  # agrees
+    wrong = [Image.new("RGB", images[0].size)]
+    with pytest.raises(fuzz.Crash, match="other pixels"):
+        fuzz.exercise_cli(tiny_weights, tmp_path, small_file, info, wrong, options, None)
+    with pytest.raises(fuzz.Crash, match="exit 0"):  # the API failed, the command did not
+        fuzz.exercise_cli(tiny_weights, tmp_path, small_file, info, sicc.CorruptError("x"), options, None)
+    with pytest.raises(fuzz.Crash, match=r"exit 2 \(expected \(0,\)\)"):
+        fuzz._run_cli("usage", ["decode", tmp_path / "missing.sic"], tmp_path, (0,), [])
 
 
 def test_regression_folder_is_not_empty():
