@@ -28,7 +28,7 @@ def _session_options(weights: ModelWeights, name: str):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: nothing on a user's terminal
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = True  # its memory patterns peak lower than plain malloc (measured at 4K)
     keys = weights.graph_keys[name]
     buffers = [np.ascontiguousarray(weights.model_state[k], dtype="<f4").reshape(-1).view(np.uint8) for k in keys]
     options.add_external_initializers_from_files_in_memory(keys, buffers, [b.size for b in buffers])
