@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import container
 from .container import pixel_limit
 from .fileio import (
     EXIT_USAGE,
     CommandError,
     check_output_folders,
+    display_name,
     image_bytes,
     output_format,
     read_input,
@@ -30,6 +32,7 @@ from .fileio import (
     write_output,
     write_outputs,
 )
+from .stream import file_info
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pnm", ".gif"})
 """Files taken from a folder for ``encode`` (files named on the command line are always taken)."""
@@ -83,6 +86,9 @@ def encode_file(codec, source: str, target: str, levels: int | None = None, bpp:
 
     refuse_terminal(target)
     raw = read_input(source)
+    if raw.startswith(container.MAGIC):
+        raise CommandError(f"{display_name(source)} is already a SIC file; `sicc truncate` makes it smaller "
+                           "without re-encoding (or decode it first to re-encode the pixels)", EXIT_USAGE)
     check_output_folders([target])
     start = time.perf_counter()
     rgb = load_rgb(io.BytesIO(raw), pixel_limit(max_pixels))
@@ -113,8 +119,6 @@ def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0
     encoded = [image_bytes(image, fmt, quality, name=path) for image, path in zip(images, paths)]
     seconds = time.perf_counter() - start
     write_outputs(paths, encoded, source=source)
-    from .stream import file_info
-
     info = file_info(raw)
     used = len(info.levels) if level is None else level
     return Outcome(source, target, images[0].width, images[0].height, len(raw), used, info.model_levels,

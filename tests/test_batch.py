@@ -159,3 +159,37 @@ def test_bench_times_a_batch_against_one_process_per_image(tmp_path, tiny_weight
     text = batch_text({"speed": {"sicc_batch": result}})
     assert f"{result['speedup']:.2f}x faster than 2 separate commands" in text and "identical" in text
     assert "_Batch encoding not measured" in batch_text({"speed": {}})
+
+
+def test_progress_bar_on_a_terminal(album, tmp_path, tiny_weights):
+    """stderr on a terminal: a tqdm bar counts the files (and not with -q)."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from tests.clitools import sicc_command
+
+    outputs = {}
+    for flag in ("", "-q"):
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a terminal's size
+        args = [*sicc_command(), "encode", str(album), "-o", str(tmp_path / f"out{flag}"), "--weights",
+                str(tiny_weights), *([flag] if flag else [])]
+        proc = subprocess.Popen(args, stderr=follower, stdout=subprocess.DEVNULL)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(leader)
+        assert proc.wait(timeout=120) == 0
+        outputs[flag] = b"".join(chunks).decode(errors="replace")
+    assert "0/2" in outputs[""] and "file/s" in outputs[""], outputs[""]
+    assert outputs["-q"] == ""

@@ -355,3 +355,10 @@ def test_the_readme_example_runs_from_a_fresh_clone(tmp_path):
     assert decoded.code == 0, decoded.stderr
     with Image.open(tmp_path / "a.png") as image, Image.open(REPO / "examples" / "kodim23.png") as source:
         assert image.size == source.size == (384, 256)
+
+
+def test_encoding_a_sic_file_points_at_truncate(work, tiny_weights):
+    """A .sic given to encode (Pillow's plugin could open it) is refused with the command meant."""
+    assert_error(run("encode", work / "in.sic", "-o", work / "again.sic", weights=tiny_weights), 2,
+                 f"{work / 'in.sic'} is already a SIC file; `sicc truncate`")
+    assert not (work / "again.sic").exists()
