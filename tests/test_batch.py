@@ -193,3 +193,33 @@ def test_progress_bar_on_a_terminal(album, tmp_path, tiny_weights):
         outputs[flag] = b"".join(chunks).decode(errors="replace")
     assert "0/2" in outputs[""] and "file/s" in outputs[""], outputs[""]
     assert outputs["-q"] == ""
+
+
+def test_ctrl_c_stops_a_batch_and_leaves_only_whole_files(tmp_path, tiny_weights):
+    """SIGINT during `encode DIR -j 2`: exit 130, one line, no temporary file, and every output
+    that exists is a whole SIC file."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.clitools import sicc_command
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for k in range(40):
+        Image.fromarray(synthetic_image(256, 256, seed=k)).save(folder / f"p{k:02d}.png")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*sicc_command(), "encode", str(folder), "-o", str(out), "-j", "2", "--weights",
+                             str(tiny_weights)], stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (out.exists() and any(out.glob("*.sic"))) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the batch finished before the interrupt arrived")
+    assert proc.returncode == 130 and stderr.decode().splitlines()[-1] == "sicc: error: interrupted"
+    done = sorted(out.glob("*.sic"))
+    assert 0 < len(done) < 40 and temp_files(out) == []
+    for path in done:
+        assert sicc.info(path.read_bytes()).complete, path
