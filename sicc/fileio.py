@@ -169,15 +169,14 @@ def _exif_for(raw: bytes, fmt: str, name: str) -> bytes | None:
     from PIL import Image
 
     exif = Image.Exif()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    problem = _exif_structure_problem(raw)
+    if problem is None:
         try:
             exif.load(raw)
-            problem = next((str(w.message) for w in caught), None)
         except Exception as exc:  # Pillow raises SyntaxError, struct.error, ValueError... on bad blocks
             problem = str(exc) or type(exc).__name__
-    if problem is None and not len(exif):
-        problem = "it holds no tags"
+    if problem is None and len(exif) != _exif_tag_count(raw):  # Pillow skips the tags it cannot read
+        problem = f"{_exif_tag_count(raw) - len(exif)} of its {_exif_tag_count(raw)} tags cannot be read"
     if problem:
         warnings.warn(f"{name}: EXIF dropped: it is damaged ({problem.strip()})", SiccWarning, stacklevel=3)
         return None
@@ -185,6 +184,37 @@ def _exif_for(raw: bytes, fmt: str, name: str) -> bytes | None:
         for tag in _TIFF_STRUCTURE_TAGS & set(exif):
             del exif[tag]
     return exif.tobytes()
+
+
+def _exif_tiff(raw: bytes) -> tuple[bytes, str]:
+    """The TIFF structure of an EXIF block (after an optional ``Exif\\0\\0``) and its byte order."""
+    data = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+    return data, "<" if data[:2] == b"II" else ">"
+
+
+def _exif_tag_count(raw: bytes) -> int:
+    data, order = _exif_tiff(raw)
+    (offset,) = struct.unpack_from(order + "I", data, 4)
+    return struct.unpack_from(order + "H", data, offset)[0]
+
+
+def _exif_structure_problem(raw: bytes) -> str | None:
+    """Why an EXIF block is not a readable first directory, or None. Checked here rather than from
+    Pillow's warnings: catching warnings is process-wide, and batch decodes run on threads."""
+    data, order = _exif_tiff(raw)
+    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return "not a TIFF-structured block"
+    if len(data) < 8:
+        return "it ends inside its header"
+    (offset,) = struct.unpack_from(order + "I", data, 4)
+    if offset < 8 or offset + 2 > len(data):
+        return "its first directory lies outside it"
+    count = struct.unpack_from(order + "H", data, offset)[0]
+    if count == 0:
+        return "it holds no tags"
+    if offset + 2 + 12 * count > len(data):
+        return f"it declares {count} tags but is cut short"
+    return None
 
 
 # -- writing -------------------------------------------------------------------------------

@@ -362,3 +362,35 @@ def test_encoding_a_sic_file_points_at_truncate(work, tiny_weights):
     assert_error(run("encode", work / "in.sic", "-o", work / "again.sic", weights=tiny_weights), 2,
                  f"{work / 'in.sic'} is already a SIC file; `sicc truncate`")
     assert not (work / "again.sic").exists()
+
+
+def test_every_cut_or_flip_of_an_exif_block_still_writes_every_format():
+    """Each prefix of a valid EXIF block and random byte flips of it, written as PNG, JPEG, WebP and
+    TIFF: always a readable image, never an exception; the whole block is kept (not dropped)."""
+    import random
+
+    from sicc.fileio import image_bytes
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0100] = "sicc camera", "model", 5
+    exif.get_ifd(0x8769)[0x9003] = "2020:01:01 00:00:00"
+    block = exif.tobytes()
+    rng = random.Random(7)
+    flipped = []
+    for _ in range(40):
+        data = bytearray(block)
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        flipped.append(bytes(data))
+    image = Image.fromarray(synthetic_image(8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for raw in [block[:n] for n in range(len(block) + 1)] + flipped:
+            image.info["exif"] = raw
+            for fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+                with Image.open(io.BytesIO(image_bytes(image, fmt))) as written:
+                    written.load()
+                    assert written.size == (8, 8)
+        image.info["exif"] = block
+        with Image.open(io.BytesIO(image_bytes(image, "JPEG"))) as written:
+            assert written.getexif()[0x010F] == "sicc camera"
