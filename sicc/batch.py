@@ -85,7 +85,7 @@ def encode_file(codec, source: str, target: str, levels: int | None = None, bpp:
     from .stream import file_info
 
     refuse_terminal(target)
-    raw = read_input(source)
+    raw = read_input(source, pixel_limit(max_pixels))  # in pieces; a pipe capped from the budget
     if raw.startswith(container.MAGIC):
         raise CommandError(f"{display_name(source)} is already a SIC file; `sicc truncate` makes it smaller "
                            "without re-encoding (or decode it first to re-encode the pixels)", EXIT_USAGE)

@@ -204,16 +204,16 @@ def read(source, max_pixels: int | None = None) -> bytes:
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as handle:
             return read(handle, max_pixels)
-    head = _read_up_to(source, HEADER_SIZE)
+    head = read_up_to(source, HEADER_SIZE)
     try:
         header = parse_header(head, max_pixels)
     except NotSicError as exc:
-        exc.head = head + _read_up_to(source, NOT_SIC_HEAD - len(head))
+        exc.head = head + read_up_to(source, NOT_SIC_HEAD - len(head))
         raise
     size = _regular_file_size(source)  # a file on disk: its size is checked before it is read
     if size is not None:
         _check_file_size(header, size)
-    data = head + _read_up_to(source, max_file_bytes(header.width, header.height, header.model_levels)
+    data = head + read_up_to(source, max_file_bytes(header.width, header.height, header.model_levels)
                               - HEADER_SIZE + 1)
     _check_file_size(header, len(data))
     return data
@@ -231,7 +231,7 @@ def _regular_file_size(handle) -> int | None:
         return None
 
 
-def _read_up_to(handle, limit: int) -> bytes:
+def read_up_to(handle, limit: int) -> bytes:
     """At most ``limit`` bytes from ``handle``, in pieces; fewer only at the end of the data."""
     pieces, total = [], 0
     while total < limit:

@@ -55,17 +55,57 @@ class QuietExit(Exception):
 
 
 # -- reading -------------------------------------------------------------------------------
-def read_input(path: str) -> bytes:
-    """The bytes of ``path`` ('-': standard input)."""
+IMAGE_BYTES_PER_PIXEL = 16
+"""Most bytes an image file spends per pixel (uncompressed 32-bit float RGBA): with
+``IMAGE_METADATA_BYTES``, the cap on an image read from a pipe or a device, from the pixel budget."""
+IMAGE_METADATA_BYTES = 64 << 20
+
+
+def read_input(path: str, max_pixels: int | None = None) -> bytes:
+    """The bytes of an image to encode from ``path`` ('-': standard input), read in pieces, so
+    Ctrl-C works. A regular file is read whole (its size bounds it). A pipe or a device (stdin,
+    /dev/zero) must start with the signature of an image format Pillow knows, checked from its
+    first 16 bytes, and is read up to a cap from the pixel budget ``max_pixels``."""
+    from .container import read_up_to
+    from .errors import InputImageError, InputTooLargeError
+
     try:
-        if path == "-":
-            return sys.stdin.buffer.read()
-        return Path(path).read_bytes()
+        with (open(path, "rb") if path != "-" else _borrowed(sys.stdin.buffer)) as handle:
+            try:
+                regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+            except (OSError, ValueError):  # no file descriptor (a test's stream): a stream
+                regular = False
+            if regular:
+                return read_up_to(handle, 1 << 62)
+            head = read_up_to(handle, 16)
+            if not _known_image_signature(head):
+                raise InputImageError("not a readable image (unknown or damaged format)")
+            cap = None if max_pixels is None else max_pixels * IMAGE_BYTES_PER_PIXEL + IMAGE_METADATA_BYTES
+            data = head + read_up_to(handle, (1 << 62) if cap is None else cap + 1 - len(head))
+            if cap is not None and len(data) > cap:
+                raise InputTooLargeError(f"image data is larger than an image within the pixel budget of "
+                                         f"{max_pixels} can be (over {cap} bytes; raise it with --max-pixels)")
+            return data
     except IsADirectoryError:
         raise CommandError(f"cannot read {path}: it is a folder (give files, or a folder with -o DIR)",
                            EXIT_READ) from None
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}", EXIT_READ) from None
+
+
+@contextmanager
+def _borrowed(handle):
+    """``handle`` as a context manager that does not close it (standard input)."""
+    yield handle
+
+
+def _known_image_signature(prefix: bytes) -> bool:
+    """Whether a Pillow format that has a signature recognises ``prefix`` (Pillow's own test, on
+    the first 16 bytes as Image.open reads them)."""
+    from PIL import Image
+
+    Image.init()
+    return any(accept(prefix) for _, accept in Image.OPEN.values() if accept is not None)
 
 
 def read_sic_input(path: str, max_pixels: int | None = None) -> bytes:

@@ -351,3 +351,47 @@ def test_iccp_after_exif_is_refused_as_the_spec_says(coded, tmp_path):
     path = tmp_path / "order.sic"
     path.write_bytes(good[:container.HEADER_SIZE] + exif + iccp + good[hypr:])
     assert_error(cli_inprocess(["info", path]), 4, "ICCP chunk out of order")
+
+
+# -- 3. (encode) images from pipes and devices ------------------------------------------------------
+@pytest.mark.parametrize("args,stdin", [(["encode", "-", "-o", "x.sic"], "/dev/zero"),
+                                        (["encode", "/dev/zero", "-o", "x.sic"], None)], ids=["stdin", "device"])
+def test_encode_from_dev_zero_ends_at_once(args, stdin, tmp_path):
+    """An image read from a pipe or a device must start with an image signature: /dev/zero is not
+    an image (exit 3) after 16 bytes, where it used to be read until memory ran out (exit 1)."""
+    with open(stdin or os.devnull, "rb") as source:
+        proc = subprocess.run([*sicc_command(), *args], stdin=source, capture_output=True, timeout=120,
+                              cwd=tmp_path, env=child_env(), preexec_fn=_limited_memory)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sicc: error: ") and "not a readable image" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encode_stream_is_capped_by_the_pixel_budget(tmp_path):
+    """A PNG signature followed by endless bytes on stdin: read up to what the budget allows
+    (16 bytes a pixel plus 64 MiB), then refused (exit 3) with the budget in the message."""
+    png = (REPO / "examples" / "kodim23.png").read_bytes()
+    proc = subprocess.Popen([*sicc_command(), "encode", "-", "-o", "x.sic", "--max-pixels", "1000"], cwd=tmp_path,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(),
+                            preexec_fn=_limited_memory)
+
+    def feed():
+        try:
+            proc.stdin.write(png[:16])
+            while True:
+                proc.stdin.write(b"\0" * (1 << 16))
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = proc.stderr.read().decode().splitlines()
+    assert code == 3 and len(lines) == 1 and "pixel budget of 1000" in lines[0], lines
+    assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tests.make_golden import DATA, SOURCE, golden_source, latent_digest
-from tests.spec_parser import read_chunks, read_header
+from tests.spec_parser import layout_problem, read_chunks, read_header
 
 GOLDENS = [name for name in ("tiny", "tiny-gray", "shipped") if (DATA / f"golden-{name}.sic").exists()]
 
@@ -35,6 +35,7 @@ def test_golden_file_matches_the_spec(name):
     assert [c.payload[0] for c in chunks[1:]] == list(range(1, header["model_levels"] + 1))
     assert all((c.length - 1) % 4 == 0 for c in chunks[1:]) and chunks[0].length % 4 == 0
     assert chunks[-1].offset + 8 + chunks[-1].length + 4 == len(data)
+    assert layout_problem(chunks) is None
 
 
 @pytest.mark.parametrize("name", GOLDENS)
