@@ -156,8 +156,10 @@ def test_bench_times_a_batch_against_one_process_per_image(tmp_path, tiny_weight
     assert result["available"] and result["images"] == 2 and result["identical_outputs"], result
     assert set(result["batch_s"]) == {"1", "2"} and all(s > 0 for s in result["batch_s"].values())
     assert result["speedup"] == pytest.approx(result["separate_s"] / result["batch_s"]["2"])
+    assert result["processes"] == 2 and result["processes_s"] > 0
     text = batch_text({"speed": {"sicc_batch": result}})
     assert f"{result['speedup']:.2f}x faster than 2 separate commands" in text and "identical" in text
+    assert "2 `sicc encode PART -o OUT --threads 1` processes at once" in text
     assert "_Batch encoding not measured" in batch_text({"speed": {}})
 
 

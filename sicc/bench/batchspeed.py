@@ -1,14 +1,17 @@
 """Batch encoding against one process per file: what a folder of photos costs.
 
-``sicc encode DIR -o OUT -j N`` loads the model once and works on N files at a time; a shell loop
-of ``sicc encode`` pays process start-up, imports and the model load for every file. Both are
-timed end to end as child processes (wall seconds), on the same images, and their outputs are
-compared byte for byte (batch mode must not change a file).
+``sicc encode DIR -o OUT -j N`` loads the model once and works on N files at a time (threads
+sharing the model); a shell loop of ``sicc encode`` pays process start-up, imports and the model
+load for every file; N batch processes on N parts of the folder, at once, are the process-based
+alternative to ``-j N``. All are timed end to end as child processes (wall seconds), on the same
+images, and their outputs are compared byte for byte (batch mode must not change a file).
 """
 
 from __future__ import annotations
 
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .procs import run_measured
@@ -50,8 +53,32 @@ def batch_vs_processes(cli: list[str], env: dict, images: list[Path], workdir: P
         total += run.seconds
     out["separate_s"] = total
     out["identical_outputs"] = batch_files == {p.name: p.read_bytes() for p in sorted(separate.glob("*.sic"))}
+    n = max(jobs)
+    out["processes"] = n
+    out["processes_s"] = _parallel_processes(cli, env, images, workdir / "processes", n, timeout)
     best = str(max(jobs))
     out["jobs"] = int(best)
     out["speedup"] = total / out["batch_s"][best] if out["batch_s"][best] else None
     out["load_average_after"] = list(os.getloadavg())
     return out
+
+
+def _parallel_processes(cli: list[str], env: dict, images: list[Path], workdir: Path, n: int,
+                        timeout: float) -> float:
+    """Wall seconds of ``n`` batch processes started together, each on every n-th image with one
+    tile thread (the cores split between processes instead of threads)."""
+    commands = []
+    for k in range(n):
+        part = workdir / f"part{k}"
+        part.mkdir(parents=True, exist_ok=True)
+        for path in images[k::n]:
+            os.symlink(path.resolve(), part / path.name)
+        commands.append([*cli, "encode", str(part), "-o", str(workdir / f"out{k}"), "-q", "--threads", "1"])
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        runs = list(pool.map(lambda cmd: run_measured(cmd, timeout=timeout, env=env), commands))
+    seconds = time.perf_counter() - start
+    bad = [r for r in runs if not r.ok]
+    if bad:
+        raise RuntimeError(f"parallel batch processes failed ({bad[0].returncode}): {bad[0].stderr_tail}")
+    return seconds

@@ -133,6 +133,10 @@ def batch_text(results: dict) -> str:
     n, jobs = batch["images"], batch["jobs"]
     rows = [[f"`sicc encode DIR -o OUT -j {j}` (one process)", fmt_seconds(s), fmt_seconds(s / n)]
             for j, s in sorted(batch["batch_s"].items(), key=lambda kv: int(kv[0]))]
+    if batch.get("processes_s") is not None:
+        k = batch["processes"]
+        rows.append([f"{k} `sicc encode PART -o OUT --threads 1` processes at once (a part of the folder each)",
+                     fmt_seconds(batch["processes_s"]), fmt_seconds(batch["processes_s"] / n)])
     rows.append([f"{n} separate `sicc encode` processes", fmt_seconds(batch["separate_s"]),
                  fmt_seconds(batch["separate_s"] / n)])
     same = "identical" if batch.get("identical_outputs") else "NOT identical"
