@@ -51,26 +51,32 @@ Pillow's ``Image.MAX_IMAGE_PIXELS`` for the images sicc encodes. Raise it per ca
 
 
 def encode(image, levels: int | None = None, keep_metadata: bool = True, max_pixels: int | None = None,
-           bpp: float | None = None, max_bytes: int | None = None) -> bytes:
+           bpp: float | None = None, max_bytes: int | None = None, threads: int | None = None,
+           progress=None) -> bytes:
     """Encode a path, PIL image or (H, W, 3) uint8 array with the shipped model: every level, the
     first ``levels``, or the most levels that fit ``bpp`` bits per pixel or ``max_bytes`` bytes
-    (the rule of :func:`truncate`: a budget below level 1 is refused with the size that fits)."""
+    (the rule of :func:`truncate`: a budget below level 1 is refused with the size that fits).
+    ``threads``: tiles transformed side by side (never changes the result); ``progress(stage,
+    done, total)`` is called after each tile and level."""
     from .codec import Codec
 
     return Codec.default().encode(image, levels=levels, keep_metadata=keep_metadata, max_pixels=max_pixels,
-                                  bpp=bpp, max_bytes=max_bytes)
+                                  bpp=bpp, max_bytes=max_bytes, threads=threads, progress=progress)
 
 
 def decode(source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
-           level: int | None = None, strict: bool = False, max_pixels: int | None = None) -> list[Image.Image]:
+           level: int | None = None, strict: bool = False, max_pixels: int | None = None,
+           threads: int | None = None, progress=None) -> list[Image.Image]:
     """Decode ``samples`` synonymous reconstructions (spread=0: the deterministic mean decode).
 
     ``source`` is the file's bytes, a path or a binary file object; a file is read in bounded
-    pieces (``container.read``). ``max_pixels`` overrides ``sicc.MAX_IMAGE_PIXELS``."""
+    pieces (``container.read``). ``max_pixels`` overrides ``sicc.MAX_IMAGE_PIXELS``.
+    ``threads``: tiles synthesized side by side (the pixels are the same at any count);
+    ``progress(stage, done, total)`` is called after each level and tile."""
     from .codec import Codec
 
     return Codec.default().decode(source, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
-                                  max_pixels=max_pixels)
+                                  max_pixels=max_pixels, threads=threads, progress=progress)
 
 
 def montage(data: bytes, levels: list[int] | None = None, samples: int = 3, seed: int = 0,
