@@ -26,10 +26,10 @@ from .model.geometry import HYPER_STRIDE, LATENT_STRIDE
 TILE_LATENT = 16
 """Latent positions per tile side (256 px) at most: a side of n positions is split into
 ceil(n / TILE_LATENT) equal parts (read at call time). Each worker holds one tile's
-activations; at 16 (22 with the synthesis halo) a 4K decode peaks near 230 MB at 2 threads
+activations; at 16 (20 with the synthesis halo) a 4K decode peaks near 230 MB at 2 threads
 and 330 MB at 4, against 350 and 590 MB for 24-latent tiles, for 17% more synthesis work."""
-ANALYSIS_HALO = 4  # latents (64 px) > the 61 px receptive field of g_a
-SYNTHESIS_HALO = 3  # latents; g_s reaches 1 + 1/2 + 1/4 + 1/8 latents (four 3x3 sub-pixel convs)
+ANALYSIS_HALO = 2  # latents (32 px): g_a's four 5x5 stride-2 convs reach 2 + 4 + 8 + 16 = 30 px
+SYNTHESIS_HALO = 2  # latents: g_s's four 3x3 sub-pixel convs reach 1 + 1/2 + 1/4 + 1/8 latents
 HYPER_TILE = 64  # hyper-latent positions (256 latents)
 HYPER_HALO = 4  # hyper-latents (16 latents) > the 7-latent reach of h_a
 
