@@ -9,8 +9,6 @@ position). An image is therefore padded (edge-replicated) to a multiple of
 
 from __future__ import annotations
 
-import numpy as np
-
 LATENT_STRIDE = 16
 """Pixels per latent position of y."""
 
@@ -38,8 +36,12 @@ def hyper_size(height: int, width: int) -> tuple[int, int]:
     return ph // PAD_MULTIPLE, pw // PAD_MULTIPLE
 
 
-def pad_image(pixels: np.ndarray) -> np.ndarray:
-    """An (H, W, 3) image edge-padded to the padded size (the array itself when no padding is needed)."""
+def pad_image(pixels):
+    """An (H, W, 3) uint8 array edge-padded to the padded size (the array itself when no padding
+    is needed). numpy is imported here: the container reads this module, and `sicc info`,
+    `truncate` and `--version` need no numpy."""
+    import numpy as np
+
     h, w = pixels.shape[:2]
     ph, pw = padded_size(h, w)
     if (ph, pw) == (h, w):
