@@ -220,8 +220,9 @@ def read(source, max_pixels: int | None = None) -> bytes:
 
 
 def _regular_file_size(handle) -> int | None:
-    """Bytes from the start of the file to its end, for a regular file (None for pipes, terminals
-    and devices, whose size says nothing)."""
+    """The size of the SIC data in a regular file, once its 32-byte header has been read: the
+    header plus what remains after it (None for pipes, terminals and devices, whose size says
+    nothing)."""
     try:
         status = os.fstat(handle.fileno())
         if not stat.S_ISREG(status.st_mode):
