@@ -103,6 +103,9 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", type=Path, help="checkpoint.pt of a run, or a sicc-weights-1 .pt file")
     e.add_argument("-o", "--output", type=Path, required=True)
     e.add_argument("--log", type=Path, action="append", default=[], help="training logs to summarize")
+    e.add_argument("--continues", type=Path, default=None,
+                   help="the weights file this training started from: its training history (runs, steps, "
+                        "and the training-log.jsonl beside it) comes first in the new file's")
     return parser
 
 
@@ -245,12 +248,26 @@ def _cmd_export(args: argparse.Namespace) -> None:
     net.load_state_dict(state["net"])
     summary = summarize_logs(args.log) if args.log else {}
     summary["step"] = int(state["step"])
+    earlier_rows: list[dict] = []
+    if args.continues:
+        from ..model.weights import load_weights
+
+        earlier = load_weights(args.continues).training
+        new_steps = sum(r["last_step"] - r["first_step"] + 1 for r in summary.get("runs", []))
+        summary = {"runs": earlier.get("runs", []) + summary.get("runs", []),
+                   "step": int(earlier.get("step", 0)) + (new_steps or int(state["step"]))}
+        earlier_log = Path(args.continues).with_name("training-log.jsonl")
+        if earlier_log.is_file():
+            earlier_rows = [json.loads(line) for line in earlier_log.read_text().splitlines() if line.strip()]
     model_id = export_weights(net, args.output, summary)
-    print(f"exported {args.output} (model id {model_id})")
+    print(f"exported {args.output} (model id {model_id}, {summary['step']} training steps in all)")
     if args.log:
         log_out = args.output.with_name("training-log.jsonl")
-        rows = compact_log(args.log)
-        log_out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        offset = earlier_rows[-1]["step"] if earlier_rows else 0
+        rows = earlier_rows + [{**r, "step": r["step"] + offset} for r in compact_log(args.log, continuous=True)]
+        tmp = log_out.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.replace(log_out)
         print(f"wrote {log_out} ({len(rows)} rows, 50-step means)")
 
 

@@ -28,11 +28,19 @@ def summarize_logs(paths: list[Path]) -> dict:
 LOG_KEYS = ("loss", "full_psnr", "full_bpp", "full_lpips", "level_bpp", "level_lpips", "consistency", "seconds")
 
 
-def compact_log(paths: list[Path], every: int = 50) -> list[dict]:
-    """Training logs averaged over windows of ``every`` steps: small enough to commit."""
+def compact_log(paths: list[Path], every: int = 50, continuous: bool = False) -> list[dict]:
+    """Training logs averaged over windows of ``every`` steps: small enough to commit.
+
+    ``continuous``: the logs are successive runs whose step counters each restart (a run
+    initialised from the previous one's network); their steps are renumbered to follow on.
+    """
     rows = []
     for path in paths:
-        rows += [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        run = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        if continuous and rows and run:
+            shift = rows[-1]["step"] - run[0]["step"] + 1
+            run = [{**r, "step": r["step"] + shift} for r in run]
+        rows += run
     out = []
     for start in range(0, len(rows), every):
         window = rows[start : start + every]
