@@ -299,7 +299,8 @@ def training_summary_text(training: dict) -> str:
             "themselves, on a CPU shared with development work).\n\n"
             + table(["log", "first step", "last step", "hours", "loss", "bpp (all levels)", "PSNR (all levels)",
                      "LPIPS (all levels)"], rows)
-            + "\n\nLoss terms are means over the last 100 steps on 128x128 training crops.")
+            + "\n\nLoss terms are means over each run's last 100 steps, on that run's training crops "
+              "(see the schedule above); each run's steps are numbered from 1.")
 
 
 def update_model_card(card: Path, results: dict, training: dict) -> Path:

@@ -129,13 +129,9 @@ def _median_proc(cmd: list[str], repeats: int, env: dict, timeout: float) -> Pro
 def sicc_cli(s: SpeedSettings, workdir: Path) -> dict:
     """``sicc encode`` / ``sicc decode`` end to end, process start and imports included."""
     env = child_env(s.threads)
-    cli, how = sicc_cli_command()
-    if cli is None:
-        return {"available": False, "reason": how}
-    options, reason = _cli_options(cli, s, env)
-    if options is None:
-        return {"available": False, "reason": reason, "command": how}
-    cli = [*cli, *options]
+    cli, how, unavailable = _sicc_cli(s, env)
+    if unavailable:
+        return unavailable
     enc, dec = [], []
     for img in s.images:
         src, sic, png = workdir / f"{img.name}.png", workdir / f"{img.name}.sic", workdir / f"{img.name}.dec.png"
@@ -145,7 +141,7 @@ def sicc_cli(s: SpeedSettings, workdir: Path) -> dict:
     startup = _median_proc([*cli, "--help"], s.repeats, env, s.timeout)
     return {
         "available": True,
-        "command": how + (" " + " ".join(options) if options else ""),
+        "command": how,
         "encode_s": statistics.median(r.seconds for r in enc),
         "decode_s": statistics.median(r.seconds for r in dec),
         "startup_s": startup.seconds,
@@ -159,14 +155,22 @@ def sicc_batch(s: SpeedSettings, workdir: Path) -> dict:
     from .batchspeed import batch_vs_processes
 
     env = child_env(s.threads)
+    cli, how, unavailable = _sicc_cli(s, env)
+    if unavailable:
+        return unavailable
+    result = batch_vs_processes(cli, env, s.batch_images, workdir / "batch", timeout=s.timeout)
+    return {**result, "command": how}
+
+
+def _sicc_cli(s: SpeedSettings, env: dict) -> tuple[list[str], str, dict | None]:
+    """The ``sicc`` command with this run's options, how it was found, or why it cannot run."""
     cli, how = sicc_cli_command()
     if cli is None:
-        return {"available": False, "reason": how}
+        return [], how, {"available": False, "reason": how}
     options, reason = _cli_options(cli, s, env)
     if options is None:
-        return {"available": False, "reason": reason, "command": how}
-    result = batch_vs_processes([*cli, *options], env, s.batch_images, workdir / "batch", timeout=s.timeout)
-    return {**result, "command": how + (" " + " ".join(options) if options else "")}
+        return [], how, {"available": False, "reason": reason, "command": how}
+    return [*cli, *options], how + (" " + " ".join(options) if options else ""), None
 
 
 def _jxl_encode(img: Image.Image, effort: int = JXL_EFFORT) -> bytes:
