@@ -78,3 +78,28 @@ def test_gpu_burst_path_on_cpu(tmp_path):
     data = codec.encode(synthetic_image(64, 64, seed=5))
     (image,) = codec.decode(data, spread=0)
     assert image.size == (64, 64)
+
+
+_GPU_MACHINE_LACKS = ("constriction", "compressai", "lpips", "click")
+
+
+def test_training_needs_nothing_a_gpu_machine_lacks():
+    """The GPU image has torch, numpy, pillow, tqdm and onnxruntime, but no constriction, compressai,
+    lpips or click: the training entry and its start from the shipped weights must not import them."""
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {_GPU_MACHINE_LACKS!r}:
+            raise ImportError('not on the GPU machine: ' + name)
+sys.meta_path.insert(0, Block())
+import sicc.train.__main__
+from sicc.train.export import load_trainable
+from sicc.model.weights import default_weights_path
+from sicc.train.perceptual import LPIPSLoss
+net = load_trainable(default_weights_path())
+print(sum(p.numel() for p in net.parameters()))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.split()[-1]) > 10_000
