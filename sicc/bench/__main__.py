@@ -119,6 +119,21 @@ def run(quick: bool, n_images: int | None, images_dir: Path | None, levels: str 
 
 
 @main.command()
+@click.option("--results", "results_path", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=None, help="results.json to update (default: bench/results.json).")
+@click.option("--memory", is_flag=True, help="Measure the peak-memory part again too.")
+def speed(results_path: Path | None, memory: bool) -> None:
+    """Measure the speed part of a results.json again, in place (e.g. after installing cjxl/avifenc)."""
+    from .runner import rerun_speed
+
+    results_path = results_path or default_out_dir() / "results.json"
+    results = rerun_speed(read_results(results_path), "python -m sicc.bench speed " + shlex.join(sys.argv[2:]),
+                          memory=memory)
+    write_results(results, results_path)
+    click.echo(f"updated the speed part of {results_path}")
+
+
+@main.command()
 @click.option("--weights", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="Model weights file to score (default: the shipped model).")
 @click.option("--images", "n_images", type=int, default=None, help="Use the first N Kodak images (default: all 24).")

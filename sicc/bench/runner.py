@@ -141,14 +141,40 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
     if config.skip_speed:
         results["speed"] = {"skipped": True}
     else:
-        speed = SpeedSettings(
-            images=images[: config.speed_images], repeats=config.speed_repeats, memory_sizes=config.memory_sizes,
-            weights=config.weights, threads=config.threads,
-            batch_images=sorted(Path(config.images_dir).glob("*.png"))[: config.images],
-        )
-        results["speed"] = run_speed(codec, speed, skip_memory=config.skip_memory)
+        results["speed"] = run_speed(codec, speed_settings(config, images), skip_memory=config.skip_memory)
     results["per_image"] = {"sicc": sicc_rows, "baselines": dict(baseline_rows)}
     results["duration_s"] = time.time() - started
+    return results
+
+
+def speed_settings(config: BenchConfig, images: list[BenchImage]) -> SpeedSettings:
+    return SpeedSettings(
+        images=images[: config.speed_images], repeats=config.speed_repeats, memory_sizes=config.memory_sizes,
+        weights=config.weights, threads=config.threads,
+        batch_images=sorted(Path(config.images_dir).glob("*.png"))[: config.images],
+    )
+
+
+def rerun_speed(results: dict, command: str, memory: bool = False) -> dict:
+    """Measure the speed part of ``results`` again (same images, repeats, weights and threads) and put
+    it in place; the memory part is kept unless ``memory``. The rerun is recorded in ``speed.rerun``."""
+    s = results["settings"]
+    config = BenchConfig(images=s.get("images"), crop=s.get("crop"), weights=Path(s["weights"]) if s.get("weights") else None,
+                         threads=s.get("threads"), speed_images=s["speed_images"], speed_repeats=s["speed_repeats"],
+                         memory_sizes=tuple(tuple(x) for x in s["memory_sizes"]))
+    config.images_dir = Path(s["images_dir"])
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    images = load_images(config.images_dir, config.images, config.crop)
+    old = results.get("speed", {})
+    speed = run_speed(load_codec(config.weights), speed_settings(config, images), skip_memory=not memory)
+    if not memory and "memory" in old:
+        speed["memory"] = old["memory"]
+    speed["rerun"] = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
+        "git_commit": _git("rev-parse", "HEAD"), "memory_remeasured": memory,
+    }
+    results["speed"] = speed
     return results
 
 
