@@ -10,7 +10,7 @@ test:  ## the test suite (tiny models; a few smoke tests of the shipped weights)
 	$(PYTHON) -m pytest -q
 
 train:  ## continue training from the shipped weights on this CPU (runs/main/checkpoint.pt, log.jsonl)
-	$(PYTHON) -m sicc.train run --init shipped --steps $(STEPS) --precision bf16 --channels-last --out runs/main
+	$(PYTHON) -m sicc.train run --init shipped --steps $(STEPS) --precision auto --channels-last --out runs/main
 
 pack:  ## a <= 40 MB crop pack to carry training to a GPU machine
 	$(PYTHON) -m sicc.train pack -o crops.npz

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from sicc.model.config import TINY
-from sicc.train.loop import Trainer, TrainSettings, learning_rate, load_checkpoint, run
+from sicc.train import loop
+from sicc.train.loop import Trainer, TrainSettings, learning_rate, load_checkpoint, resolve_precision, run
 from sicc.train.objective import LossSettings, SICTrainable, sic_loss
 from sicc.train.prior import FactorizedPrior
 from tests.conftest import SHARED
@@ -104,6 +105,24 @@ def test_bf16_autocast_keeps_the_rate_terms_in_float32():
     assert half.item() == pytest.approx(full.item(), rel=0.05)
     half.backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_auto_precision_is_bf16_only_where_the_device_has_it_natively(monkeypatch):
+    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    assert resolve_precision("auto", "cpu") == ("fp32", None)
+    precision, warning = resolve_precision("bf16", "cpu")
+    assert precision == "bf16" and "emulated" in warning
+    assert resolve_precision("fp32", "cpu") == ("fp32", None)
+    monkeypatch.setattr(loop, "native_bf16", lambda device: True)
+    assert resolve_precision("auto", "cpu") == ("bf16", None)
+    assert resolve_precision("bf16", "cpu") == ("bf16", None)
+    with pytest.raises(ValueError):
+        resolve_precision("fp16", "cpu")
+
+
+def test_native_bf16_probe_agrees_with_onednn():
+    assert loop.native_bf16("cpu") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert loop.native_bf16("cuda") == (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
 def _budget_trainer(seed=0, **kw):

@@ -3,7 +3,7 @@
     python -m sicc.train run --steps 20000            # continues from the shipped weights
     python -m sicc.train run --init scratch --steps 20000
     python -m sicc.train run --resume runs/main/checkpoint.pt --steps 30000
-    python -m sicc.train run --minutes 60 --precision bf16 --channels-last   # a wall-clock budget
+    python -m sicc.train run --minutes 60 --channels-last   # a wall-clock budget; bf16 where native
     python -m sicc.train pack --photos -o photos.npz  # whole photos, <= 55 MB, for a GPU machine
     python -m sicc.train run --pack photos.npz --device cuda --batch 16 --precision bf16
     python -m sicc.train export runs/main/checkpoint.pt -o sicc/weights/sicc-default.npz
@@ -27,7 +27,7 @@ import torch
 
 from ..model.config import TINY, ModelConfig
 from .data import CropSampler, default_train_dir, load_folder, load_pack, write_pack, write_photo_pack
-from .loop import Trainer, TrainSettings, load_checkpoint, run
+from .loop import Trainer, TrainSettings, load_checkpoint, resolve_precision, run
 from .objective import LossSettings, SICTrainable
 
 
@@ -58,8 +58,9 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
     r.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     r.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
-    r.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: autocast for the transforms and LPIPS (rates stay float32)")
+    r.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16: autocast for the transforms and LPIPS (rates stay float32); "
+                        "auto (default): bf16 where the device has it natively, else fp32")
     r.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     r.add_argument("--samples", type=int, default=1, help="M sampled details per step")
     r.add_argument("--warmup-steps", type=int, default=0, help="steps that train only the all-levels branch")
@@ -144,13 +145,16 @@ def _cmd_run(args: argparse.Namespace) -> None:
         steps = int(state.get("horizon") or 1000) if state else 1000
     if steps == 0 and not args.minutes:
         raise SystemExit("--steps 0 (set from the measured speed) needs --minutes")
+    precision, warning = resolve_precision(args.precision, args.device)
+    if warning:
+        print(warning, file=sys.stderr)
     images = load_pack(args.pack) if args.pack else load_folder(args.data or default_train_dir(), args.crop)
     from .perceptual import LPIPSLoss
 
     settings = TrainSettings(
         steps=steps, batch=args.batch, crop=args.crop, lr=args.lr, lr_min=args.lr_min, lr_warmup=args.lr_warmup,
         schedule=args.schedule, weight_decay=args.weight_decay, clip=args.clip, seed=args.seed,
-        device=args.device, precision=args.precision, channels_last=args.channels_last,
+        device=args.device, precision=precision, channels_last=args.channels_last,
         warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
         checkpoint_minutes=args.checkpoint_minutes, minutes=args.minutes,
         loss=LossSettings(samples=args.samples),
@@ -162,7 +166,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
         trainer.load_state_dict(state)
     print(f"training {sum(p.numel() for p in net.model.parameters()) / 1e6:.2f} M parameters "
           f"on {len(images)} images from step {trainer.step} to {steps or 'auto'}"
-          + (f" or {args.minutes} minutes" if args.minutes else ""), file=sys.stderr)
+          + (f" or {args.minutes} minutes" if args.minutes else "")
+          + f", {precision}" + (" + channels_last" if args.channels_last else ""), file=sys.stderr)
     end = run(trainer, args.out / "checkpoint.pt", args.out / "log.jsonl", progress=not args.no_progress)
     print(f"stopped at step {trainer.step} ({end.get('stopped')}); checkpoint {args.out / 'checkpoint.pt'}",
           file=sys.stderr)
