@@ -68,3 +68,33 @@ def test_tiled_hyper_analysis_matches_whole_latent(tiny_codec):
     tiled = tiled_hyper_analysis(tiny_codec.transforms.h_a, y, tile=2)  # 8-latent tiles, 15 of them
     assert tiled.shape == whole.shape
     np.testing.assert_allclose(tiled, whole, atol=1e-4, rtol=1e-4)
+
+
+def test_a_session_prepared_in_the_background_is_the_one_decoding_uses(tiny_weights, small_file):
+    from sicc.codec import Codec
+    from sicc.model.weights import load_weights
+
+    codec = Codec(load_weights(tiny_weights))  # not the cached one: no session built yet
+    thread = codec.transforms.prepare("g_s")
+    assert thread is not None
+    thread.join()
+    built = codec.transforms.session("g_s")
+    assert codec.transforms.prepare("g_s") is None  # built already: nothing to start
+    pixels = np.asarray(codec.decode(small_file, threads=2)[0])
+    assert codec.transforms.session("g_s") is built
+    fresh = Codec(load_weights(tiny_weights))
+    np.testing.assert_array_equal(pixels, np.asarray(fresh.decode(small_file, threads=1)[0]))
+
+
+def test_a_failed_background_build_is_reported_by_the_first_use(tiny_weights):
+    import dataclasses
+
+    from sicc.codec import Codec
+    from sicc.errors import WeightsError
+    from sicc.model.weights import load_weights
+
+    weights = load_weights(tiny_weights)
+    codec = Codec(dataclasses.replace(weights, graphs={**weights.graphs, "g_s": b"not an onnx graph"}))
+    codec.transforms.prepare("g_s").join()
+    with pytest.raises(WeightsError, match="g_s graph"):
+        codec.transforms.session("g_s")

@@ -58,6 +58,26 @@ class Transforms:
                 self._sessions[name] = (session, buffers)  # the buffers live as long as the session
             return self._sessions[name][0]
 
+    def prepare(self, name: str) -> threading.Thread | None:
+        """Build the session of ``name`` in a background thread (None if it is built already).
+
+        onnxruntime builds a session without holding the GIL, so the build overlaps work on
+        the calling thread (the decoder builds g_s while it range-decodes the levels). A build
+        that fails is not cached: the first real use builds it again and raises the error."""
+        with self._lock:
+            if name in self._sessions:
+                return None
+
+        def build():
+            try:
+                self.session(name)
+            except Exception:  # noqa: BLE001 - reported by the first use of the session instead
+                pass
+
+        thread = threading.Thread(target=build, name=f"sicc-prepare-{name}", daemon=True)
+        thread.start()
+        return thread
+
     def run(self, name: str, x: np.ndarray) -> np.ndarray:
         """One transform on a (1, C, h, w) float32 array (thread-safe: tiles run concurrently)."""
         return self.session(name).run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})[0]
