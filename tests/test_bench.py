@@ -267,6 +267,19 @@ def test_previous_model_table_compares_on_common_images_only():
     assert "| 0.2 | – | – |" not in text  # 0.2 bpp lies on both curves
 
 
+def test_speed_summary_is_the_ratio_of_the_measured_commands():
+    from sicc.bench.report import speed_summary
+
+    speed = {"sicc_cli": {"encode_s": 0.6, "decode_s": 0.8},
+             "baseline_commands": {"jxl": {"available": True, "encode_s": 0.2, "decode_s": 0.16}},
+             "load_average_before": [0.42, 1.0, 1.6]}
+    text = speed_summary({"speed": speed})
+    assert "`sicc decode` takes 5.0x the time of `djxl`" in text and "`sicc encode` 3.0x that of `cjxl`" in text
+    assert "Load average 0.4, 1.0, 1.6" in text
+    speed["baseline_commands"]["jxl"] = {"available": False}
+    assert "djxl" not in speed_summary({"speed": speed})
+
+
 def test_baseline_rows_are_measured_once_then_reused(tmp_path):
     """The cache key holds the codec's library and settings, the point and the image's pixels."""
     from PIL import Image

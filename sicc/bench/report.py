@@ -123,6 +123,21 @@ def speed_table(results: dict) -> str:
     return table(["codec", "encode s", "decode s", "notes"], rows)
 
 
+def speed_summary(results: dict) -> str:
+    """How the sicc commands compare with djxl / cjxl end to end, and how busy the machine was."""
+    speed = results.get("speed", {})
+    cli, jxl = speed.get("sicc_cli", {}), speed.get("baseline_commands", {}).get("jxl", {})
+    load = ", ".join(f"{x:.1f}" for x in speed.get("load_average_before", []))
+    parts = []
+    if cli.get("available", True) and jxl.get("available") and cli.get("decode_s") and jxl.get("decode_s"):
+        parts.append(f"End to end (a new process per image, output written), `sicc decode` takes "
+                     f"{cli['decode_s'] / jxl['decode_s']:.1f}x the time of `djxl` and `sicc encode` "
+                     f"{cli['encode_s'] / jxl['encode_s']:.1f}x that of `cjxl`.")
+    if load:
+        parts.append(f"Load average {load} before the speed part.")
+    return " ".join(parts)
+
+
 def batch_text(results: dict) -> str:
     """One folder encoded as a batch against one process per image (sicc/bench/batchspeed.py)."""
     batch = results.get("speed", {}).get("sicc_batch")
@@ -252,8 +267,11 @@ def render(results: dict, figure: str | None = None, source: str = "bench/result
     if idem.get("det") or idem.get("sampled"):
         parts += [f"Idempotence (DISTS / PSNR against the original after g decode → re-encode generations, "
                   f"{len(results['synonymy']['images'])} images):", "", idempotence_table(results), ""]
-    parts += ["Speed (seconds per image, median):", "", speed_table(results), "", memory_table(results), "",
-              batch_text(results)]
+    parts += ["Speed (seconds per image, median):", "", speed_table(results), ""]
+    summary = speed_summary(results)
+    if summary:
+        parts += [summary, ""]
+    parts += [memory_table(results), "", batch_text(results)]
     return "\n".join(parts).rstrip() + "\n"
 
 
