@@ -217,7 +217,8 @@ class Codec:
         level = available if level is None else level
         if not 0 <= level <= available:
             raise ValueError(f"level {level} is not in the file (it holds levels 0..{available})")
-        if (threads or tiling.default_threads()) > 1:
+        threads = threads or tiling.default_threads()
+        if threads > 1:
             self.transforms.prepare("g_s")  # built on the other core while the levels are range-decoded
         base, coded = self.decode_latents(parsed, level, strict=strict, progress=progress)
         level = coded.shape[0] // self.config.group_size

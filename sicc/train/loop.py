@@ -26,15 +26,19 @@ from ..model.config import ModelConfig
 from .objective import LossSettings, SICTrainable, level_for_step, sic_loss
 
 PRECISIONS = ("fp32", "bf16")
+PROVISIONAL_HORIZON = 10**9  # the schedule's length while the speed is being measured
+CALIBRATION_SKIP = 5  # first steps not timed (allocation, autotuning)
+CALIBRATION_STEPS = 20  # steps timed to set the horizon
 
 
 def native_bf16(device: str) -> bool:
     """Whether ``device`` computes bf16 natively: a CUDA GPU that supports it, or a CPU with
     AVX512-BF16 or AMX (oneDNN's check). Elsewhere bf16 autocast is emulated, many times slower
     than fp32 (measured: 33 s against 2.9 s a step on an AVX2-only CPU)."""
-    if torch.device(device).type == "cuda":
+    kind = torch.device(device).type
+    if kind == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if torch.device(device).type == "cpu":
+    if kind == "cpu":
         try:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
         except (AttributeError, RuntimeError):
@@ -53,9 +57,6 @@ def resolve_precision(requested: str, device: str) -> tuple[str, str | None]:
         return "bf16", (f"warning: {device} has no native bf16 (AVX512-BF16 or AMX on a CPU); bf16 autocast "
                         "is emulated and much slower than fp32 here; --precision auto picks fp32")
     return requested, None
-PROVISIONAL_HORIZON = 10**9  # the schedule's length while the speed is being measured
-CALIBRATION_SKIP = 5  # first steps not timed (allocation, autotuning)
-CALIBRATION_STEPS = 20  # steps timed to set the horizon
 
 
 @dataclass
