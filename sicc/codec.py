@@ -23,10 +23,10 @@ from .errors import (CorruptError, CorruptLevelWarning, NoLevelWarning, SiccWarn
 from .image_io import load_rgb
 from .model.config import DEFAULT_SPREAD
 from .model.geometry import hyper_size, latent_size, pad_image
-from .model.probability import Z_BOUND, ProbabilityModel, z_from_symbols, z_symbols
+from .model.probability import Z_BOUND, ProbabilityModel, single_threaded_blas, z_from_symbols, z_symbols
 from .model.transforms import Transforms
 from .model.weights import ModelWeights, default_weights_path, load_weights
-from .tiling import Progress, tiled_analysis, tiled_hyper_analysis, tiled_synthesis_image
+from .tiling import Progress, ordered_map, tiled_analysis, tiled_hyper_analysis, tiled_synthesis_image
 
 LATENT_DTYPE = np.int16
 """Integer latents are stored in 16 bits (|y| <= Y_BOUND): half the memory of float32."""
@@ -109,18 +109,28 @@ class Codec:
         levels = self.config.levels if levels is None else levels
         if not 0 <= levels <= self.config.levels:
             raise ValueError(f"levels must be in 0..{self.config.levels}")
+        threads = threads or tiling.default_threads()
+        if threads > 1:
+            self.transforms.prepare("g_a")  # built on another core while the image is read
         rgb = load_rgb(image, container.pixel_limit(max_pixels))
         height, width = rgb.pixels.shape[:2]
         z_int, y_int = self.analyse(rgb.pixels, threads, progress)
         hyper_bytes = encode_categorical(z_symbols(z_int), self.weights.z_frequencies)
-        base = self.probability.hyper_base(z_int)
         g = self.config.group_size
-        coded = []
-        for level in range(levels):
+
+        def code_level(level: int) -> bytes:
+            # Every level before ``level`` is known here, so the levels are coded independently,
+            # side by side (the exact parameter products release the GIL); same bytes at any count.
             means, scales = self.probability.level_parameters(y_int, base, level)
-            coded.append(encode_gaussian(y_int[level * g : (level + 1) * g], means, scales))
-            if progress:
-                progress("levels", level + 1, levels)
+            return encode_gaussian(y_int[level * g : (level + 1) * g], means, scales)
+
+        coded = []
+        with single_threaded_blas():
+            base = self.probability.hyper_base(z_int)
+            for data in ordered_map(code_level, range(levels), threads):
+                coded.append(data)
+                if progress:
+                    progress("levels", len(coded), levels)
         flags = container.FLAG_GRAYSCALE if rgb.grayscale else 0
         header = container.Header(width, height, self.model_id, self.config.levels, flags)
         return container.write(
@@ -155,6 +165,11 @@ class Codec:
         error when ``strict``; otherwise it is treated like a CRC failure: a
         warning, and the levels before it are returned.
         """
+        with single_threaded_blas():
+            return self._decode_latents(parsed, level, strict, progress)
+
+    def _decode_latents(self, parsed: container.SicFile, level: int, strict: bool,
+                        progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
         lh, lw = latent_size(parsed.header.height, parsed.header.width)
         zh, zw = hyper_size(parsed.header.height, parsed.header.width)
         try:
@@ -172,7 +187,7 @@ class Codec:
                 if strict:
                     raise CorruptError(f"level {index + 1} is corrupt: {exc}") from None
                 warnings.warn(f"level {index + 1} is corrupt ({exc}); decoding the {index} levels before it",
-                              CorruptLevelWarning, stacklevel=3)
+                              CorruptLevelWarning, stacklevel=4)
                 return base, y[: index * g].copy()
             y[index * g : (index + 1) * g] = decoded
             if progress:
@@ -185,10 +200,11 @@ class Codec:
         g = self.config.group_size
         y = np.zeros((self.config.latent,) + coded.shape[1:], dtype=LATENT_DTYPE)
         y[: coded.shape[0]] = coded
-        for index in range(coded.shape[0] // g, self.config.levels):
-            means, _ = self.probability.level_parameters(y, base, index)
-            values = means if spread == 0 or rng is None else means + spread * rng.uniform(-1.0, 1.0, means.shape)
-            y[index * g : (index + 1) * g] = np.clip(np.rint(values), -Y_BOUND, Y_BOUND)
+        with single_threaded_blas():
+            for index in range(coded.shape[0] // g, self.config.levels):
+                means, _ = self.probability.level_parameters(y, base, index)
+                values = means if spread == 0 or rng is None else means + spread * rng.uniform(-1.0, 1.0, means.shape)
+                y[index * g : (index + 1) * g] = np.clip(np.rint(values), -Y_BOUND, Y_BOUND)
         return y
 
     def synthesize(self, y: np.ndarray, height: int, width: int, threads: int | None = None,

@@ -115,3 +115,45 @@ def test_shipped_model_gives_identical_pixels_at_any_thread_count():
         reference = [np.asarray(im).tobytes() for im in codec.decode(source, threads=1, **kwargs)]
         for threads in (2, 4):
             assert [np.asarray(im).tobytes() for im in codec.decode(source, threads=threads, **kwargs)] == reference
+
+
+def test_shipped_encoder_gives_identical_bytes_at_any_thread_count():
+    """The levels are range-coded side by side (each from the levels before it, all known at
+    encode time): the bytes must not depend on how many run at once. Runs without Kodak, on the
+    committed example photograph."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "kodim23.png"
+    codec = sicc.Codec.default()
+    reference = codec.encode(example, threads=1)
+    for threads in (2, 3, 5):
+        assert codec.encode(example, threads=threads) == reference, threads
+
+
+def test_exact_products_run_on_one_blas_thread_and_the_setting_is_restored(tiny_codec, symbols_file, monkeypatch):
+    """numpy's BLAS threads spin against other work (a loaded machine made the levels 2x slower):
+    the codec limits them to one while it computes level parameters, and gives the caller's
+    setting back afterwards, also when the work is spread over several threads."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from sicc.model import probability
+
+    def blas_threads() -> int:
+        return min(lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas")
+
+    seen: list[int] = []
+    original = probability.ProbabilityModel.level_parameters
+
+    def spy(self, *args, **kwargs):
+        seen.append(blas_threads())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(probability.ProbabilityModel, "level_parameters", spy)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        outer = blas_threads()
+        if outer < 2:
+            pytest.skip("numpy's BLAS cannot run two threads here")
+        tiny_codec.decode(symbols_file)
+        tiny_codec.decode(sicc.truncate(symbols_file, level=3), samples=2, seed=1)
+        tiny_codec.encode(synthetic_image(64, 96, seed=5), threads=2)
+        assert blas_threads() == outer
+    assert seen and set(seen) == {1}, seen
