@@ -6,12 +6,13 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
 
 from sicc.bench.images import default_kodak_dir
-from tests.conftest import KODAK_MISSING
+from tests.conftest import KODAK_MISSING, synthetic_image
 
 KODAK = default_kodak_dir()
 LEVELS = [1, 2, 4, 8, 16]
@@ -349,3 +350,29 @@ def test_memory_probe_raises_the_pixel_budget_explicitly(tiny_weights, tmp_path,
     memprobe.main(["sicc-encode", str(source), str(coded), "--weights", str(tiny_weights), "--max-pixels", "16384"])
     memprobe.main(["sicc-decode", str(coded), str(decoded), "--weights", str(tiny_weights), "--max-pixels", "16384"])
     assert Image.open(decoded).size == (100, 72)
+
+
+def test_complete_file_is_scored_once_for_every_mode(tiny_weights):
+    """With every level present a file decodes the same whatever the spread, so the benchmark scores
+    it once and gives each mode that row; every shorter prefix is decoded and scored per mode."""
+    from sicc.bench.images import BenchImage
+    from sicc import Codec
+    from sicc.bench.progressive import DET, SAMPLED, DecodeMode, evaluate_image
+
+    tiny_codec = Codec.load(tiny_weights)
+    calls = []
+
+    class CountingMetrics:
+        def compare(self, ref, img):
+            calls.append(np.asarray(img).tobytes())
+            return {"psnr": float(len(calls)), "ms_ssim": 0.0, "lpips": 0.0, "dists": 0.0}
+
+    img = BenchImage("a", Image.fromarray(synthetic_image(64, 64, seed=3)))
+    modes = [DecodeMode(DET, 0.0), DecodeMode(SAMPLED, 2.0, 0)]
+    result = evaluate_image(tiny_codec, CountingMetrics(), img, None, modes)
+    levels = tiny_codec.config.levels
+    assert len(calls) == 2 * levels - 1
+    last = {r["mode"]: r for r in result.rows if r["level"] == levels}
+    assert last[DET]["psnr"] == last[SAMPLED]["psnr"]
+    assert np.array_equal(np.asarray(result.decoded[DET][levels]), np.asarray(result.decoded[SAMPLED][levels]))
+    assert len({r["psnr"] for r in result.rows}) == 2 * levels - 1

@@ -93,6 +93,9 @@ class OfflineDISTS(DISTS):
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
+        # channels_last: oneDNN's faster convolution layout (VGG features of a Kodak image 2.7 -> 2.2 s
+        # on 2 AVX2 cores; DISTS differs in the 7th decimal). The bench scores ~800 decodes a run.
+        self.to(memory_format=torch.channels_last)
 
     def _load_backbone(self, backbone_file: Path) -> dict[str, list[str]]:
         """Copy ``features.N.*`` into ``stageK.N.*``; fail on any missing or unused tensor."""
@@ -121,7 +124,7 @@ class OfflineDISTS(DISTS):
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The six feature maps DISTS compares (input image + 5 VGG stages)."""
         with torch.no_grad():
-            return self.forward_once(x)
+            return self.forward_once(x.contiguous(memory_format=torch.channels_last))
 
     def distance(self, feats0: list[torch.Tensor], feats1: list[torch.Tensor]) -> torch.Tensor:
         """DISTS from precomputed features; the same arithmetic as DISTS_pytorch's forward."""
