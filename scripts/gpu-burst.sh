@@ -55,6 +55,9 @@ watch() {
     collect
 }
 
+# A new run's settings (a resumed run takes them from its checkpoint; arguments given win either way).
+START_SETTINGS=(--batch 16 --crop 256 --channels-last --lr 1e-4 --lr-warmup 500 --lr-min 1e-5)
+
 launch() {
     local minutes=${1:?minutes} steps=$2; shift 2
     mkdir -p "$STATE" "$RUN"
@@ -64,8 +67,7 @@ launch() {
     local data_on_device=()
     [ "$DEVICE" != cpu ] && data_on_device=(--data-on-device)
     setsid nohup "$PYTHON" -m sicc.train run --pack "$BUNDLE/photos.npz" --device "$DEVICE" "${data_on_device[@]}" \
-        --batch 16 --crop 256 --precision bf16 --channels-last \
-        --lr 1e-4 --lr-warmup 500 --lr-min 1e-5 ${steps:+--steps "$steps"} --minutes "$minutes" --checkpoint-minutes 2 \
+        --precision bf16 ${steps:+--steps "$steps"} --minutes "$minutes" --checkpoint-minutes 2 \
         --no-progress --out "$RUN" "$@" > "$STATE/train.out" 2>&1 < /dev/null &
     echo $! > "$STATE/pid"
     echo "started pid $(cat "$STATE/pid") for $minutes minutes on $DEVICE"
@@ -73,7 +75,7 @@ launch() {
 }
 
 case $cmd in
-    start) minutes=${1:?minutes}; shift; launch "$minutes" 0 "$@" ;;  # horizon from the measured speed
+    start) minutes=${1:?minutes}; shift; launch "$minutes" 0 "${START_SETTINGS[@]}" "$@" ;;  # horizon from the measured speed
     resume)  # the checkpoint's horizon (SICC_HORIZON overrides)
         [ -f "$BUNDLE/checkpoint.pt" ] || { echo "no $BUNDLE/checkpoint.pt to resume (join the parts first)" >&2; exit 2; }
         minutes=${1:?minutes}; shift

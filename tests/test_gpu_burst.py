@@ -6,6 +6,7 @@ This is the exact path a lent GPU runs (docs/training.md), with SICC_DEVICE=cpu.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,10 +62,17 @@ def test_gpu_burst_path_on_cpu(tmp_path):
     assert step > 0
     env2 = {**env, "SICC_BURST_STATE": str(tmp_path / "state2"), "OUT": str(tmp_path / "out2"),
             "SICC_HORIZON": str(step + 4)}
-    _burst(["resume", "1", "--threads", "1", "--batch", "2", "--crop", "64"], env2)
+    _burst(["resume", "1", "--threads", "1"], env2)  # batch, crop and warm-up come from the checkpoint
     _burst(["join", str(tmp_path / "out2"), str(tmp_path / "run")], env2)
     resumed = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert resumed["step"] == step + 4
+    assert resumed["settings"]["batch"] == 2 and resumed["settings"]["lr_warmup"] == 5
+    from sicc.train.loop import TrainSettings, learning_rate
+
+    schedule = TrainSettings(steps=step + 4, lr_warmup=5)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(step + 1, step + 5))
+    assert [r["lr"] for r in log] == [round(learning_rate(r["step"] - 1, schedule), 6) for r in log]  # as logged
 
     weights = tmp_path / "burst-weights"
     done = subprocess.run([sys.executable, "-m", "sicc.train", "export", str(tmp_path / "run" / "checkpoint.pt"),

@@ -171,3 +171,34 @@ def test_horizon_from_measured_speed(tmp_path):
     horizon = load_checkpoint(tmp_path / "c.pt")["horizon"]
     assert 40 < horizon < 75, horizon  # set from the speed, not the provisional 10**9
     assert end["stopped"] in ("steps", "minutes") and trainer.step <= horizon
+
+
+def test_resume_takes_the_run_settings_from_the_checkpoint_unless_given(tmp_path, capsys):
+    """--resume continues the same schedule, batch and memory format without repeating them; an
+    option given replaces the checkpoint's value (and says so); an old checkpoint without settings
+    falls back to the defaults."""
+    from sicc.train.__main__ import RUN_DEFAULTS, _build_parser, _run_options
+
+    trainer = _budget_trainer(steps=6, channels_last=True)
+    trainer.settings.lr_min = 2e-6
+    state = trainer.state_dict()
+    assert state["settings"]["lr"] == 1e-3 and state["settings"]["lr_warmup"] == 2
+    assert state["settings"]["channels_last"] is True and state["settings"]["lr_min"] == 2e-6
+    save = tmp_path / "c.pt"
+    loop.save_checkpoint(state, save)
+    state = load_checkpoint(save)  # what a checkpoint holds must load with weights_only
+
+    parse = _build_parser().parse_args
+    opts = _run_options(parse(["run", "--resume", str(save)]), state)
+    assert {k: opts[k] for k in ("lr", "lr_min", "lr_warmup", "channels_last", "seed")} == {
+        "lr": 1e-3, "lr_min": 2e-6, "lr_warmup": 2, "channels_last": True, "seed": 0}
+    assert "resuming with the checkpoint's" in capsys.readouterr().err
+
+    opts = _run_options(parse(["run", "--resume", str(save), "--lr", "5e-4", "--no-channels-last"]), state)
+    assert opts["lr"] == 5e-4 and opts["channels_last"] is False and opts["lr_warmup"] == 2
+    assert "lr 0.001 -> 0.0005" in capsys.readouterr().err
+
+    old = {k: v for k, v in state.items() if k != "settings"}
+    assert _run_options(parse(["run", "--resume", str(save)]), old) == RUN_DEFAULTS
+    assert _run_options(parse(["run"]), None) == RUN_DEFAULTS
+    assert RUN_DEFAULTS == loop.resumed_settings(TrainSettings())

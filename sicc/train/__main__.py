@@ -10,7 +10,9 @@
     python -m sicc.train export old-weights.pt -o new.npz   # a sicc-weights-1 file, same model id
 
 A run ends at --steps (also the end of the cosine schedule) or after --minutes,
-whichever is first, with a checkpoint; --resume continues it exactly. With
+whichever is first, with a checkpoint; --resume continues it exactly: the
+checkpoint carries the run's settings (batch, crop, learning-rate schedule,
+seed, channels_last, ...), and an option given on the command line replaces one. With
 --steps 0 and --minutes, the schedule's length is set from the measured speed
 after the first steps (and kept in the checkpoint).
 """
@@ -27,11 +29,17 @@ import torch
 
 from ..model.config import TINY, ModelConfig
 from .data import CropSampler, default_train_dir, load_folder, load_pack, write_pack, write_photo_pack
-from .loop import Trainer, TrainSettings, load_checkpoint, resolve_precision, run
+from .loop import (RESUMED_SETTINGS, Trainer, TrainSettings, load_checkpoint, resolve_precision, resumed_settings,
+                   run)
 from .objective import LossSettings, SICTrainable
 
 
+RUN_DEFAULTS = resumed_settings(TrainSettings())
+"""A new run's settings where no option is given: TrainSettings' defaults, one per RESUMED_SETTINGS name."""
+
+
 def _build_parser() -> argparse.ArgumentParser:
+    d = RUN_DEFAULTS
     parser = argparse.ArgumentParser(prog="python -m sicc.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,7 +48,9 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--init", default="shipped",
                    help="'shipped' (default), 'scratch', a weights file, or a training checkpoint "
                         "(its network only: fresh optimizer and schedule)")
-    r.add_argument("--resume", type=Path, help="checkpoint to resume exactly (optimizer, RNG, data order)")
+    r.add_argument("--resume", type=Path,
+                   help="checkpoint to resume exactly (optimizer, RNG, data order, and the run's settings: "
+                        "the options below marked with a default take the checkpoint's values unless given)")
     r.add_argument("--out", type=Path, default=Path("runs/main"), help="run folder: checkpoint.pt, log.jsonl")
     r.add_argument("--data", type=Path, default=None, help="folder of training photos")
     r.add_argument("--pack", type=Path, default=None, help="crop pack from 'pack' instead of --data")
@@ -50,26 +60,29 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="the last global step and the schedule's horizon (default 1000; 0 with --minutes: "
                         "set from the measured speed; on --resume: the checkpoint's)")
     r.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this command")
-    r.add_argument("--batch", type=int, default=8)
-    r.add_argument("--crop", type=int, default=256)
-    r.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
-    r.add_argument("--lr-min", type=float, default=1e-5, help="learning rate at the end of the cosine decay")
-    r.add_argument("--lr-warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
-    r.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
-    r.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
-    r.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
+    # Options that define the run (RESUMED_SETTINGS) default to None: a new run takes RUN_DEFAULTS,
+    # --resume the checkpoint's values; either way an option given here wins.
+    r.add_argument("--batch", type=int, help=f"crops per step (default {d['batch']})")
+    r.add_argument("--crop", type=int, help=f"crop side in pixels (default {d['crop']})")
+    r.add_argument("--lr", type=float, help=f"peak learning rate (default {d['lr']:g})")
+    r.add_argument("--lr-min", type=float, help=f"learning rate at the end of the cosine decay (default {d['lr_min']:g})")
+    r.add_argument("--lr-warmup", type=int, help=f"steps of linear learning-rate warm-up (default {d['lr_warmup']})")
+    r.add_argument("--schedule", choices=["cosine", "constant"], help=f"default {d['schedule']}")
+    r.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {d['weight_decay']:g})")
+    r.add_argument("--clip", type=float, help=f"gradient-norm clipping (0: off; default {d['clip']:g})")
     r.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16: autocast for the transforms and LPIPS (rates stay float32); "
                         "auto (default): bf16 where the device has it natively, else fp32")
-    r.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    r.add_argument("--samples", type=int, default=1, help="M sampled details per step")
-    r.add_argument("--warmup-steps", type=int, default=0, help="steps that train only the all-levels branch")
+    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="channels_last memory format (default off)")
+    r.add_argument("--samples", type=int, help=f"M sampled details per step (default {d['samples']})")
+    r.add_argument("--warmup-steps", type=int, help=f"steps that train only the all-levels branch (default {d['warmup_steps']})")
     r.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint every N steps")
     r.add_argument("--checkpoint-minutes", type=float, default=5.0, help="and every M minutes")
     r.add_argument("--device", default="cpu")
     r.add_argument("--data-on-device", action="store_true",
                    help="hold the photos on --device as uint8 and crop there (GPU)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, help=f"default {d['seed']}")
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--no-progress", action="store_true")
 
@@ -135,10 +148,33 @@ def _is_checkpoint(path: Path) -> bool:
         return False
 
 
+def _run_options(args: argparse.Namespace, state: dict | None) -> dict:
+    """The run's settings: each option given on the command line, else the checkpoint's on
+    --resume (a checkpoint from before they were saved has none), else RUN_DEFAULTS. Says on
+    stderr which came from the checkpoint and which options replaced the checkpoint's values."""
+    saved = dict(state.get("settings") or {}) if state else {}
+    options = {}
+    for name in RESUMED_SETTINGS:
+        given = getattr(args, name)
+        options[name] = given if given is not None else saved.get(name, RUN_DEFAULTS[name])
+    if state is not None:
+        kept = [f"{n}={saved[n]}" for n in RESUMED_SETTINGS if n in saved and getattr(args, n) is None]
+        changed = [f"{n} {saved[n]} -> {options[n]}" for n in RESUMED_SETTINGS
+                   if n in saved and getattr(args, n) is not None and options[n] != saved[n]]
+        if kept:
+            print("resuming with the checkpoint's " + ", ".join(kept), file=sys.stderr)
+        if changed:
+            print("changed from the checkpoint's run: " + ", ".join(changed), file=sys.stderr)
+        if not saved:
+            print("this checkpoint holds no run settings: options not given take their defaults", file=sys.stderr)
+    return options
+
+
 def _cmd_run(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     state = load_checkpoint(args.resume) if args.resume else None
+    opts = _run_options(args, state)
     net = SICTrainable(ModelConfig.from_dict(state["config"])) if state else _initial_net(args)
     steps = args.steps
     if steps is None:
@@ -148,18 +184,18 @@ def _cmd_run(args: argparse.Namespace) -> None:
     precision, warning = resolve_precision(args.precision, args.device)
     if warning:
         print(warning, file=sys.stderr)
-    images = load_pack(args.pack) if args.pack else load_folder(args.data or default_train_dir(), args.crop)
+    images = load_pack(args.pack) if args.pack else load_folder(args.data or default_train_dir(), opts["crop"])
     from .perceptual import LPIPSLoss
 
     settings = TrainSettings(
-        steps=steps, batch=args.batch, crop=args.crop, lr=args.lr, lr_min=args.lr_min, lr_warmup=args.lr_warmup,
-        schedule=args.schedule, weight_decay=args.weight_decay, clip=args.clip, seed=args.seed,
-        device=args.device, precision=precision, channels_last=args.channels_last,
-        warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
-        checkpoint_minutes=args.checkpoint_minutes, minutes=args.minutes,
-        loss=LossSettings(samples=args.samples),
+        steps=steps, batch=opts["batch"], crop=opts["crop"], lr=opts["lr"], lr_min=opts["lr_min"],
+        lr_warmup=opts["lr_warmup"], schedule=opts["schedule"], weight_decay=opts["weight_decay"],
+        clip=opts["clip"], seed=opts["seed"], device=args.device, precision=precision,
+        channels_last=opts["channels_last"], warmup_steps=opts["warmup_steps"],
+        checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes, minutes=args.minutes,
+        loss=LossSettings(samples=opts["samples"]),
     )
-    sampler = CropSampler(images, args.crop, args.batch, seed=args.seed,
+    sampler = CropSampler(images, opts["crop"], opts["batch"], seed=opts["seed"],
                           device=args.device if args.data_on_device else None)
     trainer = Trainer(net, sampler, LPIPSLoss(), settings)
     if state:
@@ -167,7 +203,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print(f"training {sum(p.numel() for p in net.model.parameters()) / 1e6:.2f} M parameters "
           f"on {len(images)} images from step {trainer.step} to {steps or 'auto'}"
           + (f" or {args.minutes} minutes" if args.minutes else "")
-          + f", {precision}" + (" + channels_last" if args.channels_last else ""), file=sys.stderr)
+          + f", {precision}" + (" + channels_last" if opts["channels_last"] else ""), file=sys.stderr)
     end = run(trainer, args.out / "checkpoint.pt", args.out / "log.jsonl", progress=not args.no_progress)
     print(f"stopped at step {trainer.step} ({end.get('stopped')}); checkpoint {args.out / 'checkpoint.pt'}",
           file=sys.stderr)

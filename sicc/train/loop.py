@@ -81,6 +81,19 @@ class TrainSettings:
     loss: LossSettings = field(default_factory=LossSettings)
 
 
+RESUMED_SETTINGS = ("batch", "crop", "lr", "lr_min", "lr_warmup", "schedule", "weight_decay", "clip", "seed",
+                    "channels_last", "warmup_steps", "samples")
+"""The settings a checkpoint carries, so that ``--resume`` continues the same schedule, batches and
+objective without repeating them (device, precision, threads and budgets belong to the machine)."""
+
+
+def resumed_settings(s: TrainSettings) -> dict:
+    """The :data:`RESUMED_SETTINGS` of ``s`` as plain values (a checkpoint holds no objects)."""
+    values = {name: getattr(s, name) for name in RESUMED_SETTINGS if name != "samples"}
+    values["samples"] = s.loss.samples
+    return values
+
+
 def learning_rate(step: int, s: TrainSettings) -> float:
     """The learning rate of (0-based) ``step``: linear warm-up, then cosine decay to ``lr_min``."""
     if s.lr_warmup and step < s.lr_warmup:
@@ -150,6 +163,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
             "sampler": self.sampler.state(),
             "horizon": self.settings.steps,
+            "settings": resumed_settings(self.settings),
         }
 
     def load_state_dict(self, state: dict, optimizer: bool = True) -> None:
