@@ -376,3 +376,24 @@ def test_complete_file_is_scored_once_for_every_mode(tiny_weights):
     assert last[DET]["psnr"] == last[SAMPLED]["psnr"]
     assert np.array_equal(np.asarray(result.decoded[DET][levels]), np.asarray(result.decoded[SAMPLED][levels]))
     assert len({r["psnr"] for r in result.rows}) == 2 * levels - 1
+
+
+def test_settle_load_waits_for_a_quiet_machine_and_gives_up_at_its_limit(monkeypatch):
+    from sicc.bench import speed
+
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
+
+    loads = iter([2.0, 1.6, 1.2, 0.9, 0.5])
+    monkeypatch.setattr(speed.os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
+    clock = Clock()
+    assert speed.settle_load(120, clock=clock, sleep=clock.sleep) == 15.0  # three waits, then 0.9 < 1.0
+    monkeypatch.setattr(speed.os, "getloadavg", lambda: (3.0, 0.0, 0.0))
+    clock = Clock()
+    assert speed.settle_load(12, clock=clock, sleep=clock.sleep) == 12.0  # never quiet: stops at the limit

@@ -134,7 +134,9 @@ def speed_summary(results: dict) -> str:
                      f"{cli['decode_s'] / jxl['decode_s']:.1f}x the time of `djxl` and `sicc encode` "
                      f"{cli['encode_s'] / jxl['encode_s']:.1f}x that of `cjxl`.")
     if load:
-        parts.append(f"Load average {load} before the speed part.")
+        settled = speed.get("settle_s")
+        waited = f" (after waiting {settled:.0f} s for the metric phase's load to decay)" if settled else ""
+        parts.append(f"Load average {load} before the speed part{waited}.")
     return " ".join(parts)
 
 

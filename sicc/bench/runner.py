@@ -33,6 +33,8 @@ from .speed import SpeedSettings, run_speed
 from .synonymy import diversity, idempotence
 
 SCHEMA = "sicc-bench/1"
+SPEED_SETTLE_S = 120.0
+"""At most this long for the machine to quieten after the metric phase before the speed part."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -152,6 +154,7 @@ def speed_settings(config: BenchConfig, images: list[BenchImage]) -> SpeedSettin
         images=images[: config.speed_images], repeats=config.speed_repeats, memory_sizes=config.memory_sizes,
         weights=config.weights, threads=config.threads,
         batch_images=sorted(Path(config.images_dir).glob("*.png"))[: config.images],
+        settle_s=0.0 if config.quick else SPEED_SETTLE_S,
     )
 
 

@@ -49,6 +49,22 @@ class SpeedSettings:
     threads: int | None = None
     timeout: float = 1800.0
     batch_images: list[Path] | None = None  # files encoded as one batch and as one process each
+    settle_s: float = 0.0  # wait up to this long for the 1-minute load average to fall below SETTLE_LOAD
+
+
+SETTLE_LOAD = 1.0
+"""The speed part starts once the 1-minute load average is below this (or ``settle_s`` has passed):
+right after the benchmark's own metric phase it still reads about 2 on two cores although nothing
+else runs, so the load printed beside the timings would say "busy" about a quiet machine."""
+
+
+def settle_load(max_seconds: float, limit: float = SETTLE_LOAD, poll: float = 5.0,
+                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> float:
+    """Sleep until the 1-minute load average is below ``limit``, at most ``max_seconds``; the seconds waited."""
+    start = clock()
+    while os.getloadavg()[0] >= limit and clock() - start < max_seconds:
+        sleep(min(poll, max(max_seconds - (clock() - start), 0.0)))
+    return round(clock() - start, 1)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -362,11 +378,13 @@ def peak_memory_sizes(s: SpeedSettings, workdir: Path) -> list[dict]:
 
 def run_speed(codec, s: SpeedSettings, skip_memory: bool = False) -> dict:
     """Every speed and memory measurement; a part that fails is reported, not fatal."""
+    settled = settle_load(s.settle_s) if s.settle_s else 0.0
     out: dict = {
         "images": [img.name for img in s.images],
         "image_sizes": [list(img.image.size) for img in s.images],
         "repeats": s.repeats,
         "statistic": "median over repeats, then median over images",
+        "settle_s": settled,
         "load_average_before": list(os.getloadavg()),
         "settings": CODEC_SETTINGS,
     }
