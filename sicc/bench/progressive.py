@@ -98,17 +98,17 @@ def evaluate_image(codec, metrics: Metrics, img: BenchImage, ref: Reference, mod
     prefixes = {level: truncate(data, level) for level in levels if not only_levels or level in only_levels}
     result = ImageResult(data, prefixes, model_id=model_id)
     result.prefix_ok = all(data.startswith(p) for p in prefixes.values()) and truncate(data, levels[-1]) == data
-    complete: dict[int, tuple] = {}  # a file with every level decodes the same in every mode: score it once
+    complete = None  # (image, scores) of the whole file: it decodes the same in every mode, so it is scored once
     for mode in modes:
         result.decoded[mode.name] = {}
         for level, prefix in prefixes.items():
-            if level == codec.config.levels and level in complete:
-                decoded, scores = complete[level]
+            if level == codec.config.levels and complete is not None:
+                decoded, scores = complete
             else:
                 decoded = codec.decode(prefix, samples=1, seed=mode.seed, spread=mode.spread)[0]
                 scores = metrics.compare(ref, decoded)
                 if level == codec.config.levels:
-                    complete[level] = decoded, scores
+                    complete = decoded, scores
             result.decoded[mode.name][level] = decoded
             result.rows.append({
                 "image": img.name,
