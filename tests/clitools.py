@@ -77,6 +77,19 @@ def sicc_command() -> list[str]:
     return [sys.executable, "-m", "sicc.cli"]
 
 
+def _sigint_default() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# Popen keywords for a child that a test interrupts with SIGINT. A process started in the
+# background (`setsid cmd &`, nohup) inherits SIGINT as *ignored*, exec keeps it ignored, and
+# Python then installs no handler: the child would never see the test's Ctrl-C. The child gets
+# the default disposition back before exec, as it has in a terminal.
+INTERRUPTIBLE = {"preexec_fn": _sigint_default}
+
+
 def cli_subprocess(args: list[str], input: bytes | None = None, cwd: Path | None = None,
                    timeout: float = 180, **kwargs) -> CliResult:
     """``sicc ARGS`` as a separate process (``python -m sicc.cli``)."""

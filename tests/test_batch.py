@@ -204,7 +204,7 @@ def test_ctrl_c_stops_a_batch_and_leaves_only_whole_files(tmp_path, tiny_weights
     import subprocess
     import time
 
-    from tests.clitools import sicc_command
+    from tests.clitools import INTERRUPTIBLE, sicc_command
 
     folder = tmp_path / "many"
     folder.mkdir()
@@ -212,7 +212,8 @@ def test_ctrl_c_stops_a_batch_and_leaves_only_whole_files(tmp_path, tiny_weights
         Image.fromarray(synthetic_image(256, 256, seed=k)).save(folder / f"p{k:02d}.png")
     out = tmp_path / "out"
     proc = subprocess.Popen([*sicc_command(), "encode", str(folder), "-o", str(out), "-j", "2", "--weights",
-                             str(tiny_weights)], stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                             str(tiny_weights)], stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            **INTERRUPTIBLE)
     deadline = time.monotonic() + 120
     while not (out.exists() and any(out.glob("*.sic"))) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)

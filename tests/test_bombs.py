@@ -19,7 +19,7 @@ from PIL import Image
 
 import sicc
 from sicc import container
-from tests.clitools import assert_error, cli_inprocess, one_torch_thread, sicc_command  # noqa: F401
+from tests.clitools import INTERRUPTIBLE, assert_error, cli_inprocess, one_torch_thread, sicc_command  # noqa: F401
 from tests.fuzz import REGRESSIONS, file_with_symbols, forge_header
 from tests.spec_parser import layout_problem, read_chunks
 
@@ -294,7 +294,7 @@ def test_ctrl_c_while_reading_stdin(coded):
     data, _ = coded
     head = forge_header(data, width=1 << 20, height=1 << 20)
     proc = subprocess.Popen([*sicc_command(), "info", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=child_env())
+                            stderr=subprocess.PIPE, env=child_env(), **INTERRUPTIBLE)
     stop = threading.Event()
 
     def feed():

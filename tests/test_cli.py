@@ -27,7 +27,7 @@ from PIL import Image
 import sicc
 from sicc.cli import OUTPUT_FORMATS
 from tests.clitools import one_torch_thread  # noqa: F401  (autouse)
-from tests.clitools import assert_error, cli_inprocess, cli_subprocess, sicc_command, temp_files
+from tests.clitools import INTERRUPTIBLE, assert_error, cli_inprocess, cli_subprocess, sicc_command, temp_files
 from tests.conftest import synthetic_image
 from tests.fuzz import forge_header
 
@@ -445,7 +445,7 @@ def test_ctrl_c_leaves_no_output_and_exits_130(tmp_path, tiny_codec, tiny_weight
     out = tmp_path / "out.png"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([*sicc_command(), "decode", str(sic), "-o", str(out), "--samples", "1024",
-                             "--weights", str(tiny_weights)], stderr=subprocess.PIPE, env=env)
+                             "--weights", str(tiny_weights)], stderr=subprocess.PIPE, env=env, **INTERRUPTIBLE)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the decoder's modules are loaded: decoding is about to start
