@@ -202,3 +202,15 @@ def test_resume_takes_the_run_settings_from_the_checkpoint_unless_given(tmp_path
     assert _run_options(parse(["run", "--resume", str(save)]), old) == RUN_DEFAULTS
     assert _run_options(parse(["run"]), None) == RUN_DEFAULTS
     assert RUN_DEFAULTS == loop.resumed_settings(TrainSettings())
+
+
+def test_resume_continues_in_the_checkpoints_own_folder(tmp_path):
+    """`run --resume runs/cpu/checkpoint.pt` (as docs/training.md writes it) extends runs/cpu's
+    checkpoint and log, rather than starting a run folder of its own elsewhere."""
+    from sicc.train.__main__ import _build_parser, _run_folder
+
+    parse = _build_parser().parse_args
+    save = tmp_path / "cpu" / "checkpoint.pt"
+    assert _run_folder(parse(["run", "--resume", str(save)])) == tmp_path / "cpu"
+    assert _run_folder(parse(["run", "--resume", str(save), "--out", str(tmp_path / "b")])) == tmp_path / "b"
+    assert _run_folder(parse(["run"])).as_posix() == "runs/main"

@@ -51,7 +51,9 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", type=Path,
                    help="checkpoint to resume exactly (optimizer, RNG, data order, and the run's settings: "
                         "the options below marked with a default take the checkpoint's values unless given)")
-    r.add_argument("--out", type=Path, default=Path("runs/main"), help="run folder: checkpoint.pt, log.jsonl")
+    r.add_argument("--out", type=Path, default=None,
+                   help="run folder: checkpoint.pt, log.jsonl (default: the --resume checkpoint's folder, "
+                        "so a continuation extends its run; else runs/main)")
     r.add_argument("--data", type=Path, default=None, help="folder of training photos")
     r.add_argument("--pack", type=Path, default=None, help="crop pack from 'pack' instead of --data")
     r.add_argument("--config", choices=["default", "tiny"], default="default")
@@ -170,6 +172,14 @@ def _run_options(args: argparse.Namespace, state: dict | None) -> dict:
     return options
 
 
+def _run_folder(args: argparse.Namespace) -> Path:
+    """Where the run writes: --out, else the resumed checkpoint's own folder (its checkpoint and
+    log go on in place), else runs/main."""
+    if args.out is not None:
+        return args.out
+    return args.resume.parent if args.resume else Path("runs/main")
+
+
 def _cmd_run(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -204,8 +214,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
           f"on {len(images)} images from step {trainer.step} to {steps or 'auto'}"
           + (f" or {args.minutes} minutes" if args.minutes else "")
           + f", {precision}" + (" + channels_last" if opts["channels_last"] else ""), file=sys.stderr)
-    end = run(trainer, args.out / "checkpoint.pt", args.out / "log.jsonl", progress=not args.no_progress)
-    print(f"stopped at step {trainer.step} ({end.get('stopped')}); checkpoint {args.out / 'checkpoint.pt'}",
+    out = _run_folder(args)
+    end = run(trainer, out / "checkpoint.pt", out / "log.jsonl", progress=not args.no_progress)
+    print(f"stopped at step {trainer.step} ({end.get('stopped')}); checkpoint {out / 'checkpoint.pt'}",
           file=sys.stderr)
 
 
