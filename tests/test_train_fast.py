@@ -81,6 +81,65 @@ def test_lpips_alex_in_torch_matches_the_lpips_package():
     assert float(LPIPSAlex()(x, x).abs().max()) < 1e-6
 
 
+def test_texture_distance_is_dists_comparison_of_feature_statistics():
+    """Exact values: equal maps are at 0; a map against twice itself has texture and structure
+    terms 2*2/(1+4) = 0.8 each, so 0.2; a spatial shuffle keeps the means (texture term 1) and
+    breaks the covariance (structure term near 0), so about 0.5; a constant channel equal on
+    both sides counts as identical."""
+    from sicc.train.perceptual import texture_distance
+
+    torch.manual_seed(0)
+    f = torch.rand(2, 5, 16, 16) + 0.5
+    assert torch.allclose(texture_distance(f, f), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(texture_distance(f, 2 * f), torch.full((2,), 0.2), atol=1e-5)
+    shuffled = f.flatten(2)[:, :, torch.randperm(256)].view_as(f)
+    assert torch.allclose(texture_distance(f, shuffled), torch.full((2,), 0.5), atol=0.05)
+    zero = torch.zeros(1, 3, 8, 8)
+    assert float(texture_distance(zero, zero)) == pytest.approx(0.0, abs=1e-6)
+    g = f.clone().requires_grad_(True)
+    texture_distance(g, f * 0.7).sum().backward()
+    assert torch.isfinite(g.grad).all() and float(g.grad.abs().max()) > 0
+
+
+@pytest.mark.skipif(not (SHARED / "weights" / "alexnet_features.pth").is_file(), reason="metric weights absent")
+def test_lpips_with_texture_is_the_same_lpips_plus_the_texture_distance():
+    from sicc.train.perceptual import LPIPSLoss
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+    metric = LPIPSLoss()
+    lpips, texture = metric(y, x, texture=True)
+    assert float(lpips) == pytest.approx(float(metric(y, x)), rel=1e-6)
+    assert 0 < float(texture) < 1
+    same_lpips, same_texture = metric(x, x, texture=True)
+    assert abs(float(same_lpips)) < 1e-6 and abs(float(same_texture)) < 1e-5
+
+
+class _L1PerceptualWithTexture(torch.nn.Module):
+    def forward(self, a, b, texture=False):
+        l1 = (a - b).abs().mean()
+        return (l1, (a.mean() - b.mean()).abs() + 0.25) if texture else l1
+
+
+def test_the_texture_weight_adds_its_term_to_every_lpips_term():
+    """loss(w) - loss(0) = w * (0.5 * full_lpips_weight * full_texture + 0.5 * lambda_p(l) * level_texture)."""
+    from sicc.train.objective import level_lambdas
+
+    torch.manual_seed(0)
+    net, x, level = SICTrainable(TINY), torch.rand(2, 3, 64, 64), 5
+    base, base_terms = sic_loss(net, _L1PerceptualWithTexture(), x, level, LossSettings(),
+                                torch.Generator().manual_seed(0))
+    assert "full_texture" not in base_terms
+    with_texture, terms = sic_loss(net, _L1PerceptualWithTexture(), x, level, LossSettings(texture=0.5),
+                                   torch.Generator().manual_seed(0))
+    assert terms["full_lpips"] == pytest.approx(base_terms["full_lpips"])
+    assert terms["full_texture"] > 0.25 and terms["level_texture"] > 0.25
+    _, lam_p, _ = level_lambdas(level, TINY.levels)
+    expected = 0.5 * (0.5 * LossSettings().full_lpips * terms["full_texture"] + 0.5 * lam_p * terms["level_texture"])
+    assert with_texture.item() - base.item() == pytest.approx(expected, rel=1e-4)
+
+
 def test_learning_rate_warms_up_then_decays_to_the_floor():
     s = TrainSettings(steps=1000, lr=1e-3, lr_min=1e-5, lr_warmup=100)
     assert learning_rate(0, s) == pytest.approx(1e-5) and learning_rate(99, s) == pytest.approx(1e-3)
@@ -202,6 +261,14 @@ def test_resume_takes_the_run_settings_from_the_checkpoint_unless_given(tmp_path
     assert _run_options(parse(["run", "--resume", str(save)]), old) == RUN_DEFAULTS
     assert _run_options(parse(["run"]), None) == RUN_DEFAULTS
     assert RUN_DEFAULTS == loop.resumed_settings(TrainSettings())
+
+    # The objective's texture weight travels with the checkpoint too; one from before it existed means 0.
+    trainer = _budget_trainer(steps=6, loss=LossSettings(texture=0.25))
+    assert trainer.state_dict()["settings"]["texture"] == 0.25
+    assert _run_options(parse(["run", "--resume", str(save)]), trainer.state_dict())["texture"] == 0.25
+    assert _run_options(parse(["run", "--resume", str(save), "--texture", "0"]), trainer.state_dict())["texture"] == 0
+    before = {**state, "settings": {k: v for k, v in state["settings"].items() if k != "texture"}}
+    assert _run_options(parse(["run", "--resume", str(save)]), before)["texture"] == 0.0
 
 
 def test_resume_continues_in_the_checkpoints_own_folder(tmp_path):

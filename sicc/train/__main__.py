@@ -78,6 +78,9 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="channels_last memory format (default off)")
     r.add_argument("--samples", type=int, help=f"M sampled details per step (default {d['samples']})")
+    r.add_argument("--texture", type=float,
+                   help="weight of a DISTS-like texture/structure distance on the LPIPS features, added to "
+                        f"every LPIPS term (default {d['texture']:g}: the objective of method.md)")
     r.add_argument("--warmup-steps", type=int, help=f"steps that train only the all-levels branch (default {d['warmup_steps']})")
     r.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint every N steps")
     r.add_argument("--checkpoint-minutes", type=float, default=5.0, help="and every M minutes")
@@ -203,7 +206,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
         clip=opts["clip"], seed=opts["seed"], device=args.device, precision=precision,
         channels_last=opts["channels_last"], warmup_steps=opts["warmup_steps"],
         checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes, minutes=args.minutes,
-        loss=LossSettings(samples=opts["samples"]),
+        loss=LossSettings(samples=opts["samples"], texture=opts["texture"]),
     )
     sampler = CropSampler(images, opts["crop"], opts["batch"], seed=opts["seed"],
                           device=args.device if args.data_on_device else None)

@@ -82,15 +82,18 @@ class TrainSettings:
 
 
 RESUMED_SETTINGS = ("batch", "crop", "lr", "lr_min", "lr_warmup", "schedule", "weight_decay", "clip", "seed",
-                    "channels_last", "warmup_steps", "samples")
+                    "channels_last", "warmup_steps", "samples", "texture")
 """The settings a checkpoint carries, so that ``--resume`` continues the same schedule, batches and
 objective without repeating them (device, precision, threads and budgets belong to the machine)."""
 
 
+_LOSS_SETTINGS = ("samples", "texture")  # the RESUMED_SETTINGS that live in TrainSettings.loss
+
+
 def resumed_settings(s: TrainSettings) -> dict:
     """The :data:`RESUMED_SETTINGS` of ``s`` as plain values (a checkpoint holds no objects)."""
-    values = {name: getattr(s, name) for name in RESUMED_SETTINGS if name != "samples"}
-    values["samples"] = s.loss.samples
+    values = {name: getattr(s, name) for name in RESUMED_SETTINGS if name not in _LOSS_SETTINGS}
+    values.update({name: getattr(s.loss, name) for name in _LOSS_SETTINGS})
     return values
 
 

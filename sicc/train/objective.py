@@ -29,6 +29,9 @@ class LossSettings:
     consistency: float = 1.0
     samples: int = 1  # M: sampled detail draws per step
     spread: float = 2.0  # s in y_e = round(mu + s*u)
+    # Weight of the DISTS-like texture distance (perceptual.texture_distance) added to every
+    # LPIPS term, so it follows the same per-level weights. 0: the objective of method.md.
+    texture: float = 0.0
 
 
 def level_lambdas(level: int, levels: int) -> tuple[float, float, float]:
@@ -107,26 +110,34 @@ def sic_loss(
     with _part("g_s"):
         x_full = model.g_s(y_hat).float()
     full_mse = F.mse_loss(x_full, x)
-    with _part("LPIPS"):
-        full_lpips = perceptual(x_full, x)
+    def perceive(x_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(LPIPS, texture distance); the second is 0 without a texture weight."""
+        with _part("LPIPS"):
+            if settings.texture:
+                return perceptual(x_hat, x, texture=True)
+            return perceptual(x_hat, x), x.new_zeros(())
+
+    full_lpips, full_texture = perceive(x_full)
     full_rate = bits_per_level.sum() + z_bits
-    loss_full = settings.full_mse * full_mse + settings.full_lpips * full_lpips + settings.full_rate * full_rate
+    full_perceptual = full_lpips + settings.texture * full_texture
+    loss_full = settings.full_mse * full_mse + settings.full_lpips * full_perceptual + settings.full_rate * full_rate
 
     lam_d, lam_p, lam_r = level_lambdas(level, cfg.levels)
     coded = y_hat[:, : level * cfg.group_size]
     level_rate = bits_per_level[:level].sum() + z_bits
-    mse_l = lpips_l = cons_l = x.new_zeros(())
+    mse_l = lpips_l = texture_l = cons_l = x.new_zeros(())
     for _ in range(settings.samples):
         with _full_precision(x), _part("detail sampling"):
             latent = model.sample_details(coded, hyper, settings.spread, uniform)
         with _part("g_s"):
             x_level = model.g_s(latent).float()
         mse_l = mse_l + F.mse_loss(x_level, x) / settings.samples
-        with _part("LPIPS"):
-            lpips_l = lpips_l + perceptual(x_level, x) / settings.samples
+        lpips_s, texture_s = perceive(x_level)
+        lpips_l = lpips_l + lpips_s / settings.samples
+        texture_l = texture_l + texture_s / settings.samples
         with _part("consistency re-encode (g_a)"):
             cons_l = cons_l + F.mse_loss(model.g_a(x_level).float(), latent.detach()) / settings.samples
-    loss_level = lam_d * mse_l + lam_p * lpips_l + lam_r * level_rate
+    loss_level = lam_d * mse_l + lam_p * (lpips_l + settings.texture * texture_l) + lam_r * level_rate
     loss = 0.5 * loss_full + 0.5 * loss_level + settings.consistency * cons_l
 
     psnr_full = -10 * math.log10(max(full_mse.item(), 1e-10))
@@ -143,5 +154,7 @@ def sic_loss(
         "consistency": cons_l.item(),
         "z_bpp": z_bits.item(),
     }
+    if settings.texture:
+        terms.update(full_texture=full_texture.item(), level_texture=texture_l.item())
     terms.update({f"bpp_l{i + 1}": v for i, v in enumerate(torch.cumsum(bits_per_level, 0).add(z_bits).tolist())})
     return loss, terms

@@ -73,19 +73,44 @@ class LPIPSAlex(nn.Module):
     def train(self, mode: bool = True) -> "LPIPSAlex":
         return super().train(False)  # frozen metric: always in eval mode
 
-    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor, texture: bool = False):
+        """LPIPS distances (N,); with ``texture``, also :func:`texture_distance` on the same
+        features (the input and the five ReLU outputs), from the same forward pass."""
         n = x0.shape[0]
         h = (torch.cat([x0, x1]) - self.shift) / self.scale
         total = x0.new_zeros(n, dtype=torch.float32)
+        stages = [h.float()] if texture else []
         for conv, lin, pool in zip(self.convs, self.lins, _POOL_BEFORE):
             if pool:
                 h = F.max_pool2d(h, 3, 2)
             h = F.relu(conv(h))
             f = h.float()
+            if texture:
+                stages.append(f)
             f = f / (f.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
             diff = (f[:n] - f[n:]).square()
             total = total + lin(diff).float().mean(dim=(1, 2, 3))
-        return total
+        if not texture:
+            return total
+        return total, torch.stack([texture_distance(f[:n], f[n:]) for f in stages]).mean(dim=0)
+
+
+def texture_distance(f0: torch.Tensor, f1: torch.Tensor, c: float = 1e-6) -> torch.Tensor:
+    """DISTS' comparison of two feature maps (Ding et al. 2020), unweighted: per channel, the
+    "texture" term compares global means, ``(2 m0 m1 + c) / (m0^2 + m1^2 + c)``, and the
+    "structure" term the global (co)variances, ``(2 cov + c) / (var0 + var1 + c)``. Returns
+    ``1 - mean((texture + structure) / 2)`` per image: 0 for equal maps, up to 1 (or a little more
+    for anti-correlated ones). DISTS learns per-channel weights on VGG16; this is the same
+    comparison with equal weights on the features LPIPS-alex computes anyway, so a training step
+    pays almost nothing for it."""
+    m0, m1 = f0.mean(dim=(2, 3), keepdim=True), f1.mean(dim=(2, 3), keepdim=True)
+    d0, d1 = f0 - m0, f1 - m1
+    var0, var1 = d0.square().mean(dim=(2, 3)), d1.square().mean(dim=(2, 3))
+    cov = (d0 * d1).mean(dim=(2, 3))
+    m0, m1 = m0.flatten(2).squeeze(2), m1.flatten(2).squeeze(2)
+    texture = (2 * m0 * m1 + c) / (m0.square() + m1.square() + c)
+    structure = (2 * cov + c) / (var0 + var1 + c)
+    return 1 - 0.5 * (texture + structure).mean(dim=1)
 
 
 class LPIPSLoss(nn.Module):
@@ -95,8 +120,12 @@ class LPIPSLoss(nn.Module):
         super().__init__()
         self.metric = LPIPSAlex(weights_dir)
 
-    def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.metric(x_hat * 2 - 1, x * 2 - 1).mean()
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor, texture: bool = False):
+        """The mean LPIPS; with ``texture``, the pair (LPIPS, texture distance), both means."""
+        out = self.metric(x_hat * 2 - 1, x * 2 - 1, texture=texture)
+        if texture:
+            return out[0].mean(), out[1].mean()
+        return out.mean()
 
 
 # -- the benchmark's reference metric ------------------------------------------------------
