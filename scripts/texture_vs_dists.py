@@ -23,6 +23,7 @@ from PIL import Image, ImageFilter
 from scipy.stats import spearmanr
 
 import sicc
+from sicc.bench.images import center_crop
 from sicc.bench.metrics import Metrics, to_tensor
 from sicc.train.data import default_train_dir
 from sicc.train.perceptual import LPIPSLoss
@@ -56,9 +57,7 @@ def main() -> None:
     metrics, objective = Metrics(), LPIPSLoss()
     rows = []  # (photo, DISTS, LPIPS, texture)
     for f in files[: args.images]:
-        img = Image.open(f).convert("RGB")
-        w, h, s = *img.size, args.crop
-        img = img.crop(((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2))
+        img = center_crop(Image.open(f).convert("RGB"), args.crop)
         ref = metrics.reference(img)
         for name, candidate in distortions(img).items():
             measured = metrics.compare(ref, candidate)

@@ -101,8 +101,8 @@ def texture_distance(f0: torch.Tensor, f1: torch.Tensor, c: float = 1e-6) -> tor
     "structure" term the global (co)variances, ``(2 cov + c) / (var0 + var1 + c)``. Returns
     ``1 - mean((texture + structure) / 2)`` per image: 0 for equal maps, up to 1 (or a little more
     for anti-correlated ones). DISTS learns per-channel weights on VGG16; this is the same
-    comparison with equal weights on the features LPIPS-alex computes anyway, so a training step
-    pays almost nothing for it."""
+    comparison with equal weights on the features LPIPS-alex computes anyway: no extra network
+    pass, only per-channel statistics."""
     m0, m1 = f0.mean(dim=(2, 3), keepdim=True), f1.mean(dim=(2, 3), keepdim=True)
     d0, d1 = f0 - m0, f1 - m1
     var0, var1 = d0.square().mean(dim=(2, 3)), d1.square().mean(dim=(2, 3))
