@@ -266,6 +266,82 @@ def test_previous_model_table_compares_on_common_images_only():
     row = next(line for line in text.splitlines() if line.startswith("| 0.5 |"))
     assert row.split("|")[2:4] == [" 0.200 ", " 0.100 "]  # DISTS previous, now (image b left out)
     assert "| 0.2 | – | – |" not in text  # 0.2 bpp lies on both curves
+    assert "DISTS change ± SE" in text and row.split("|")[8] == " -0.1000 "  # one image: no standard error
+
+
+def test_matched_change_is_the_difference_of_matched_curves_with_a_jackknife_error():
+    """change = matched(new) - matched(old) on the common images; se from leaving each image out."""
+    from sicc.bench.curves import matched, group_mean, matched_change
+
+    old = [r for i, image in enumerate("abcd") for r in _det_rows(image, {1: (0.1, 0.5 + i / 100), 2: (0.4, 0.3)})]
+    # image a improves by 0.04 at 0.1 bpp, the others by 0; image e exists only in the new run
+    gains = {"a": 0.04, "b": 0.0, "c": 0.0, "d": 0.0}
+    new = [r for i, image in enumerate("abcd")
+           for r in _det_rows(image, {1: (0.1, 0.5 + i / 100 - gains[image]), 2: (0.4, 0.3)})]
+    new += _det_rows("e", {1: (0.1, 9.0), 2: (0.4, 9.0)})
+    got = matched_change(new, old, (0.1, 0.2, 0.4, 0.8), ("dists",))
+    assert [p["images"] for p in got] == [4, 4, 4, 4]
+    at01 = got[0]["dists"]
+    assert at01["change"] == pytest.approx(-0.01)  # the mean of -0.04, 0, 0, 0
+    # leave-one-out changes: -0 (a out), -0.04/3 three times; jackknife se = sqrt(3/4 * sum of squared deviations)
+    loo = np.array([0.0, -0.04 / 3, -0.04 / 3, -0.04 / 3])
+    assert at01["se"] == pytest.approx(math.sqrt(3 / 4 * np.sum((loo - loo.mean()) ** 2)))
+    # halfway in log(bpp) between the two levels the change is half of the change at level 1
+    assert got[1]["dists"]["change"] == pytest.approx(-0.005)
+    assert got[2]["dists"] == {"change": pytest.approx(0.0), "se": pytest.approx(0.0)}
+    assert got[3]["dists"] == {"change": None, "se": None}  # 0.8 bpp is off both curves
+    # identical runs: no change, no noise; one image: no standard error
+    same = matched_change(old, old, (0.1,), ("dists",))[0]["dists"]
+    assert same == {"change": 0.0, "se": 0.0}
+    single = matched_change(new, [r for r in old if r["image"] == "a"], (0.1,), ("dists",))[0]
+    assert single["images"] == 1 and single["dists"]["se"] is None
+    # the change agrees with the matched average curves the README prints
+    old_curve = matched(group_mean(old, "level"), (0.1,))[0]["dists"]
+    new_curve = matched(group_mean([r for r in new if r["image"] != "e"], "level"), (0.1,))[0]["dists"]
+    assert at01["change"] == pytest.approx(new_curve - old_curve)
+
+
+def _changes(values: dict[str, list[tuple[float, float]]]) -> list[dict]:
+    return [{"bpp": bpp, "images": 24, **{m: {"change": values[m][i][0], "se": values[m][i][1]} for m in values}}
+            for i, bpp in enumerate((0.1, 0.2, 0.3, 0.5))]
+
+
+def test_ship_verdict_needs_a_clear_gain_and_no_loss_beyond_noise():
+    from sicc.bench.report import ship_verdict
+
+    tie = (0.0001, 0.001)
+    clear_gain = (-0.005, 0.001)
+    ok, why = ship_verdict(_changes({"dists": [clear_gain, tie, tie, tie], "lpips": [tie] * 4}))
+    assert ok and "DISTS at 0.1 bpp" in why
+    ok, why = ship_verdict(_changes({"dists": [clear_gain, (0.0011, 0.001), tie, tie], "lpips": [tie] * 4}))
+    assert not ok and "DISTS at 0.2 bpp" in why and "more than one standard error" in why
+    ok, why = ship_verdict(_changes({"dists": [(-0.0019, 0.001)] * 4, "lpips": [tie] * 4}))
+    assert not ok and "no figure better" in why  # better everywhere, but never by two standard errors
+    ok, why = ship_verdict(_changes({"dists": [clear_gain] * 3 + [(None, None)], "lpips": [clear_gain] * 4}))
+    assert not ok and "DISTS at 0.5 bpp" in why and "not measured" in why
+    ok, _ = ship_verdict(_changes({"dists": [clear_gain] * 4, "lpips": [(0.002, 0.001)] + [clear_gain] * 3}))
+    assert not ok  # LPIPS counts as much as DISTS
+
+
+def test_score_table_prints_the_change_and_the_verdict_against_the_reference():
+    from sicc.bench.__main__ import score_table
+    from sicc.bench.curves import TARGET_BPPS
+
+    def results(model: str, rows: list[dict]) -> dict:
+        return {"model": {"id": model}, "per_image": {"sicc": rows},
+                "matched": {"at_targets": {"sicc_det": [{"bpp": t, "dists": 0.3, "lpips": 0.3, "psnr": 25.0}
+                                                        for t in TARGET_BPPS]}, "labels": {}}}
+
+    levels = lambda shift: {1: (0.05, 0.5 - shift), 2: (0.2, 0.3 - shift), 3: (0.6, 0.2 - shift)}
+    old = results("old", [r for image in "abc" for r in _det_rows(image, levels(0.0))])
+    better = results("new", [r for i, image in enumerate("abc") for r in _det_rows(image, levels(0.01 + i / 1000))])
+    text = score_table(better, old)
+    assert "Change against old (± jackknife standard error over 3 images)" in text
+    assert "| dists | -0.0110 ± 0.0006 |" in text  # se of a mean of 3: 0.001 / sqrt(3)
+    assert "Verdict: ships" in text
+    worse = results("new", [r for i, image in enumerate("abc") for r in _det_rows(image, levels(-0.01 - i / 1000))])
+    assert "Verdict: does not ship: worse by more than one standard error" in score_table(worse, old)
+    assert "Verdict" not in score_table(better, None)
 
 
 def test_speed_summary_is_the_ratio_of_the_measured_commands():

@@ -162,19 +162,23 @@ def score(weights: Path | None, n_images: int | None, levels: str | None, out_di
 
 
 def score_table(results: dict, reference: dict | None) -> str:
-    """Matched-rate table of a score run, beside JPEG, AVIF and the committed results' model."""
+    """Matched-rate table of a score run, beside JPEG, AVIF and the committed results' model; with a
+    reference, the change against it (± jackknife SE) and the shipping rule's verdict."""
     from . import curves
-
+    from .report import SHIP_METRICS, SHIP_RULE, fmt_change, ship_verdict
 
     targets = curves.TARGET_BPPS
     at = results["matched"]["at_targets"]
     rows = [("sicc (det), model " + str(results["model"]["id"]), at["sicc_det"])]
+    changes = None
     if reference is not None:
         names = {r["image"] for r in results["per_image"]["sicc"]}
         ref_rows = [r for r in reference["per_image"]["sicc"] if r["mode"] == "det" and r["image"] in names]
         ref_curve = curves.group_mean(ref_rows, "level")
         rows.append((f"sicc (det), model {reference['model']['id']} (bench/results.json, same images)",
                      curves.matched(ref_curve, targets)))
+        new_rows = [r for r in results["per_image"]["sicc"] if r["mode"] == "det"]
+        changes = curves.matched_change(new_rows, ref_rows, targets, (*SHIP_METRICS, "psnr"))
     for name in ("jpeg", "avif"):
         if name in at:
             rows.append((results["matched"]["labels"][name], at[name]))
@@ -187,6 +191,16 @@ def score_table(results: dict, reference: dict | None) -> str:
             cells = ("–" if p[metric] is None else f"{p[metric]:.{digits}f}" for p in points)
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
+    if changes is not None:
+        lines.append(f"Change against {reference['model']['id']} (± jackknife standard error over "
+                     f"{changes[0]['images']} images):")
+        lines.append("")
+        lines.append("| change | " + " | ".join(f"{t} bpp" for t in targets) + " |")
+        lines.append("|---" * (len(targets) + 1) + "|")
+        for metric in (*SHIP_METRICS, "psnr"):
+            lines.append(f"| {metric} | " + " | ".join(fmt_change(p[metric]) for p in changes) + " |")
+        ok, why = ship_verdict(changes)
+        lines += ["", SHIP_RULE, f"Verdict: {'ships' if ok else 'does not ship'}: {why}.", ""]
     return "\n".join(lines)
 
 

@@ -64,5 +64,40 @@ def matched(points: Sequence[dict], targets: Iterable[float], metrics: Iterable[
     return [{"bpp": float(t), **{m: interpolate(points, m, t) for m in metrics}} for t in targets]
 
 
+def matched_change(rows: Sequence[dict], reference: Sequence[dict], targets: Iterable[float],
+                   metrics: Iterable[str] = METRICS, key: str = "level") -> list[dict]:
+    """How much ``rows`` moved a metric against ``reference`` at each target bpp, with its noise.
+
+    Both are per-image rows of one codec (one curve point per ``key`` and image). On the images
+    both hold, each side's matched value is read as in :func:`matched` (the image-set average
+    curve, log-bpp interpolation) and ``change`` is the difference. ``se`` is its jackknife
+    standard error over images: the same difference recomputed with each image left out in turn,
+    so it says how much the figure depends on which photos were measured (``None`` with fewer
+    than two images or where a target leaves either curve).
+    """
+    metrics, targets = tuple(metrics), tuple(targets)
+    images = sorted({r["image"] for r in rows} & {r["image"] for r in reference})
+
+    def change(subset: set[str]) -> list[dict]:
+        new = matched(group_mean([r for r in rows if r["image"] in subset], key), targets, metrics)
+        old = matched(group_mean([r for r in reference if r["image"] in subset], key), targets, metrics)
+        return [{m: None if a[m] is None or b[m] is None else a[m] - b[m] for m in metrics} for a, b in zip(new, old)]
+
+    whole = change(set(images))
+    left_out = [change(set(images) - {image}) for image in images] if len(images) > 1 else []
+    out = []
+    for i, target in enumerate(targets):
+        point: dict = {"bpp": float(target), "images": len(images)}
+        for m in metrics:
+            values = [rep[i][m] for rep in left_out]
+            se = None
+            if whole[i][m] is not None and values and None not in values:
+                n = len(values)
+                se = math.sqrt((n - 1) / n * float(np.sum((np.array(values) - np.mean(values)) ** 2)))
+            point[m] = {"change": whole[i][m], "se": se}
+        out.append(point)
+    return out
+
+
 def _isnan(value) -> bool:
     return isinstance(value, float) and math.isnan(value)

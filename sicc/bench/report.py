@@ -206,10 +206,47 @@ def memory_table(results: dict) -> str:
     return table(header, rows)
 
 
-def _det_curve(results: dict, images: set[str]) -> list[dict]:
-    """sicc's deterministic per-level curve over ``images`` only."""
-    rows = [r for r in results["per_image"]["sicc"] if r["mode"] == "det" and r["image"] in images]
-    return curves.group_mean(rows, "level")
+def _det_rows(results: dict, images: set[str]) -> list[dict]:
+    """sicc's deterministic per-image, per-level rows over ``images`` only."""
+    return [r for r in results["per_image"]["sicc"] if r["mode"] == "det" and r["image"] in images]
+
+
+SHIP_METRICS = ("dists", "lpips")
+SHIP_RULE = (
+    "A candidate ships when, against the shipped model at 0.1, 0.2, 0.3 and 0.5 bpp (deterministic "
+    "decode, the same images), none of its DISTS and LPIPS figures is worse by more than one jackknife "
+    "standard error and at least one is better by more than two."
+)
+
+
+def fmt_change(change: dict, digits: int = 4) -> str:
+    """'-0.0050 ± 0.0015' from a {"change", "se"} pair of :func:`curves.matched_change`."""
+    if change["change"] is None:
+        return "–"
+    se = "" if change["se"] is None else f" ± {change['se']:.{digits}f}"
+    return f"{change['change']:+.{digits}f}{se}"
+
+
+def ship_verdict(changes: list[dict], metrics: tuple[str, ...] = SHIP_METRICS) -> tuple[bool, str]:
+    """:data:`SHIP_RULE` applied to :func:`curves.matched_change` output (lower is better)."""
+    worse, better, unmeasured = [], [], []
+    for point in changes:
+        for metric in metrics:
+            c, se = point[metric]["change"], point[metric]["se"]
+            where = f"{metric.upper()} at {point['bpp']:g} bpp"
+            if c is None or se is None:
+                unmeasured.append(where)
+            elif c > se:
+                worse.append(f"{where} ({fmt_change(point[metric])})")
+            elif c < -2 * se:
+                better.append(where)
+    if unmeasured:
+        return False, "not measured at every rate: " + ", ".join(unmeasured)
+    if worse:
+        return False, "worse by more than one standard error: " + ", ".join(worse)
+    if not better:
+        return False, "no figure better by more than two standard errors"
+    return True, "better by more than two standard errors: " + ", ".join(better) + "; nothing worse beyond noise"
 
 
 def previous_model_table(results: dict, previous: dict) -> str:
@@ -218,18 +255,23 @@ def previous_model_table(results: dict, previous: dict) -> str:
     images = set(results["settings"]["image_names"]) & set(previous["settings"]["image_names"])
     if not images:
         return "_No image in common with the previous model's benchmark._"
-    now, before = _det_curve(results, images), _det_curve(previous, images)
+    now_rows, before_rows = _det_rows(results, images), _det_rows(previous, images)
+    now, before = curves.group_mean(now_rows, "level"), curves.group_mean(before_rows, "level")
     metrics = ("dists", "lpips", "psnr")
-    header = ["bpp"] + [f"{TITLES[m]} {who}" for m in metrics for who in ("previous", "now")]
+    changes = curves.matched_change(now_rows, before_rows, curves.TARGET_BPPS, SHIP_METRICS)
+    header = (["bpp"] + [f"{TITLES[m]} {who}" for m in metrics for who in ("previous", "now")]
+              + [f"{TITLES[m].split()[0]} change ± SE" for m in SHIP_METRICS])
     rows = []
-    for target in curves.TARGET_BPPS:
+    for target, change in zip(curves.TARGET_BPPS, changes):
         cells = [f"{target:g}"]
         for metric in metrics:
             for curve in (before, now):
                 cells.append(fmt(curves.interpolate(curve, metric, target), DIGITS[metric]))
+        cells += [fmt_change(change[m]) for m in SHIP_METRICS]
         rows.append(cells)
     return (f"Against the previously shipped model `{previous['model']['id']}` (deterministic decode, the same "
-            f"{len(images)} images, from `bench/previous.json`):\n\n" + table(header, rows))
+            f"{len(images)} images, from `bench/previous.json`; SE: jackknife standard error over the images):"
+            "\n\n" + table(header, rows))
 
 
 def render(results: dict, figure: str | None = None, source: str = "bench/results.json",
