@@ -344,6 +344,24 @@ def test_score_table_prints_the_change_and_the_verdict_against_the_reference():
     assert "Verdict" not in score_table(better, None)
 
 
+def test_model_card_training_table_names_each_runs_objective():
+    from sicc.bench.report import training_summary_text
+
+    def run(log: str, settings: dict | None = None, texture: bool = False) -> dict:
+        mean = {"loss": 1.0, "full_bpp": 0.5, "full_psnr": 25.0, "full_lpips": 0.2, **({"full_texture": 0.1} if texture else {})}
+        return {"log": log, "first_step": 1, "last_step": 10, "hours": 0.5, "final_100_steps_mean": mean,
+                **({"settings": settings} if settings is not None else {})}
+
+    text = training_summary_text({"step": 30, "runs": [run("old"), run("plain", {"texture": 0.0}),
+                                                       run("tex", {"texture": 0.5}, texture=True),
+                                                       run("tex-unrecorded", texture=True)]})
+    rows = {line.split("|")[1].strip(): line.split("|")[5].strip() for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| log")}
+    assert rows == {"old": "method.md", "plain": "method.md", "tex": "method.md + 0.5 × texture",
+                    "tex-unrecorded": "method.md + texture"}
+    assert "30 steps in 2.00 hours" in text
+
+
 def test_speed_summary_is_the_ratio_of_the_measured_commands():
     from sicc.bench.report import speed_summary
 

@@ -83,6 +83,10 @@ def test_gpu_burst_path_on_cpu(tmp_path):
 
     exported = next(p for p in tmp_path.iterdir() if p.name.startswith("burst-weights"))
     codec = sicc.Codec.load(exported)
+    from sicc.model.weights import load_weights
+
+    run = load_weights(exported).training["runs"][-1]  # the checkpoint's settings travel with its run
+    assert run["settings"]["batch"] == 2 and run["settings"]["lr_warmup"] == 5 and run["settings"]["texture"] == 0
     data = codec.encode(synthetic_image(64, 64, seed=5))
     (image,) = codec.decode(data, spread=0)
     assert image.size == (64, 64)

@@ -353,16 +353,29 @@ def training_summary_text(training: dict) -> str:
     runs = training.get("runs", [])
     if not runs:
         return f"Trained for {training.get('step', '?')} steps (no log summary stored)."
-    rows = [[r["log"], str(r["first_step"]), str(r["last_step"]), f"{r['hours']:.2f}",
+    rows = [[r["log"], str(r["first_step"]), str(r["last_step"]), f"{r['hours']:.2f}", _objective(r),
              *(f"{r['final_100_steps_mean'][k]:.4f}" for k in ("loss", "full_bpp", "full_psnr", "full_lpips"))]
             for r in runs]
     hours = sum(r["hours"] for r in runs)
     return (f"{training.get('step')} steps in {hours:.2f} hours of training steps (wall time of the steps "
             "themselves, on a CPU shared with development work).\n\n"
-            + table(["log", "first step", "last step", "hours", "loss", "bpp (all levels)", "PSNR (all levels)",
-                     "LPIPS (all levels)"], rows)
+            + table(["log", "first step", "last step", "hours", "objective", "loss", "bpp (all levels)",
+                     "PSNR (all levels)", "LPIPS (all levels)"], rows)
             + "\n\nLoss terms are means over each run's last 100 steps, on that run's training crops "
-              "(see the schedule above); each run's steps are numbered from 1.")
+              "(see the schedule above); each run's steps are numbered from 1. Objective: method.md's loss, "
+              "plus W × the texture distance where a run used `--texture W` (docs/training.md); such a "
+              "run's loss includes that term, so it does not compare with the other runs' loss.")
+
+
+def _objective(run: dict) -> str:
+    """'method.md' or 'method.md + 0.5 × texture', from the run's recorded settings (exported with it)
+    or, for runs exported before settings were recorded, from whether its log has a texture term."""
+    texture = run.get("settings", {}).get("texture")
+    if texture:
+        return f"method.md + {texture:g} × texture"
+    if texture is None and "full_texture" in run.get("final_100_steps_mean", {}):
+        return "method.md + texture"
+    return "method.md"
 
 
 def update_model_card(card: Path, results: dict, training: dict) -> Path:

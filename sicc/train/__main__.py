@@ -302,6 +302,8 @@ def _cmd_export(args: argparse.Namespace) -> None:
     net = SICTrainable(ModelConfig.from_dict(state["config"]))
     net.load_state_dict(state["net"])
     summary = summarize_logs(args.log) if args.log else {}
+    if summary.get("runs") and state.get("settings"):
+        summary["runs"][-1]["settings"] = dict(state["settings"])  # the last log is this checkpoint's run
     summary["step"] = int(state["step"])
     earlier_rows: list[dict] = []
     if args.continues:

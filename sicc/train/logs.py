@@ -14,7 +14,8 @@ def summarize_logs(paths: list[Path]) -> dict:
         if not rows:
             continue
         last = rows[-100:]
-        mean = {k: sum(r[k] for r in last) / len(last) for k in ("loss", "full_bpp", "full_psnr", "full_lpips")}
+        keys = ("loss", "full_bpp", "full_psnr", "full_lpips") + (("full_texture",) if "full_texture" in last[-1] else ())
+        mean = {k: sum(r[k] for r in last) / len(last) for k in keys}
         runs.append({
             "log": Path(path).name,
             "first_step": rows[0]["step"],
