@@ -165,19 +165,18 @@ def score_table(results: dict, reference: dict | None) -> str:
     """Matched-rate table of a score run, beside JPEG, AVIF and the committed results' model; with a
     reference, the change against it (± jackknife SE) and the shipping rule's verdict."""
     from . import curves
-    from .report import SHIP_METRICS, SHIP_RULE, fmt_change, ship_verdict
+    from .report import SHIP_METRICS, SHIP_RULE, det_rows, fmt_change, ship_verdict
 
     targets = curves.TARGET_BPPS
     at = results["matched"]["at_targets"]
     rows = [("sicc (det), model " + str(results["model"]["id"]), at["sicc_det"])]
     changes = None
     if reference is not None:
-        names = {r["image"] for r in results["per_image"]["sicc"]}
-        ref_rows = [r for r in reference["per_image"]["sicc"] if r["mode"] == "det" and r["image"] in names]
+        new_rows = det_rows(results)
+        ref_rows = det_rows(reference, {r["image"] for r in new_rows})
         ref_curve = curves.group_mean(ref_rows, "level")
         rows.append((f"sicc (det), model {reference['model']['id']} (bench/results.json, same images)",
                      curves.matched(ref_curve, targets)))
-        new_rows = [r for r in results["per_image"]["sicc"] if r["mode"] == "det"]
         changes = curves.matched_change(new_rows, ref_rows, targets, (*SHIP_METRICS, "psnr"))
     for name in ("jpeg", "avif"):
         if name in at:

@@ -206,9 +206,10 @@ def memory_table(results: dict) -> str:
     return table(header, rows)
 
 
-def _det_rows(results: dict, images: set[str]) -> list[dict]:
-    """sicc's deterministic per-image, per-level rows over ``images`` only."""
-    return [r for r in results["per_image"]["sicc"] if r["mode"] == "det" and r["image"] in images]
+def det_rows(results: dict, images: set[str] | None = None) -> list[dict]:
+    """sicc's deterministic per-image, per-level rows of a results dict (over ``images`` only, if given)."""
+    return [r for r in results["per_image"]["sicc"]
+            if r["mode"] == "det" and (images is None or r["image"] in images)]
 
 
 SHIP_METRICS = ("dists", "lpips")
@@ -255,7 +256,7 @@ def previous_model_table(results: dict, previous: dict) -> str:
     images = set(results["settings"]["image_names"]) & set(previous["settings"]["image_names"])
     if not images:
         return "_No image in common with the previous model's benchmark._"
-    now_rows, before_rows = _det_rows(results, images), _det_rows(previous, images)
+    now_rows, before_rows = det_rows(results, images), det_rows(previous, images)
     now, before = curves.group_mean(now_rows, "level"), curves.group_mean(before_rows, "level")
     metrics = ("dists", "lpips", "psnr")
     changes = curves.matched_change(now_rows, before_rows, curves.TARGET_BPPS, SHIP_METRICS)
