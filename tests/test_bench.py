@@ -87,6 +87,10 @@ def test_results_structure(bench_run):
     assert matched["targets"] == [0.1, 0.2, 0.3, 0.5] and "log(bpp)" in matched["method"]
     assert set(matched["at_targets"]) == {"sicc_det", "sicc_sampled", "jpeg", "webp", "ms_illm"}
     assert matched["at_sicc_levels"]["levels"] == LEVELS
+    parts = results["duration_parts_s"]
+    assert set(parts) == {"sicc", "baselines", "synonymy"}  # no speed part: --skip-speed
+    assert parts["sicc"] > 0 and all(v >= 0 for v in parts.values())
+    assert sum(parts.values()) <= results["duration_s"]
 
 
 def test_sicc_levels_rise_in_rate(bench_run):

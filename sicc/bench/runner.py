@@ -105,23 +105,30 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
     diversity_rows: list[dict] = []
     idempotence_rows: list[dict] = []
     model_ids, prefix_ok = set(), True
+    parts = defaultdict(float)  # seconds spent in each part of the run, for results["duration_parts_s"]
     bar = tqdm(images, desc="bench", unit="img", disable=not config.progress)
     for i, img in enumerate(bar):
         bar.set_postfix_str(img.name)
+        t0 = time.perf_counter()
         ref = metrics.reference(img.image)
         result = evaluate_image(codec, metrics, img, ref, modes, config.levels)
         sicc_rows += result.rows
+        t1 = time.perf_counter()
+        parts["sicc"] += t1 - t0
         model_ids.add(result.model_id)
         prefix_ok &= result.prefix_ok
         for b in codecs:
             if availability[b.name][0]:
                 baseline_rows[b.name] += _baseline_image(b, metrics, img, ref, config.quick, cache)
+        t2 = time.perf_counter()
+        parts["baselines"] += t2 - t1
         if i < config.synonymy_images and SAMPLED in config.modes:
             diversity_rows += diversity(codec, metrics, img, result, modes[1], config.diversity_samples)
             for mode in modes:
                 idempotence_rows += idempotence(
                     codec, metrics, img, ref, result, mode, list(config.idempotence_levels), config.generations
                 )
+        parts["synonymy"] += time.perf_counter() - t2
 
     results = {
         "schema": SCHEMA,
@@ -143,9 +150,14 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
     if config.skip_speed:
         results["speed"] = {"skipped": True}
     else:
+        t0 = time.perf_counter()
         results["speed"] = run_speed(codec, speed_settings(config, images), skip_memory=config.skip_memory)
+        parts["speed"] = time.perf_counter() - t0
     results["per_image"] = {"sicc": sicc_rows, "baselines": dict(baseline_rows)}
     results["duration_s"] = time.time() - started
+    # Where the time went: the sicc rows (encode, decodes, metrics), the baselines (cache misses
+    # only cost time), diversity and idempotence, and the speed and memory part.
+    results["duration_parts_s"] = {k: round(v, 1) for k, v in parts.items()}
     return results
 
 
