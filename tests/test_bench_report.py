@@ -3,6 +3,7 @@ so CI runs it (tests/test_bench.py needs the Kodak images)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -118,6 +119,34 @@ def test_score_table_prints_the_change_and_the_verdict_against_the_reference():
     worse = results("new", [r for i, image in enumerate("abc") for r in _det_rows(image, levels(-0.01 - i / 1000))])
     assert "Verdict: does not ship: worse by more than one standard error" in score_table(worse, old)
     assert "Verdict" not in score_table(better, None)
+
+
+def test_compare_command_exits_on_the_verdict(tmp_path):
+    """`python -m sicc.bench compare`: the verdict as an exit status, for scripts (0 ships, 1 does not)."""
+    from click.testing import CliRunner
+
+    from sicc.bench.__main__ import main
+
+    def results(model: str, shift: float) -> dict:
+        rows = [r for i, image in enumerate("abc")
+                for r in _det_rows(image, {1: (0.05, 0.5 - shift - i / 1000), 2: (0.2, 0.3 - shift - i / 1000),
+                                           3: (0.6, 0.2 - shift - i / 1000)})]
+        return {"model": {"id": model}, "per_image": {"sicc": rows}, "matched": {"at_targets": {
+            "sicc_det": [{"bpp": t, "dists": 0.3, "lpips": 0.3, "psnr": 25.0} for t in (0.1, 0.2, 0.3, 0.5)]},
+            "labels": {}}}
+
+    paths = {}
+    for name, model, shift in (("old", "old", 0.0), ("better", "new", 0.01), ("worse", "new", -0.01)):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(results(model, shift)))
+    run = lambda new: CliRunner().invoke(main, ["compare", "--results", str(paths[new]),
+                                                "--previous", str(paths["old"])])
+    ships, fails = run("better"), run("worse")
+    assert ships.exit_code == 0 and "Verdict: ships" in ships.output and str(paths["old"]) in ships.output
+    assert fails.exit_code == 1 and "Verdict: does not ship" in fails.output
+    (tmp_path / "bad.json").write_text("{not json")
+    bad = CliRunner().invoke(main, ["compare", "--results", str(tmp_path / "bad.json"), "--previous", str(paths["old"])])
+    assert bad.exit_code == 1 and "Error:" in bad.output and "Traceback" not in bad.output
 
 
 def test_model_card_training_table_names_each_runs_objective():

@@ -4,6 +4,7 @@
     python -m sicc.bench [run] --quick   # 2 images, short sweeps, light speed part
     python -m sicc.bench readme          # regenerate README.md's bench section from bench/results.json
     python -m sicc.bench plot            # redraw bench/rd.png from bench/results.json
+    python -m sicc.bench compare         # shipping verdict of bench/results.json against bench/previous.json
 
 ``run`` is also the default command, so its options work without it.
 """
@@ -161,7 +162,42 @@ def score(weights: Path | None, n_images: int | None, levels: str | None, out_di
                f"(baseline rows reused {cache.get('reused_rows', 0)}, measured {cache.get('measured_rows', 0)})")
 
 
-def score_table(results: dict, reference: dict | None) -> str:
+@main.command()
+@click.option("--results", "results_path", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=None, help="Results of the candidate (default: bench/results.json).")
+@click.option("--previous", "previous_path", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=None, help="Results of the model it would replace (default: bench/previous.json).")
+def compare(results_path: Path | None, previous_path: Path | None) -> None:
+    """The shipping verdict of one benchmark or score run against another.
+
+    Prints the matched-rate tables, the change at each rate (± jackknife SE) and the verdict of
+    the shipping rule. Exit status 0: ships; 1: does not ship (or unreadable input).
+    """
+    results_path = results_path or default_out_dir() / "results.json"
+    previous_path = previous_path or default_out_dir() / "previous.json"
+    try:
+        results, previous = read_results(results_path), read_results(previous_path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    from .report import ship_verdict
+
+    click.echo(score_table(results, previous, str(previous_path)))
+    if not ship_verdict(model_changes(results, previous))[0]:
+        sys.exit(1)
+
+
+def model_changes(results: dict, reference: dict) -> list[dict]:
+    """The change of the deterministic decode's DISTS, LPIPS and PSNR from ``reference`` to ``results``
+    at each target rate, on the images both measured (curves.matched_change)."""
+    from . import curves
+    from .report import SHIP_METRICS, det_rows
+
+    new_rows = det_rows(results)
+    ref_rows = det_rows(reference, {r["image"] for r in new_rows})
+    return curves.matched_change(new_rows, ref_rows, curves.TARGET_BPPS, (*SHIP_METRICS, "psnr"))
+
+
+def score_table(results: dict, reference: dict | None, reference_name: str = "bench/results.json") -> str:
     """Matched-rate table of a score run, beside JPEG, AVIF and the committed results' model; with a
     reference, the change against it (± jackknife SE) and the shipping rule's verdict."""
     from . import curves
@@ -172,12 +208,11 @@ def score_table(results: dict, reference: dict | None) -> str:
     rows = [("sicc (det), model " + str(results["model"]["id"]), at["sicc_det"])]
     changes = None
     if reference is not None:
-        new_rows = det_rows(results)
-        ref_rows = det_rows(reference, {r["image"] for r in new_rows})
+        ref_rows = det_rows(reference, {r["image"] for r in det_rows(results)})
         ref_curve = curves.group_mean(ref_rows, "level")
-        rows.append((f"sicc (det), model {reference['model']['id']} (bench/results.json, same images)",
+        rows.append((f"sicc (det), model {reference['model']['id']} ({reference_name}, same images)",
                      curves.matched(ref_curve, targets)))
-        changes = curves.matched_change(new_rows, ref_rows, targets, (*SHIP_METRICS, "psnr"))
+        changes = model_changes(results, reference)
     for name in ("jpeg", "avif"):
         if name in at:
             rows.append((results["matched"]["labels"][name], at[name]))

@@ -1,0 +1,75 @@
+"""scripts/ship.sh refuses bad input before any long step and leaves the repository as it was.
+
+The full path (export, branch, 75-minute benchmark, verdict) is what a ship runs; here only its
+guards, in a throwaway clone of this repository."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    dest = tmp_path_factory.mktemp("clone") / "repo"
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", "--depth", "1", f"file://{REPO}", str(dest)], check=True)
+    # The script under test is this working tree's, committed in the clone so that its tree is clean.
+    (dest / "scripts" / "ship.sh").write_bytes((REPO / "scripts" / "ship.sh").read_bytes())
+    _git(dest, "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-q", "--allow-empty", "-am",
+         "the working tree's ship.sh")
+    return dest
+
+
+def _ship(clone: Path, *args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(["bash", "scripts/ship.sh", *args], cwd=clone, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_usage_and_missing_files_exit_2(clone, tmp_path):
+    assert _ship(clone).returncode == 2
+    proc = _ship(clone, str(tmp_path / "nope.pt"), str(tmp_path / "log.jsonl"))
+    assert proc.returncode == 2 and "no such checkpoint" in proc.stderr
+    log = tmp_path / "log.jsonl"
+    log.write_text("")
+    proc = _ship(clone, str(log), str(log), "a/b.jsonl")
+    assert proc.returncode == 2 and "LOGNAME is a file name" in proc.stderr
+
+
+def test_a_changed_tree_is_refused(clone, tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text("")
+    readme = clone / "README.md"
+    before = readme.read_text()
+    readme.write_text(before + "\nlocal edit\n")
+    try:
+        proc = _ship(clone, str(log), str(log))
+        assert proc.returncode == 2 and "the working tree has changes" in proc.stderr
+    finally:
+        readme.write_text(before)
+
+
+def test_a_failed_export_changes_nothing(clone, tmp_path):
+    """Not a checkpoint: the export fails before the branch, so the clone keeps its branch and files."""
+    bogus = tmp_path / "checkpoint.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    log = tmp_path / "log.jsonl"
+    log.write_text("")
+    branch = _git(clone, "branch", "--show-current")
+    proc = _ship(clone, str(bogus), str(log))
+    assert proc.returncode == 2 and "export failed" in proc.stderr, proc.stderr
+    assert _git(clone, "branch", "--show-current") == branch
+    assert _git(clone, "status", "--porcelain") == ""
