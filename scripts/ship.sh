@@ -12,7 +12,7 @@
 #  1. exports the checkpoint, continuing the shipped weights' training history (sicc.train export --continues);
 #  2. switches to a new branch ship-<model id> with the new weights, their training log and the
 #     old results kept as bench/previous.json;
-#  3. runs the full benchmark (python -m sicc.bench run; about 75 minutes on 2 cores) and the README tables;
+#  3. runs the full benchmark (python -m sicc.bench run; 84 minutes on 2 cores in session 13) and the README tables;
 #  4. prints the shipping verdict (python -m sicc.bench compare). When it ships, re-makes the shipped-model
 #     golden files and docs/montage.png, and lists what is left by hand.
 # Exit status: 0 ships, 1 does not ship, 2 bad usage or a failed step. Nothing is committed.
