@@ -21,11 +21,11 @@ set -euo pipefail
 usage() { echo "usage: scripts/ship.sh CHECKPOINT LOG [LOGNAME]" >&2; exit 2; }
 fail() { echo "ship.sh: $*" >&2; exit 2; }
 [ $# -ge 2 ] && [ $# -le 3 ] || usage
-checkpoint=$(realpath "$1") || fail "no such checkpoint: $1"
-log=$(realpath "$2") || fail "no such log: $2"
+[ -f "$1" ] || fail "no such checkpoint: $1"
+[ -f "$2" ] || fail "no such log: $2"
+checkpoint=$(realpath "$1")
+log=$(realpath "$2")
 logname=${3:-$(basename "$log")}
-[ -f "$checkpoint" ] || fail "no such checkpoint: $1"
-[ -f "$log" ] || fail "no such log: $2"
 case "$logname" in */*|"") fail "LOGNAME is a file name, not a path: $logname" ;; esac
 PYTHON=${PYTHON:-python}
 

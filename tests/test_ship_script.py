@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,6 @@ def clone(tmp_path_factory) -> Path:
 
 
 def _ship(clone: Path, *args: str) -> subprocess.CompletedProcess:
-    import sys
-
     env = {**os.environ, "PYTHON": sys.executable}
     return subprocess.run(["bash", "scripts/ship.sh", *args], cwd=clone, env=env, capture_output=True, text=True,
                           timeout=120)
