@@ -15,6 +15,8 @@
 #  3. runs the full benchmark (python -m sicc.bench run; 84 minutes on 2 cores in session 13) and the README tables;
 #  4. prints the shipping verdict (python -m sicc.bench compare). When it ships, re-makes the shipped-model
 #     golden files and docs/montage.png, and lists what is left by hand.
+# Before anything long it checks that the speed table's external codec tools are installed
+# (python -m sicc.bench tools); SHIP_ALLOW_MISSING_TOOLS=1 ships without their rows.
 # Exit status: 0 ships, 1 does not ship, 2 bad usage or a failed step. Nothing is committed.
 set -euo pipefail
 
@@ -31,6 +33,14 @@ PYTHON=${PYTHON:-python}
 
 cd "$(dirname "$0")/.."
 git diff --quiet && git diff --cached --quiet || fail "the working tree has changes: commit or stash them first"
+# The speed table's end-to-end rows need cjxl/djxl and avifenc/avifdec: find out now, not after the benchmark.
+tools_status=0
+"$PYTHON" -m sicc.bench tools >&2 || tools_status=$?
+if [ "$tools_status" = 1 ] && [ "${SHIP_ALLOW_MISSING_TOOLS:-0}" != 1 ]; then
+    fail "install the missing codec tools first, or set SHIP_ALLOW_MISSING_TOOLS=1 to ship without their speed rows"
+elif [ "$tools_status" != 0 ] && [ "$tools_status" != 1 ]; then
+    fail "the codec tool check failed (python -m sicc.bench tools, exit $tools_status)"
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

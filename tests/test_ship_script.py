@@ -6,6 +6,7 @@ guards, in a throwaway clone of this repository."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,15 +26,21 @@ def clone(tmp_path_factory) -> Path:
         pytest.skip("not a git checkout")
     dest = tmp_path_factory.mktemp("clone") / "repo"
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", "--depth", "1", f"file://{REPO}", str(dest)], check=True)
-    # The script under test is this working tree's, committed in the clone so that its tree is clean.
-    (dest / "scripts" / "ship.sh").write_bytes((REPO / "scripts" / "ship.sh").read_bytes())
-    _git(dest, "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-q", "--allow-empty", "-am",
-         "the working tree's ship.sh")
+    # The script and the package it runs are this working tree's, committed in the clone so that its tree is clean.
+    for tree in ("scripts", "sicc"):
+        shutil.copytree(REPO / tree, dest / tree, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    _git(dest, "add", "-A", "scripts", "sicc")
+    _git(dest, "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-q", "--allow-empty", "-m",
+         "the working tree's ship.sh and sicc")
     return dest
 
 
-def _ship(clone: Path, *args: str) -> subprocess.CompletedProcess:
+def _ship(clone: Path, *args: str, allow_missing_tools: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": sys.executable}
+    env.pop("SHIP_ALLOW_MISSING_TOOLS", None)
+    if allow_missing_tools:
+        env["SHIP_ALLOW_MISSING_TOOLS"] = "1"
     return subprocess.run(["bash", "scripts/ship.sh", *args], cwd=clone, env=env, capture_output=True, text=True,
                           timeout=120)
 
@@ -70,5 +77,27 @@ def test_a_failed_export_changes_nothing(clone, tmp_path):
     branch = _git(clone, "branch", "--show-current")
     proc = _ship(clone, str(bogus), str(log))
     assert proc.returncode == 2 and "export failed" in proc.stderr, proc.stderr
+    assert _git(clone, "branch", "--show-current") == branch
+    assert _git(clone, "status", "--porcelain") == ""
+
+
+def test_missing_codec_tools_are_refused_before_the_export(clone, tmp_path):
+    """Without SHIP_ALLOW_MISSING_TOOLS, a machine lacking cjxl/djxl/avifenc/avifdec stops at the tool check
+    (before the export, so nothing changes); one that has them goes on to the export, which fails here."""
+    from sicc.bench.speed import baseline_tools
+
+    bogus = tmp_path / "checkpoint.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    log = tmp_path / "log.jsonl"
+    log.write_text("")
+    branch = _git(clone, "branch", "--show-current")
+    proc = _ship(clone, str(bogus), str(log), allow_missing_tools=False)
+    missing = [name for name, path in baseline_tools().items() if path is None]
+    assert proc.returncode == 2, proc.stderr
+    if missing:
+        assert "install the missing codec tools" in proc.stderr and "export failed" not in proc.stderr
+        assert all(name in proc.stderr for name in missing), proc.stderr
+    else:
+        assert "export failed" in proc.stderr, proc.stderr
     assert _git(clone, "branch", "--show-current") == branch
     assert _git(clone, "status", "--porcelain") == ""

@@ -5,6 +5,7 @@
     python -m sicc.bench readme          # regenerate README.md's bench section from bench/results.json
     python -m sicc.bench plot            # redraw bench/rd.png from bench/results.json
     python -m sicc.bench compare         # shipping verdict of bench/results.json against bench/previous.json
+    python -m sicc.bench tools           # are cjxl/djxl/avifenc/avifdec installed for the speed table?
 
 ``run`` is also the default command, so its options work without it.
 """
@@ -132,6 +133,24 @@ def speed(results_path: Path | None, memory: bool) -> None:
                           memory=memory)
     write_results(results, results_path)
     click.echo(f"updated the speed part of {results_path}")
+
+
+@main.command()
+def tools() -> None:
+    """Whether the external codec tools of the speed table's end-to-end rows are installed.
+
+    Prints each tool with its path. Exit status 0: all installed; 1: some missing (the benchmark still
+    runs, but its speed table then lacks their rows). A check that costs nothing, before a long run.
+    """
+    from .speed import baseline_tools
+
+    found = baseline_tools()
+    for name, path in found.items():
+        click.echo(f"{name:8} {path or 'not installed'}")
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        click.echo(f"missing: {' '.join(missing)} (Debian/Ubuntu: apt-get install libjxl-tools libavif-bin)", err=True)
+        sys.exit(1)
 
 
 @main.command()

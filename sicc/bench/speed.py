@@ -250,6 +250,13 @@ def _tool_commands(src: Path, coded: Path, dst: Path) -> dict[str, tuple[list[st
     }
 
 
+def baseline_tools() -> dict[str, str | None]:
+    """Each external tool the end-to-end speed rows run (``cjxl``, ``djxl``, ``avifenc``, ``avifdec``),
+    with its path on PATH, or ``None`` where it is not installed."""
+    names = [cmd[0] for pair in _tool_commands(Path("a"), Path("b"), Path("c")).values() for cmd in pair]
+    return {name: which(name) for name in names}
+
+
 def baseline_commands(s: SpeedSettings, workdir: Path) -> dict:
     """``cjxl``/``djxl`` and ``avifenc``/``avifdec`` end to end, when installed."""
     out = {}
