@@ -243,3 +243,21 @@ def test_settle_load_waits_for_a_quiet_machine_and_gives_up_at_its_limit(monkeyp
     monkeypatch.setattr(speed.os, "getloadavg", lambda: (3.0, 0.0, 0.0))
     clock = Clock()
     assert speed.settle_load(12, clock=clock, sleep=clock.sleep) == 12.0  # never quiet: stops at the limit
+
+
+def test_tools_reports_each_missing_codec_tool(monkeypatch):
+    """``python -m sicc.bench tools`` lists the four end-to-end tools and fails when one is missing."""
+    from click.testing import CliRunner
+
+    from sicc.bench import speed
+    from sicc.bench.__main__ import main
+
+    installed = {"cjxl", "djxl", "avifenc", "avifdec"}
+    monkeypatch.setattr(speed, "which", lambda name: f"/opt/bin/{name}" if name in installed else None)
+    result = CliRunner().invoke(main, ["tools"])
+    assert result.exit_code == 0, result.output
+    assert all(f"/opt/bin/{name}" in result.output for name in installed)
+    installed.discard("avifdec")
+    result = CliRunner().invoke(main, ["tools"])
+    assert result.exit_code == 1
+    assert "avifdec  not installed" in result.output and "missing: avifdec" in result.output
