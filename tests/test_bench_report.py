@@ -261,3 +261,18 @@ def test_tools_reports_each_missing_codec_tool(monkeypatch):
     result = CliRunner().invoke(main, ["tools"])
     assert result.exit_code == 1
     assert "avifdec  not installed" in result.output and "missing: avifdec" in result.output
+
+
+def test_baseline_commands_skips_a_codec_whose_tool_is_missing(monkeypatch, tmp_path):
+    """The end-to-end rows use the same probe as ``bench tools``: a codec with a missing tool is
+    reported as not installed, naming the tool, and nothing is run for it."""
+    from sicc.bench import speed
+
+    installed = {"djxl", "avifenc"}
+    monkeypatch.setattr(speed, "which", lambda name: f"/opt/bin/{name}" if name in installed else None)
+    ran = []
+    monkeypatch.setattr(speed, "_median_proc", lambda cmd, *a, **k: ran.append(cmd[0]))
+    out = speed.baseline_commands(speed.SpeedSettings(images=[]), tmp_path)
+    assert out == {"jxl": {"available": False, "reason": "not installed: cjxl"},
+                   "avif": {"available": False, "reason": "not installed: avifdec"}}
+    assert ran == []

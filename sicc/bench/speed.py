@@ -260,9 +260,10 @@ def baseline_tools() -> dict[str, str | None]:
 def baseline_commands(s: SpeedSettings, workdir: Path) -> dict:
     """``cjxl``/``djxl`` and ``avifenc``/``avifdec`` end to end, when installed."""
     out = {}
+    installed = baseline_tools()
     for name in ("jxl", "avif"):
         probe = _tool_commands(Path("a"), Path("b"), Path("c"))[name]
-        missing = [cmd[0] for cmd in probe if which(cmd[0]) is None]
+        missing = [cmd[0] for cmd in probe if installed[cmd[0]] is None]
         if missing:
             out[name] = {"available": False, "reason": f"not installed: {', '.join(missing)}"}
             continue
