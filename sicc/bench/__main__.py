@@ -200,8 +200,9 @@ def compare(results_path: Path | None, previous_path: Path | None) -> None:
         raise click.ClickException(str(exc)) from exc
     from .report import ship_verdict
 
-    click.echo(score_table(results, previous, str(previous_path)))
-    if not ship_verdict(model_changes(results, previous))[0]:
+    changes = model_changes(results, previous)
+    click.echo(score_table(results, previous, str(previous_path), changes=changes))
+    if not ship_verdict(changes)[0]:
         sys.exit(1)
 
 
@@ -216,22 +217,28 @@ def model_changes(results: dict, reference: dict) -> list[dict]:
     return curves.matched_change(new_rows, ref_rows, curves.TARGET_BPPS, (*SHIP_METRICS, "psnr"))
 
 
-def score_table(results: dict, reference: dict | None, reference_name: str = "bench/results.json") -> str:
+def score_table(results: dict, reference: dict | None, reference_name: str = "bench/results.json",
+                changes: list[dict] | None = None) -> str:
     """Matched-rate table of a score run, beside JPEG, AVIF and the committed results' model; with a
-    reference, the change against it (± jackknife SE) and the shipping rule's verdict."""
+    reference, the change against it (± jackknife SE) and the shipping rule's verdict.
+
+    ``changes``: model_changes(results, reference) when the caller has it already (it is computed
+    here otherwise)."""
     from . import curves
     from .report import SHIP_METRICS, SHIP_RULE, det_rows, fmt_change, ship_verdict
 
     targets = curves.TARGET_BPPS
     at = results["matched"]["at_targets"]
     rows = [("sicc (det), model " + str(results["model"]["id"]), at["sicc_det"])]
-    changes = None
-    if reference is not None:
+    if reference is None:
+        changes = None
+    else:
         ref_rows = det_rows(reference, {r["image"] for r in det_rows(results)})
         ref_curve = curves.group_mean(ref_rows, "level")
         rows.append((f"sicc (det), model {reference['model']['id']} ({reference_name}, same images)",
                      curves.matched(ref_curve, targets)))
-        changes = model_changes(results, reference)
+        if changes is None:
+            changes = model_changes(results, reference)
     for name in ("jpeg", "avif"):
         if name in at:
             rows.append((results["matched"]["labels"][name], at[name]))
