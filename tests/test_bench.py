@@ -88,8 +88,8 @@ def test_results_structure(bench_run):
     assert set(matched["at_targets"]) == {"sicc_det", "sicc_sampled", "jpeg", "webp", "ms_illm"}
     assert matched["at_sicc_levels"]["levels"] == LEVELS
     parts = results["duration_parts_s"]
-    assert set(parts) == {"sicc", "baselines", "synonymy"}  # no speed part: --skip-speed
-    assert parts["sicc"] > 0 and all(v >= 0 for v in parts.values())
+    assert set(parts) == {"reference", "sicc", "baselines", "synonymy"}  # no speed part: --skip-speed
+    assert parts["reference"] > 0 and parts["sicc"] > 0 and all(v >= 0 for v in parts.values())
     assert sum(parts.values()) <= results["duration_s"]
 
 
