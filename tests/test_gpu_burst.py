@@ -67,12 +67,14 @@ def test_gpu_burst_path_on_cpu(tmp_path):
     resumed = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert resumed["step"] == step + 4
     assert resumed["settings"]["batch"] == 2 and resumed["settings"]["lr_warmup"] == 5
-    from sicc.train.loop import TrainSettings, learning_rate
+    from sicc.train.loop import TrainSettings, learning_rate, resume_schedule
 
-    schedule = TrainSettings(steps=step + 4, lr_warmup=5)
+    schedule = TrainSettings(lr_warmup=5)  # the new horizon continues the first run's decay from where it stood
+    resume_schedule(schedule, torch.load(bundle / "checkpoint.pt", map_location="cpu", weights_only=True), step + 4)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(step + 1, step + 5))
     assert [r["lr"] for r in log] == [round(learning_rate(r["step"] - 1, schedule), 6) for r in log]  # as logged
+    assert log[-1]["lr"] == pytest.approx(schedule.lr_min, rel=0.5)  # the new end is at the floor
 
     weights = tmp_path / "burst-weights"
     done = subprocess.run([sys.executable, "-m", "sicc.train", "export", str(tmp_path / "run" / "checkpoint.pt"),

@@ -12,7 +12,8 @@ import torch
 
 from sicc.model.config import TINY
 from sicc.train import loop
-from sicc.train.loop import Trainer, TrainSettings, learning_rate, load_checkpoint, resolve_precision, run
+from sicc.train.loop import (Trainer, TrainSettings, learning_rate, load_checkpoint, resolve_precision, resume_schedule,
+                             retarget, run, schedule_progress)
 from sicc.train.objective import LossSettings, SICTrainable, sic_loss
 from sicc.train.prior import FactorizedPrior
 from tests.conftest import SHARED
@@ -230,6 +231,81 @@ def test_horizon_from_measured_speed(tmp_path):
     horizon = load_checkpoint(tmp_path / "c.pt")["horizon"]
     assert 40 < horizon < 75, horizon  # set from the speed, not the provisional 10**9
     assert end["stopped"] in ("steps", "minutes") and trainer.step <= horizon
+
+
+def test_moving_the_horizon_keeps_the_rate_continuous_and_ends_at_the_floor():
+    s = TrainSettings(steps=1000, lr=1e-3, lr_min=1e-5, lr_warmup=100)
+    before = learning_rate(400, s)
+    retarget(s, 400, 1600)  # the run turned out faster: a longer decay from where it stands
+    assert learning_rate(400, s) == pytest.approx(before)
+    assert s.anchor == (400, pytest.approx(schedule_progress(400, TrainSettings(steps=1000, lr_warmup=100))))
+    assert learning_rate(1600, s) == pytest.approx(1e-5) and learning_rate(1599, s) > 1e-5
+    rates = [learning_rate(i, s) for i in range(400, 1601, 50)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    retarget(s, 800, 900)  # slower again: a shorter one, still continuous
+    assert learning_rate(800, s) == pytest.approx(rates[8]) and learning_rate(900, s) == pytest.approx(1e-5)
+    early = TrainSettings(steps=1000, lr_warmup=100)
+    retarget(early, 50, 2000)  # during the warm-up the decay has not begun: no anchor needed
+    assert early.anchor is None and early.steps == 2000
+
+
+def test_resume_keeps_a_moved_horizon_and_can_move_it_again():
+    trainer = _budget_trainer(steps=100)
+    trainer.settings.lr_warmup, trainer.step = 10, 40
+    retarget(trainer.settings, 40, 150)
+    trainer.step = 60
+    state, lr60 = trainer.state_dict(), learning_rate(60, trainer.settings)
+    same = TrainSettings(lr=1e-3, lr_warmup=10)
+    resume_schedule(same, state)
+    assert same.steps == 150 and [learning_rate(i, same) for i in (60, 149, 150)] == pytest.approx(
+        [learning_rate(i, trainer.settings) for i in (60, 149, 150)])
+    longer = TrainSettings(lr=1e-3, lr_warmup=10, lr_min=1e-5)
+    resume_schedule(longer, state, 300)
+    assert longer.steps == 300 and learning_rate(60, longer) == pytest.approx(lr60)
+    assert learning_rate(300, longer) == pytest.approx(1e-5)
+    measured = TrainSettings(lr=1e-3, lr_warmup=10)
+    resume_schedule(measured, state, 0)  # measured again by run(), from where the decay stands
+    assert measured.steps == 0 and measured.anchor == (60, pytest.approx(schedule_progress(60, trainer.settings)))
+    old = {k: v for k, v in state.items() if k != "anchor"}  # a checkpoint from before anchors
+    plain = TrainSettings(lr=1e-3, lr_warmup=10)
+    resume_schedule(plain, old)
+    assert plain.anchor is None and plain.steps == 150
+
+
+class _SpeedingClock(_FakeClock):
+    """Slow readings (``tick``) for the first ``slow`` readings, then ``fast`` ones."""
+
+    def __init__(self, tick: float, fast: float, slow: int):
+        super().__init__(tick)
+        self.fast, self.slow, self.readings = fast, slow, 0
+
+    def __call__(self) -> float:
+        self.readings += 1
+        if self.readings > self.slow:
+            self.tick = self.fast
+        return super().__call__()
+
+
+def test_a_measured_horizon_follows_the_speed_and_ends_at_the_floor(tmp_path, monkeypatch):
+    """The first steps are slow (as on a real machine): the horizon set from them is moved later when
+    the run speeds up, and the decay still reaches the floor at the new horizon, without a jump."""
+    from sicc.train import loop
+
+    for name, value in (("CALIBRATION_SKIP", 1), ("CALIBRATION_STEPS", 5), ("REAIM_EVERY", 5)):
+        monkeypatch.setattr(loop, name, value)
+    trainer = _budget_trainer(steps=0, minutes=0.5)
+    trainer.settings.lr_min = 1e-5
+    clock = _SpeedingClock(0.25, fast=0.1, slow=5 * 10)  # 5 readings a step: 1.25 s a step for 10 steps, then 0.5 s
+    end = run(trainer, tmp_path / "c.pt", tmp_path / "c.jsonl", progress=False, clock=clock)
+    log = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    horizons = [row["horizon"] for row in log if "horizon" in row]
+    assert len(horizons) >= 2 and horizons[-1] > horizons[0] * 1.2, horizons
+    assert end["stopped"] == "steps" and trainer.step == horizons[-1] == load_checkpoint(tmp_path / "c.pt")["horizon"]
+    rates = [row["lr"] for row in log]
+    assert rates[-1] < 1.5e-5
+    decay = rates[trainer.settings.lr_warmup:]
+    assert all(b <= a * 1.0001 for a, b in zip(decay, decay[1:]))  # never back up
+    assert max(a - b for a, b in zip(decay, decay[1:])) < 0.1 * decay[0]  # and no jump down
 
 
 def test_resume_takes_the_run_settings_from_the_checkpoint_unless_given(tmp_path, capsys):

@@ -29,8 +29,8 @@ import torch
 
 from ..model.config import TINY, ModelConfig
 from .data import CropSampler, default_train_dir, load_folder, load_pack, write_pack, write_photo_pack
-from .loop import (RESUMED_SETTINGS, Trainer, TrainSettings, load_checkpoint, resolve_precision, resumed_settings,
-                   run)
+from .loop import (RESUMED_SETTINGS, Trainer, TrainSettings, load_checkpoint, resolve_precision, resume_schedule,
+                   resumed_settings, run)
 from .objective import LossSettings, SICTrainable
 
 
@@ -213,6 +213,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     trainer = Trainer(net, sampler, LPIPSLoss(), settings)
     if state:
         trainer.load_state_dict(state)
+        resume_schedule(settings, state, args.steps)  # a new horizon continues the decay from where it stands
     print(f"training {sum(p.numel() for p in net.model.parameters()) / 1e6:.2f} M parameters "
           f"on {len(images)} images from step {trainer.step} to {steps or 'auto'}"
           + (f" or {args.minutes} minutes" if args.minutes else "")

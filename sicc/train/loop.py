@@ -29,6 +29,9 @@ PRECISIONS = ("fp32", "bf16")
 PROVISIONAL_HORIZON = 10**9  # the schedule's length while the speed is being measured
 CALIBRATION_SKIP = 5  # first steps not timed (allocation, autotuning)
 CALIBRATION_STEPS = 20  # steps timed to set the horizon
+HORIZON_MARGIN = 0.97  # the share of the remaining budget a measured horizon plans to use
+REAIM_EVERY = 100  # steps between re-measurements of a measured horizon ...
+REAIM_UNTIL = 0.8  # ... while the schedule is less than this far along
 
 
 def native_bf16(device: str) -> bool:
@@ -78,6 +81,7 @@ class TrainSettings:
     checkpoint_every: int = 100
     checkpoint_minutes: float = 5.0
     minutes: float | None = None  # wall-clock budget of this command (None: until ``steps``)
+    anchor: tuple[int, float] | None = None  # (step, cosine progress) the decay continues from (None: warm-up end, 0)
     loss: LossSettings = field(default_factory=LossSettings)
 
 
@@ -97,15 +101,42 @@ def resumed_settings(s: TrainSettings) -> dict:
     return values
 
 
+def schedule_progress(step: int, s: TrainSettings) -> float:
+    """How far (0 to 1) the cosine decay is at ``step``: linear from ``s.anchor`` (by default the end of
+    the warm-up, at 0) to 1 at ``s.steps``. Moving the horizon moves the anchor to the current step and
+    progress, so the learning rate stays continuous and still reaches ``lr_min`` at the new horizon."""
+    k0, t0 = s.anchor if s.anchor is not None else (s.lr_warmup, 0.0)
+    t = t0 + (1.0 - t0) * (step - k0) / max(s.steps - k0, 1)
+    return min(max(t, 0.0), 1.0)
+
+
 def learning_rate(step: int, s: TrainSettings) -> float:
     """The learning rate of (0-based) ``step``: linear warm-up, then cosine decay to ``lr_min``."""
     if s.lr_warmup and step < s.lr_warmup:
         return s.lr * (step + 1) / s.lr_warmup
     if s.schedule == "constant":
         return s.lr
-    span = max(s.steps - s.lr_warmup, 1)
-    t = min(max(step - s.lr_warmup, 0) / span, 1.0)
+    t = schedule_progress(step, s)
     return s.lr_min + 0.5 * (s.lr - s.lr_min) * (1 + math.cos(math.pi * t))
+
+
+def retarget(s: TrainSettings, step: int, horizon: int) -> None:
+    """Move the schedule's horizon to ``horizon`` before (0-based) ``step`` runs, keeping the learning
+    rate continuous: the steps already taken followed the old horizon, the rest follow the new one."""
+    if step > s.lr_warmup:  # the decay has begun: continue it from where it is
+        s.anchor = (step, schedule_progress(step, s))
+    s.steps = horizon
+
+
+def resume_schedule(s: TrainSettings, state: dict, horizon: int | None = None) -> None:
+    """Give ``s`` a checkpoint's horizon and anchor, so that ``--resume`` continues its decay exactly; a
+    different ``horizon`` (0: measure it again) continues the decay from where the checkpoint left it."""
+    saved = int(state.get("horizon") or 1000)
+    s.steps = saved
+    anchor = state.get("anchor")
+    s.anchor = (int(anchor[0]), float(anchor[1])) if anchor is not None else None
+    if horizon is not None and horizon != saved:
+        retarget(s, int(state["step"]), horizon)
 
 
 class Trainer:
@@ -166,6 +197,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
             "sampler": self.sampler.state(),
             "horizon": self.settings.steps,
+            "anchor": list(self.settings.anchor) if self.settings.anchor is not None else None,
             "settings": resumed_settings(self.settings),
         }
 
@@ -240,16 +272,18 @@ def run(trainer: Trainer, checkpoint: Path, log_path: Path, progress: bool = Tru
 
     settings = trainer.settings
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = last_save = clock()
+    started = last_save = last_end = clock()
     deadline = started + settings.minutes * 60 if settings.minutes else math.inf
-    calibrate = settings.steps == 0  # horizon from the measured speed
-    if calibrate:
+    # steps=0: the horizon comes from the measured speed, set after CALIBRATION_STEPS timed steps and
+    # re-measured every REAIM_EVERY steps over most of the run (early steps are often slower).
+    calibrating = measuring = settings.steps == 0
+    if calibrating:
         if not settings.minutes:
             raise ValueError("steps=0 (a horizon from the measured speed) needs a minutes budget")
         settings.steps = PROVISIONAL_HORIZON
     calibration_start = trainer.step + CALIBRATION_SKIP
     timed: list[float] = []
-    bar = tqdm(total=None if calibrate else settings.steps, initial=trainer.step, disable=not progress,
+    bar = tqdm(total=None if calibrating else settings.steps, initial=trainer.step, disable=not progress,
                dynamic_ncols=True)
     terms: dict = {}
     stopped = "steps"
@@ -263,14 +297,22 @@ def run(trainer: Trainer, checkpoint: Path, log_path: Path, progress: bool = Tru
                 break
             t0 = clock()
             terms = trainer.train_step()
-            terms["seconds"] = round(clock() - t0, 4)
-            if calibrate and trainer.step > calibration_start:
-                timed.append(clock() - t0)
-                if len(timed) == CALIBRATION_STEPS:
-                    per_step = sorted(timed)[len(timed) // 2]
-                    settings.steps = trainer.step + max(1, int((deadline - clock()) / per_step * 0.97))
-                    bar.total = settings.steps
-                    calibrate = False
+            t1 = clock()
+            terms["seconds"] = round(t1 - t0, 4)
+            if measuring and trainer.step > calibration_start:
+                timed.append(t1 - last_end)  # the whole step, logging and checkpoints included
+                due = (len(timed) == CALIBRATION_STEPS if calibrating
+                       else len(timed) >= REAIM_EVERY and trainer.step % REAIM_EVERY == 0)
+                if due:
+                    per_step = sorted(timed[-REAIM_EVERY:])[min(len(timed), REAIM_EVERY) // 2]
+                    horizon = trainer.step + max(1, int((deadline - clock()) / per_step * HORIZON_MARGIN))
+                    if horizon != settings.steps:
+                        retarget(settings, trainer.step, horizon)
+                        terms["horizon"] = horizon
+                        bar.total = settings.steps
+                    calibrating = False
+                    measuring = schedule_progress(trainer.step, settings) < REAIM_UNTIL
+            last_end = t1
             terms["wall"] = round(clock() - started, 1)
             if not math.isfinite(terms["loss"]):
                 raise FloatingPointError(f"loss is {terms['loss']} at step {trainer.step}")
