@@ -189,10 +189,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     state = load_checkpoint(args.resume) if args.resume else None
     opts = _run_options(args, state)
     net = SICTrainable(ModelConfig.from_dict(state["config"])) if state else _initial_net(args)
-    steps = args.steps
-    if steps is None:
-        steps = int(state.get("horizon") or 1000) if state else 1000
-    if steps == 0 and not args.minutes:
+    if args.steps == 0 and not args.minutes:
         raise SystemExit("--steps 0 (set from the measured speed) needs --minutes")
     precision, warning = resolve_precision(args.precision, args.device)
     if warning:
@@ -201,7 +198,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from .perceptual import LPIPSLoss
 
     settings = TrainSettings(
-        steps=steps, batch=opts["batch"], crop=opts["crop"], lr=opts["lr"], lr_min=opts["lr_min"],
+        steps=TrainSettings.steps if args.steps is None else args.steps,  # --resume: resume_schedule below
+        batch=opts["batch"], crop=opts["crop"], lr=opts["lr"], lr_min=opts["lr_min"],
         lr_warmup=opts["lr_warmup"], schedule=opts["schedule"], weight_decay=opts["weight_decay"],
         clip=opts["clip"], seed=opts["seed"], device=args.device, precision=precision,
         channels_last=opts["channels_last"], warmup_steps=opts["warmup_steps"],
@@ -213,9 +211,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
     trainer = Trainer(net, sampler, LPIPSLoss(), settings)
     if state:
         trainer.load_state_dict(state)
-        resume_schedule(settings, state, args.steps)  # a new horizon continues the decay from where it stands
+        resume_schedule(settings, state, args.steps)  # the saved horizon, or a new one continuing the decay
     print(f"training {sum(p.numel() for p in net.model.parameters()) / 1e6:.2f} M parameters "
-          f"on {len(images)} images from step {trainer.step} to {steps or 'auto'}"
+          f"on {len(images)} images from step {trainer.step} to {settings.steps or 'auto'}"
           + (f" or {args.minutes} minutes" if args.minutes else "")
           + f", {precision}" + (" + channels_last" if opts["channels_last"] else ""), file=sys.stderr)
     out = _run_folder(args)

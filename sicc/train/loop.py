@@ -17,6 +17,7 @@ import math
 import os
 import signal
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def retarget(s: TrainSettings, step: int, horizon: int) -> None:
 def resume_schedule(s: TrainSettings, state: dict, horizon: int | None = None) -> None:
     """Give ``s`` a checkpoint's horizon and anchor, so that ``--resume`` continues its decay exactly; a
     different ``horizon`` (0: measure it again) continues the decay from where the checkpoint left it."""
-    saved = int(state.get("horizon") or 1000)
+    saved = int(state.get("horizon") or TrainSettings.steps)
     s.steps = saved
     anchor = state.get("anchor")
     s.anchor = (int(anchor[0]), float(anchor[1])) if anchor is not None else None
@@ -282,7 +283,7 @@ def run(trainer: Trainer, checkpoint: Path, log_path: Path, progress: bool = Tru
             raise ValueError("steps=0 (a horizon from the measured speed) needs a minutes budget")
         settings.steps = PROVISIONAL_HORIZON
     calibration_start = trainer.step + CALIBRATION_SKIP
-    timed: list[float] = []
+    timed: deque[float] = deque(maxlen=max(CALIBRATION_STEPS, REAIM_EVERY))  # the latest step times
     bar = tqdm(total=None if calibrating else settings.steps, initial=trainer.step, disable=not progress,
                dynamic_ncols=True)
     terms: dict = {}
@@ -304,7 +305,7 @@ def run(trainer: Trainer, checkpoint: Path, log_path: Path, progress: bool = Tru
                 due = (len(timed) == CALIBRATION_STEPS if calibrating
                        else len(timed) >= REAIM_EVERY and trainer.step % REAIM_EVERY == 0)
                 if due:
-                    per_step = sorted(timed[-REAIM_EVERY:])[min(len(timed), REAIM_EVERY) // 2]
+                    per_step = sorted(timed)[len(timed) // 2]
                     horizon = trainer.step + max(1, int((deadline - clock()) / per_step * HORIZON_MARGIN))
                     if horizon != settings.steps:
                         retarget(settings, trainer.step, horizon)
