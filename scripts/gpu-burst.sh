@@ -6,7 +6,8 @@
 #   scripts/gpu-burst.sh start MINUTES [TRAIN ARGS...]   train in the background (setsid) for MINUTES
 #   scripts/gpu-burst.sh resume MINUTES [TRAIN ARGS...]  the same, continuing gpu-bundle/checkpoint.pt
 #   scripts/gpu-burst.sh watch [SECONDS]                 wait (default 540 s) or until training ends
-# start/resume watch too (SICC_WATCH seconds, default 540). Every command ends by
+# start/resume watch too: until the run ends, at most 575 s (SICC_WATCH overrides), so that
+# `start 9` returns the final checkpoint inside one 10-minute command. Every command ends by
 # copying the latest checkpoint (split in 15 MB parts), the log and a status file
 # to $OUT. Back here:
 #   scripts/gpu-burst.sh join DIR [RUN]                  parts in DIR -> RUN/checkpoint.pt + log.jsonl
@@ -14,7 +15,7 @@
 # SICC_BURST_STATE (default /tmp/sicc-burst), OUT (default $SICC_BURST_STATE/out).
 set -uo pipefail
 
-usage() { sed -n '2,17p' "$0" >&2; exit 2; }
+usage() { sed -n '2,15p' "$0" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 cmd=$1; shift
 
@@ -55,8 +56,8 @@ watch() {
     collect
 }
 
-# A new run's settings (a resumed run takes them from its checkpoint; arguments given win either way).
-START_SETTINGS=(--batch 16 --crop 256 --channels-last --lr 1e-4 --lr-warmup 500 --lr-min 1e-5)
+# A new run's settings, session 24's recipe (a resumed run takes them from its checkpoint; arguments given win).
+START_SETTINGS=(--batch 32 --crop 256 --channels-last --texture 0.5 --lr 2e-4 --lr-warmup 200 --lr-min 5e-6)
 
 launch() {
     local minutes=${1:?minutes} steps=$2; shift 2
@@ -71,7 +72,10 @@ launch() {
         --no-progress --out "$RUN" "$@" > "$STATE/train.out" 2>&1 < /dev/null &
     echo $! > "$STATE/pid"
     echo "started pid $(cat "$STATE/pid") for $minutes minutes on $DEVICE"
-    watch
+    # Watch to the run's end (its budget, the start-up before it and the last checkpoint), within one command.
+    local until_end
+    until_end=$(awk -v m="$minutes" 'BEGIN { s = int(m * 60 + 30); print (s < 575 ? s : 575) }')
+    watch "${SICC_WATCH:-$until_end}"
 }
 
 case $cmd in

@@ -149,22 +149,43 @@ def test_compare_command_exits_on_the_verdict(tmp_path):
     assert bad.exit_code == 1 and "Error:" in bad.output and "Traceback" not in bad.output
 
 
+def _card_run(log: str, settings: dict | None = None, texture: bool = False, hours: float = 0.5,
+              hardware: list[str] | None = None) -> dict:
+    mean = {"loss": 1.0, "full_bpp": 0.5, "full_psnr": 25.0, "full_lpips": 0.2, **({"full_texture": 0.1} if texture else {})}
+    return {"log": log, "first_step": 1, "last_step": 10, "hours": hours, "final_100_steps_mean": mean,
+            **({"settings": settings} if settings is not None else {}),
+            **({"hardware": hardware} if hardware is not None else {})}
+
+
 def test_model_card_training_table_names_each_runs_objective():
     from sicc.bench.report import training_summary_text
 
-    def run(log: str, settings: dict | None = None, texture: bool = False) -> dict:
-        mean = {"loss": 1.0, "full_bpp": 0.5, "full_psnr": 25.0, "full_lpips": 0.2, **({"full_texture": 0.1} if texture else {})}
-        return {"log": log, "first_step": 1, "last_step": 10, "hours": 0.5, "final_100_steps_mean": mean,
-                **({"settings": settings} if settings is not None else {})}
+    run = _card_run
 
     text = training_summary_text({"step": 30, "runs": [run("old"), run("plain", {"texture": 0.0}),
                                                        run("tex", {"texture": 0.5}, texture=True),
                                                        run("tex-unrecorded", texture=True)]})
-    rows = {line.split("|")[1].strip(): line.split("|")[5].strip() for line in text.splitlines()
+    rows = {line.split("|")[1].strip(): line.split("|")[6].strip() for line in text.splitlines()
             if line.startswith("| ") and not line.startswith("| log")}
     assert rows == {"old": "method.md", "plain": "method.md", "tex": "method.md + 0.5 × texture",
                     "tex-unrecorded": "method.md + texture"}
     assert "30 steps in 2.00 hours" in text
+
+
+def test_model_card_hours_are_split_by_the_hardware_each_run_recorded():
+    from sicc.bench.report import training_hours, training_summary_text
+
+    runs = [_card_run("old", hours=1.25), _card_run("cpu", hours=0.5, hardware=["CPU"]),
+            _card_run("gpu", hours=0.15, hardware=["NVIDIA H200"]),
+            _card_run("moved", hours=0.1, hardware=["NVIDIA H200", "CPU"])]
+    assert training_hours(runs) == pytest.approx({"CPU": 1.75, "NVIDIA H200": 0.15, "NVIDIA H200 + CPU": 0.1})
+    text = training_summary_text({"step": 40, "runs": runs})
+    assert "40 steps in 2.00 hours of training steps: 1.75 on the CPUs, 0.15 on NVIDIA H200, " in text
+    hardware = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in text.splitlines()
+                if line.startswith("| ") and not line.startswith("| log")}
+    assert hardware == {"old": "CPU", "cpu": "CPU", "gpu": "NVIDIA H200", "moved": "NVIDIA H200 + CPU"}
+    gpu_only = training_summary_text({"step": 10, "runs": [runs[2]]})
+    assert "0.15 on NVIDIA H200 (wall time of the steps themselves)." in gpu_only and "shared" not in gpu_only
 
 
 def test_speed_summary_is_the_ratio_of_the_measured_commands():

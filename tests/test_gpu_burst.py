@@ -69,7 +69,8 @@ def test_gpu_burst_path_on_cpu(tmp_path):
     assert resumed["settings"]["batch"] == 2 and resumed["settings"]["lr_warmup"] == 5
     from sicc.train.loop import TrainSettings, learning_rate, resume_schedule
 
-    schedule = TrainSettings(lr_warmup=5)  # the new horizon continues the first run's decay from where it stood
+    saved = resumed["settings"]
+    schedule = TrainSettings(lr=saved["lr"], lr_min=saved["lr_min"], lr_warmup=5)  # the new horizon continues the first run's decay from where it stood
     resume_schedule(schedule, torch.load(bundle / "checkpoint.pt", map_location="cpu", weights_only=True), step + 4)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(step + 1, step + 5))
@@ -88,7 +89,8 @@ def test_gpu_burst_path_on_cpu(tmp_path):
     from sicc.model.weights import load_weights
 
     run = load_weights(exported).training["runs"][-1]  # the checkpoint's settings travel with its run
-    assert run["settings"]["batch"] == 2 and run["settings"]["lr_warmup"] == 5 and run["settings"]["texture"] == 0
+    assert run["settings"]["batch"] == 2 and run["settings"]["lr_warmup"] == 5 and run["settings"]["texture"] == 0.5
+    assert run["hardware"] == ["CPU"]  # the machines of the run (both commands here; a GPU's name there)
     data = codec.encode(synthetic_image(64, 64, seed=5))
     (image,) = codec.decode(data, spread=0)
     assert image.size == (64, 64)

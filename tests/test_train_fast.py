@@ -213,6 +213,32 @@ def test_a_budget_stops_the_run_and_resume_continues_it_exactly(tmp_path):
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6] and "lr" in log[0]
 
 
+def test_a_checkpoint_records_every_machine_of_its_run_and_export_keeps_it(tmp_path):
+    from sicc.model.weights import load_weights
+    from sicc.train.__main__ import main
+    from sicc.train.loop import save_checkpoint
+
+    first = _budget_trainer(steps=2)
+    run(first, tmp_path / "a.pt", tmp_path / "a.jsonl", progress=False)
+    state = load_checkpoint(tmp_path / "a.pt")
+    assert state["hardware"] == ["CPU"]
+    state["hardware"] = ["NVIDIA H200"]  # as if the first command had run on a GPU
+    resumed = _budget_trainer(steps=4)
+    resumed.load_state_dict(state)
+    run(resumed, tmp_path / "a.pt", tmp_path / "a.jsonl", progress=False)
+    assert load_checkpoint(tmp_path / "a.pt")["hardware"] == ["NVIDIA H200", "CPU"]
+
+    def exported_hardware(checkpoint, *extra):
+        main(["export", str(checkpoint), "-o", str(tmp_path / "w.npz"), "--log", str(tmp_path / "a.jsonl"), *extra])
+        return load_weights(tmp_path / "w.npz").training["runs"][-1].get("hardware")
+
+    assert exported_hardware(tmp_path / "a.pt") == ["NVIDIA H200", "CPU"]
+    old = {k: v for k, v in load_checkpoint(tmp_path / "a.pt").items() if k != "hardware"}  # saved before session 24
+    save_checkpoint(old, tmp_path / "old.pt")
+    assert exported_hardware(tmp_path / "old.pt") is None
+    assert exported_hardware(tmp_path / "old.pt", "--hardware", "NVIDIA H200") == ["NVIDIA H200"]
+
+
 class _FakeClock:
     """Every reading is ``tick`` seconds after the previous one."""
 

@@ -349,18 +349,36 @@ def _replace_section(text: str, name: str, body: str) -> str:
     return f"{head}{start}\n{body.rstrip()}\n{end}{tail}"
 
 
+def _hardware(run: dict) -> list[str]:
+    """What a run trained on. Runs exported before runs recorded it (up to session 23) all trained on
+    the development CPUs (MODEL_CARD.md, Hardware)."""
+    return list(run.get("hardware") or ["CPU"])
+
+
+def training_hours(runs: list[dict]) -> dict[str, float]:
+    """Hours of training steps by hardware ('CPU', a GPU's name, or 'A + B' for a run that moved)."""
+    hours: dict[str, float] = {}
+    for r in runs:
+        key = " + ".join(_hardware(r))
+        hours[key] = hours.get(key, 0.0) + r["hours"]
+    return hours
+
+
 def training_summary_text(training: dict) -> str:
     """Steps, hours and final losses of the runs behind a weights file (from its own metadata)."""
     runs = training.get("runs", [])
     if not runs:
         return f"Trained for {training.get('step', '?')} steps (no log summary stored)."
-    rows = [[r["log"], str(r["first_step"]), str(r["last_step"]), f"{r['hours']:.2f}", _objective(r),
+    rows = [[r["log"], " + ".join(_hardware(r)), str(r["first_step"]), str(r["last_step"]), f"{r['hours']:.2f}",
+             _objective(r),
              *(f"{r['final_100_steps_mean'][k]:.4f}" for k in ("loss", "full_bpp", "full_psnr", "full_lpips"))]
             for r in runs]
-    hours = sum(r["hours"] for r in runs)
-    return (f"{training.get('step')} steps in {hours:.2f} hours of training steps (wall time of the steps "
-            "themselves, on a CPU shared with development work).\n\n"
-            + table(["log", "first step", "last step", "hours", "objective", "loss", "bpp (all levels)",
+    by_hardware = training_hours(runs)
+    parts = [f"{h:.2f} on {'the CPUs' if name == 'CPU' else name}" for name, h in by_hardware.items()]
+    return (f"{training.get('step')} steps in {sum(by_hardware.values()):.2f} hours of training steps: "
+            f"{', '.join(parts)} (wall time of the steps themselves"
+            + ("; the CPUs were shared with development work" if "CPU" in by_hardware else "") + ").\n\n"
+            + table(["log", "hardware", "first step", "last step", "hours", "objective", "loss", "bpp (all levels)",
                      "PSNR (all levels)", "LPIPS (all levels)"], rows)
             + "\n\nLoss terms are means over each run's last 100 steps, on that run's training crops "
               "(see the schedule above); each run's steps are numbered from 1. Objective: method.md's loss, "

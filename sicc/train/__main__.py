@@ -125,6 +125,9 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--continues", type=Path, default=None,
                    help="the weights file this training started from: its training history (runs, steps, "
                         "and the training-log.jsonl beside it) comes first in the new file's")
+    e.add_argument("--hardware", action="append", default=None,
+                   help="what the checkpoint's run trained on (e.g. 'NVIDIA H200', 'CPU'; repeat for several), "
+                        "for a checkpoint saved before runs recorded it")
     return parser
 
 
@@ -303,6 +306,9 @@ def _cmd_export(args: argparse.Namespace) -> None:
     summary = summarize_logs(args.log) if args.log else {}
     if summary.get("runs") and state.get("settings"):
         summary["runs"][-1]["settings"] = dict(state["settings"])  # the last log is this checkpoint's run
+    hardware = args.hardware or state.get("hardware")
+    if summary.get("runs") and hardware:
+        summary["runs"][-1]["hardware"] = list(hardware)
     summary["step"] = int(state["step"])
     earlier_rows: list[dict] = []
     if args.continues:

@@ -50,6 +50,15 @@ def native_bf16(device: str) -> bool:
     return False
 
 
+def hardware_name(device: str) -> str:
+    """What a run trains on, as a weights file's history records it: the GPU's name (e.g. 'NVIDIA H200')
+    or 'CPU'."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(dev)
+    return dev.type.upper()
+
+
 def resolve_precision(requested: str, device: str) -> tuple[str, str | None]:
     """The precision to train in and a warning, if any: ``auto`` is bf16 where ``device`` has it
     natively and fp32 elsewhere; an explicit ``bf16`` is kept, with a warning where it is emulated."""
@@ -156,6 +165,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.generator = torch.Generator(device=self.device).manual_seed(settings.seed)
         self.step = 0
+        self.hardware = [hardware_name(settings.device)]  # every machine of this run, resumes included
 
     def _autocast(self):
         if self.settings.precision == "bf16":
@@ -200,11 +210,13 @@ class Trainer:
             "horizon": self.settings.steps,
             "anchor": list(self.settings.anchor) if self.settings.anchor is not None else None,
             "settings": resumed_settings(self.settings),
+            "hardware": list(self.hardware),
         }
 
     def load_state_dict(self, state: dict, optimizer: bool = True) -> None:
         self.net.load_state_dict(state["net"])
         self.step = int(state["step"])
+        self.hardware = list(dict.fromkeys([*state.get("hardware", []), *self.hardware]))
         if optimizer and state.get("optimizer"):
             self.optimizer.load_state_dict(state["optimizer"])
             for group in self.optimizer.param_groups:  # this run's settings, not the saved ones
