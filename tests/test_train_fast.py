@@ -317,7 +317,7 @@ def test_a_measured_horizon_follows_the_speed_and_ends_at_the_floor(tmp_path, mo
     the run speeds up, and the decay still reaches the floor at the new horizon, without a jump."""
     from sicc.train import loop
 
-    for name, value in (("CALIBRATION_SKIP", 1), ("CALIBRATION_STEPS", 5), ("REAIM_EVERY", 5)):
+    for name, value in (("CALIBRATION_SKIP", 1), ("CALIBRATION_STEPS", 5), ("REAIM_EVERY", 5), ("REAIM_WINDOW_S", 4)):
         monkeypatch.setattr(loop, name, value)
     trainer = _budget_trainer(steps=0, minutes=0.5)
     trainer.settings.lr_min = 1e-5
@@ -332,6 +332,42 @@ def test_a_measured_horizon_follows_the_speed_and_ends_at_the_floor(tmp_path, mo
     decay = rates[trainer.settings.lr_warmup:]
     assert all(b <= a * 1.0001 for a, b in zip(decay, decay[1:]))  # never back up
     assert max(a - b for a, b in zip(decay, decay[1:])) < 0.1 * decay[0]  # and no jump down
+
+
+class _SwingingClock(_FakeClock):
+    """Readings alternate between blocks of ``block`` at ``slow`` and ``block`` at ``fast`` seconds."""
+
+    def __init__(self, slow: float, fast: float, block: int):
+        super().__init__(slow)
+        self.slow, self.fast, self.block, self.readings = slow, fast, block, 0
+
+    def __call__(self) -> float:
+        self.readings += 1
+        self.tick = self.slow if (self.readings // self.block) % 2 == 0 else self.fast
+        return super().__call__()
+
+
+def test_the_horizon_is_measured_over_a_window_of_minutes_not_of_the_last_steps(tmp_path, monkeypatch):
+    """The speed swings every few steps (as a GPU's did by 10 % from one 100-step window to the next):
+    a horizon from the last REAIM_EVERY steps swings with it, one from the last minutes holds still."""
+    from sicc.train import loop
+
+    for name, value in (("CALIBRATION_SKIP", 1), ("CALIBRATION_STEPS", 5), ("REAIM_EVERY", 5)):
+        monkeypatch.setattr(loop, name, value)
+
+    def horizons(window_s: float, out: Path) -> list[int]:
+        monkeypatch.setattr(loop, "REAIM_WINDOW_S", window_s)
+        trainer = _budget_trainer(steps=0, minutes=0.25)
+        # about 5 readings a step: blocks of 6 steps at 0.4 s a step, then 6 at 0.1 s
+        run(trainer, out / "c.pt", out / "c.jsonl", progress=False, clock=_SwingingClock(0.08, 0.02, 30))
+        log = [json.loads(line) for line in (out / "c.jsonl").read_text().splitlines()]
+        return [row["horizon"] for row in log if "horizon" in row][1:]  # the re-aims after the first
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    steps, minutes = horizons(0.0, tmp_path / "a"), horizons(30.0, tmp_path / "b")
+    assert len(steps) >= 3 and len(minutes) >= 3, (steps, minutes)
+    assert max(minutes) - min(minutes) < 0.5 * (max(steps) - min(steps)), (steps, minutes)
 
 
 def test_resume_takes_the_run_settings_from_the_checkpoint_unless_given(tmp_path, capsys):
