@@ -70,7 +70,8 @@ def test_gpu_burst_path_on_cpu(tmp_path):
     from sicc.train.loop import TrainSettings, learning_rate, resume_schedule
 
     saved = resumed["settings"]
-    schedule = TrainSettings(lr=saved["lr"], lr_min=saved["lr_min"], lr_warmup=5)  # the new horizon continues the first run's decay from where it stood
+    # the new horizon continues the first run's decay from where it stood
+    schedule = TrainSettings(lr=saved["lr"], lr_min=saved["lr_min"], lr_warmup=5)
     resume_schedule(schedule, torch.load(bundle / "checkpoint.pt", map_location="cpu", weights_only=True), step + 4)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(step + 1, step + 5))
