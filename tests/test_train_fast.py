@@ -240,13 +240,16 @@ def test_a_checkpoint_records_every_machine_of_its_run_and_export_keeps_it(tmp_p
 
 
 class _FakeClock:
-    """Every reading is ``tick`` seconds after the previous one."""
+    """Every reading is ``tick`` seconds after the previous one; ``tick`` may be a function of the
+    reading's number (1, 2, ...), for a machine whose speed changes."""
 
-    def __init__(self, tick: float):
-        self.now, self.tick = 0.0, tick
+    def __init__(self, tick):
+        self.now, self.readings = 0.0, 0
+        self.tick = tick if callable(tick) else (lambda _: tick)
 
     def __call__(self) -> float:
-        self.now += self.tick
+        self.readings += 1
+        self.now += self.tick(self.readings)
         return self.now
 
 
@@ -298,20 +301,6 @@ def test_resume_keeps_a_moved_horizon_and_can_move_it_again():
     assert plain.anchor is None and plain.steps == 150
 
 
-class _SpeedingClock(_FakeClock):
-    """Slow readings (``tick``) for the first ``slow`` readings, then ``fast`` ones."""
-
-    def __init__(self, tick: float, fast: float, slow: int):
-        super().__init__(tick)
-        self.fast, self.slow, self.readings = fast, slow, 0
-
-    def __call__(self) -> float:
-        self.readings += 1
-        if self.readings > self.slow:
-            self.tick = self.fast
-        return super().__call__()
-
-
 def test_a_measured_horizon_follows_the_speed_and_ends_at_the_floor(tmp_path, monkeypatch):
     """The first steps are slow (as on a real machine): the horizon set from them is moved later when
     the run speeds up, and the decay still reaches the floor at the new horizon, without a jump."""
@@ -321,7 +310,7 @@ def test_a_measured_horizon_follows_the_speed_and_ends_at_the_floor(tmp_path, mo
         monkeypatch.setattr(loop, name, value)
     trainer = _budget_trainer(steps=0, minutes=0.5)
     trainer.settings.lr_min = 1e-5
-    clock = _SpeedingClock(0.25, fast=0.1, slow=5 * 10)  # 5 readings a step: 1.25 s a step for 10 steps, then 0.5 s
+    clock = _FakeClock(lambda n: 0.25 if n <= 5 * 10 else 0.1)  # 5 readings a step: 1.25 s for 10 steps, then 0.5 s
     end = run(trainer, tmp_path / "c.pt", tmp_path / "c.jsonl", progress=False, clock=clock)
     log = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
     horizons = [row["horizon"] for row in log if "horizon" in row]
@@ -332,19 +321,6 @@ def test_a_measured_horizon_follows_the_speed_and_ends_at_the_floor(tmp_path, mo
     decay = rates[trainer.settings.lr_warmup:]
     assert all(b <= a * 1.0001 for a, b in zip(decay, decay[1:]))  # never back up
     assert max(a - b for a, b in zip(decay, decay[1:])) < 0.1 * decay[0]  # and no jump down
-
-
-class _SwingingClock(_FakeClock):
-    """Readings alternate between blocks of ``block`` at ``slow`` and ``block`` at ``fast`` seconds."""
-
-    def __init__(self, slow: float, fast: float, block: int):
-        super().__init__(slow)
-        self.slow, self.fast, self.block, self.readings = slow, fast, block, 0
-
-    def __call__(self) -> float:
-        self.readings += 1
-        self.tick = self.slow if (self.readings // self.block) % 2 == 0 else self.fast
-        return super().__call__()
 
 
 def test_the_horizon_is_measured_over_a_window_of_minutes_not_of_the_last_steps(tmp_path, monkeypatch):
@@ -359,7 +335,8 @@ def test_the_horizon_is_measured_over_a_window_of_minutes_not_of_the_last_steps(
         monkeypatch.setattr(loop, "REAIM_WINDOW_S", window_s)
         trainer = _budget_trainer(steps=0, minutes=0.25)
         # about 5 readings a step: blocks of 6 steps at 0.4 s a step, then 6 at 0.1 s
-        run(trainer, out / "c.pt", out / "c.jsonl", progress=False, clock=_SwingingClock(0.08, 0.02, 30))
+        swinging = _FakeClock(lambda n: 0.08 if (n // 30) % 2 == 0 else 0.02)
+        run(trainer, out / "c.pt", out / "c.jsonl", progress=False, clock=swinging)
         log = [json.loads(line) for line in (out / "c.jsonl").read_text().splitlines()]
         return [row["horizon"] for row in log if "horizon" in row][1:]  # the re-aims after the first
 

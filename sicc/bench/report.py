@@ -349,17 +349,17 @@ def _replace_section(text: str, name: str, body: str) -> str:
     return f"{head}{start}\n{body.rstrip()}\n{end}{tail}"
 
 
-def _hardware(run: dict) -> list[str]:
-    """What a run trained on. Runs exported before runs recorded it (up to session 23) all trained on
-    the development CPUs (MODEL_CARD.md, Hardware)."""
-    return list(run.get("hardware") or ["CPU"])
+def _hardware(run: dict) -> str:
+    """What a run trained on: 'CPU', a GPU's name, or 'A + B' for a run that moved. Runs exported before
+    runs recorded it (up to session 23) all trained on the development CPUs (MODEL_CARD.md, Hardware)."""
+    return " + ".join(run.get("hardware") or ["CPU"])
 
 
 def training_hours(runs: list[dict]) -> dict[str, float]:
-    """Hours of training steps by hardware ('CPU', a GPU's name, or 'A + B' for a run that moved)."""
+    """Hours of training steps by hardware (:func:`_hardware`)."""
     hours: dict[str, float] = {}
     for r in runs:
-        key = " + ".join(_hardware(r))
+        key = _hardware(r)
         hours[key] = hours.get(key, 0.0) + r["hours"]
     return hours
 
@@ -369,8 +369,7 @@ def training_summary_text(training: dict) -> str:
     runs = training.get("runs", [])
     if not runs:
         return f"Trained for {training.get('step', '?')} steps (no log summary stored)."
-    rows = [[r["log"], " + ".join(_hardware(r)), str(r["first_step"]), str(r["last_step"]), f"{r['hours']:.2f}",
-             _objective(r),
+    rows = [[r["log"], _hardware(r), str(r["first_step"]), str(r["last_step"]), f"{r['hours']:.2f}", _objective(r),
              *(f"{r['final_100_steps_mean'][k]:.4f}" for k in ("loss", "full_bpp", "full_psnr", "full_lpips"))]
             for r in runs]
     by_hardware = training_hours(runs)
