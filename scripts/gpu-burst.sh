@@ -11,11 +11,12 @@
 # copying the latest checkpoint (split in 15 MB parts), the log and a status file
 # to $OUT. Back here:
 #   scripts/gpu-burst.sh join DIR [RUN]                  parts in DIR -> RUN/checkpoint.pt + log.jsonl
-# Environment: SICC_DEVICE (default cuda), SICC_BUNDLE (default gpu-bundle),
-# SICC_BURST_STATE (default /tmp/sicc-burst), OUT (default $SICC_BURST_STATE/out).
+# While it watches, it samples the GPU's utilization and memory every 5 s (gpu-util.csv in $OUT, summed up
+# in status.txt). Environment: SICC_DEVICE (default cuda), SICC_BUNDLE (default gpu-bundle),
+# SICC_BURST_STATE (default /tmp/sicc-burst), OUT (default $SICC_BURST_STATE/out), SICC_NVIDIA_SMI, SICC_WATCH_POLL.
 set -uo pipefail
 
-usage() { sed -n '2,15p' "$0" >&2; exit 2; }
+usage() { sed -n '2,16p' "$0" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 cmd=$1; shift
 
@@ -26,6 +27,7 @@ OUT=${OUT:-$STATE/out}
 DEVICE=${SICC_DEVICE:-cuda}
 PYTHON=${PYTHON:-python3}
 RUN=$STATE/run
+SMI=${SICC_NVIDIA_SMI:-nvidia-smi}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export SICC_METRIC_WEIGHTS=${SICC_METRIC_WEIGHTS:-$BUNDLE/weights}
 export PYTHONUNBUFFERED=1
@@ -43,21 +45,39 @@ collect() {
         echo "running: $(running && echo yes || echo no)"
         echo "last log line: $(tail -n 1 "$RUN/log.jsonl" 2>/dev/null | cut -c1-400)"
         echo "--- train.out (tail)"; tail -n 15 "$STATE/train.out" 2>/dev/null
-        if command -v nvidia-smi >/dev/null; then
-            nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv
-        fi
+        gpu_summary
     } | tee "$OUT/status.txt"
     return 0
 }
 
+# One line of GPU utilization (%) and memory used (MiB) per sample, once the run logs steps.
+sample_gpu() {
+    command -v "$SMI" >/dev/null && [ -s "$RUN/log.jsonl" ] || return 0
+    "$SMI" --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits 2>/dev/null \
+        | head -n 1 | tr -d ' ' >> "$STATE/gpu-util.csv"
+}
+
+gpu_summary() {
+    [ -s "$STATE/gpu-util.csv" ] || return 0
+    cp "$STATE/gpu-util.csv" "$OUT/gpu-util.csv"
+    sort -t, -k1,1n "$STATE/gpu-util.csv" | awk -F, '
+        { u[NR] = $1; if ($2 > mem) mem = $2 }
+        END { printf "GPU while training: %d samples, utilization median %s %% (range %s to %s), memory up to %s MiB\n",
+                     NR, u[int((NR + 1) / 2)], u[1], u[NR], mem }'
+}
+
 watch() {
     local seconds=${1:-${SICC_WATCH:-540}} waited=0
-    while [ "$waited" -lt "$seconds" ] && running; do sleep 5; waited=$((waited + 5)); done
+    local poll=${SICC_WATCH_POLL:-5}
+    while [ "$waited" -lt "$seconds" ] && running; do
+        sleep "$poll"; waited=$((waited + poll))
+        running && sample_gpu
+    done
     collect
 }
 
-# A new run's settings, session 24's recipe (a resumed run takes them from its checkpoint; arguments given win).
-START_SETTINGS=(--batch 32 --crop 256 --channels-last --texture 0.5 --lr 2e-4 --lr-warmup 200 --lr-min 5e-6)
+# A new run's settings, session 25's recipe (a resumed run takes them from its checkpoint; arguments given win).
+START_SETTINGS=(--batch 64 --crop 256 --channels-last --texture 0.5 --lr 2e-4 --lr-warmup 200 --lr-min 5e-6)
 
 launch() {
     local minutes=${1:?minutes} steps=$2; shift 2

@@ -48,11 +48,23 @@ def test_gpu_burst_path_on_cpu(tmp_path):
                     "--crop", "64"], cwd=REPO, check=True, capture_output=True)
     assert (bundle / "photos.npz").is_file() and (bundle / "weights" / "alexnet_features.pth").is_file()
 
+    # A stand-in for nvidia-smi: the utilization it reports goes up by 10 with each reading.
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\nn=$(cat "$0.n" 2>/dev/null || echo 0); echo $((n + 1)) > "$0.n"\n'
+                   'echo "$((n * 10 + 10)), $((n + 500))"\n')
+    smi.chmod(0o755)
     env = {**os.environ, "SICC_BUNDLE": str(bundle), "SICC_DEVICE": "cpu", "PYTHON": sys.executable,
            "SICC_BURST_STATE": str(tmp_path / "state"), "OUT": str(tmp_path / "out1"), "SICC_WATCH": "120",
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "SICC_NVIDIA_SMI": str(smi), "SICC_WATCH_POLL": "1"}
     first = _burst(["start", "0.1", *_tiny_args()], env)
     assert "stopped at step" in first.stdout and "running: no" in first.stdout
+    # sampled only while the run logged steps, and summed up in status.txt
+    samples = (tmp_path / "out1" / "gpu-util.csv").read_text().split()
+    n = len(samples)
+    assert n >= 1 and samples == [f"{10 * i + 10},{i + 500}" for i in range(n)]
+    median = sorted(10 * i + 10 for i in range(n))[(n - 1) // 2]
+    assert (f"GPU while training: {n} samples, utilization median {median} % (range 10 to {10 * n}), "
+            f"memory up to {n + 499} MiB") in (tmp_path / "out1" / "status.txt").read_text()
     parts = sorted((tmp_path / "out1").glob("checkpoint.pt.part*"))
     assert parts and (tmp_path / "out1" / "log.jsonl.gz").is_file()
 

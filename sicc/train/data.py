@@ -119,7 +119,8 @@ class CropSampler:
         self.device = torch.device(device) if device is not None else None
         self._held = None
         if self.device is not None and self.device.type != "cpu":
-            self._held = [torch.from_numpy(np.ascontiguousarray(im)).to(self.device) for im in images]
+            # np.require copies only a read-only or strided photo (torch wants a writable array)
+            self._held = [torch.from_numpy(np.require(im, requirements=["C", "W"])).to(self.device) for im in images]
 
     def _draws(self) -> list[tuple[int, int, int, bool, bool]]:
         """(image, top, left, flip left-right, flip up-down) of every crop of the next batch."""
