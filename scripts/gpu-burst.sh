@@ -41,6 +41,7 @@ collect() {
         split -b 15000000 -d "$STATE/snapshot.pt" "$OUT/checkpoint.pt.part"
     fi
     [ -f "$RUN/log.jsonl" ] && gzip -c "$RUN/log.jsonl" > "$OUT/log.jsonl.gz"
+    [ -s "$STATE/gpu-util.csv" ] && cp "$STATE/gpu-util.csv" "$OUT/gpu-util.csv"
     {
         echo "running: $(running && echo yes || echo no)"
         echo "last log line: $(tail -n 1 "$RUN/log.jsonl" 2>/dev/null | cut -c1-400)"
@@ -59,7 +60,6 @@ sample_gpu() {
 
 gpu_summary() {
     [ -s "$STATE/gpu-util.csv" ] || return 0
-    cp "$STATE/gpu-util.csv" "$OUT/gpu-util.csv"
     sort -t, -k1,1n "$STATE/gpu-util.csv" | awk -F, '
         { u[NR] = $1; if ($2 > mem) mem = $2 }
         END { printf "GPU while training: %d samples, utilization median %s %% (range %s to %s), memory up to %s MiB\n",
