@@ -1,7 +1,7 @@
 PYTHON ?= python3
 STEPS ?= 40000
 
-.PHONY: install test train pack gpu-bundle profile bench bench-quick fuzz golden readme ci montage
+.PHONY: install test train pack gpu-bundle profile width-cost bench bench-quick fuzz golden readme ci montage
 
 install:  ## install sicc with training, benchmark and test extras
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -20,6 +20,9 @@ gpu-bundle:  ## gpu-bundle/: the training photos and LPIPS weights a GPU burst c
 
 profile:  ## where a training step's time goes on this machine (fp32 vs bf16, channels_last)
 	$(PYTHON) -m sicc.train profile
+
+width-cost:  ## training step and Kodak decode time of the shipped network widened to 96 and 128 channels
+	$(PYTHON) scripts/width_cost.py --steps 16 --threads 2
 
 bench:  ## the full Kodak benchmark: bench/results.json, bench/rd.png, README tables
 	$(PYTHON) -m sicc.bench run

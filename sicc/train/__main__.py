@@ -2,6 +2,7 @@
 
     python -m sicc.train run --steps 20000            # continues from the shipped weights
     python -m sicc.train run --init scratch --steps 20000
+    python -m sicc.train run --hidden 96 --minutes 60 --steps 0   # the shipped weights, widened
     python -m sicc.train run --resume runs/main/checkpoint.pt --steps 30000
     python -m sicc.train run --minutes 60 --channels-last   # a wall-clock budget; bf16 where native
     python -m sicc.train pack --photos -o photos.npz  # whole photos, <= 55 MB, for a GPU machine
@@ -57,7 +58,10 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data", type=Path, default=None, help="folder of training photos")
     r.add_argument("--pack", type=Path, default=None, help="crop pack from 'pack' instead of --data")
     r.add_argument("--config", choices=["default", "tiny"], default="default")
-    r.add_argument("--hidden", type=int, default=None, help="override transform width (scratch only)")
+    r.add_argument("--hidden", type=int, default=None,
+                   help="transform width: from scratch, this width; from weights or a checkpoint with fewer "
+                        "hidden channels, that network widened to it, computing the same function "
+                        "(sicc.train.widen: the new channels start with zero weights into the old ones)")
     r.add_argument("--steps", type=int, default=None,
                    help="the last global step and the schedule's horizon (default 1000; 0 with --minutes: "
                         "set from the measured speed; on --resume: the checkpoint's)")
@@ -110,7 +114,7 @@ def _build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("profile", help="time a training step and its parts, fp32 vs bf16 / channels_last")
     f.add_argument("--init", default="shipped", help="as for 'run'")
     f.add_argument("--config", choices=["default", "tiny"], default="default")
-    f.add_argument("--hidden", type=int, default=None)
+    f.add_argument("--hidden", type=int, default=None, help="as for 'run'")
     f.add_argument("--batch", type=int, default=8)
     f.add_argument("--crop", type=int, default=256)
     f.add_argument("--steps", type=int, default=8, help="profiled steps per variant (after 2 warm-up steps)")
@@ -145,8 +149,18 @@ def _initial_net(args: argparse.Namespace) -> SICTrainable:
         state = load_checkpoint(path)
         net = SICTrainable(ModelConfig.from_dict(state["config"]))
         net.load_state_dict(state["net"])
-        return net
-    return load_trainable(path)
+    else:
+        net = load_trainable(path)
+    if args.hidden and args.hidden != net.config.hidden:
+        from .widen import widen
+
+        narrow = net.config.hidden
+        try:
+            net = widen(net, args.hidden, seed=getattr(args, "seed", None) or 0)
+        except ValueError as e:
+            raise SystemExit(f"--hidden {args.hidden}: {e}") from None
+        print(f"widened {path.name}: {narrow} -> {args.hidden} hidden channels, same function", file=sys.stderr)
+    return net
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -190,6 +204,10 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     state = load_checkpoint(args.resume) if args.resume else None
+    if state and args.hidden and args.hidden != state["config"]["hidden"]:
+        raise SystemExit(f"--hidden {args.hidden} with --resume: the checkpoint's network has "
+                         f"{state['config']['hidden']} hidden channels (to widen it, start a new run "
+                         "with --init CHECKPOINT --hidden N)")
     opts = _run_options(args, state)
     net = SICTrainable(ModelConfig.from_dict(state["config"])) if state else _initial_net(args)
     if args.steps == 0 and not args.minutes:
