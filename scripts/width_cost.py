@@ -56,7 +56,7 @@ def main() -> None:
             net = widen(shipped, hidden)
             step = profile_variant(copy.deepcopy(net), LPIPSLoss(), batches, Variant("bf16", True))
             path = Path(tmp) / f"h{hidden}.npz"
-            export_weights(widen(shipped, hidden), path, {"note": f"shipped weights widened to {hidden}"})
+            export_weights(net, path, {"note": f"shipped weights widened to {hidden}"})
             codec = Codec.load(path)
             speed = sicc_inprocess(codec, SpeedSettings(images=images, repeats=args.repeats))
             params = sum(p.numel() for p in net.model.parameters())
