@@ -3,7 +3,7 @@
     python scripts/width_cost.py [--hidden 64,96,128] [--steps 4] [--images 3] [--threads 2]
 
 For each width, the shipped weights widened to it (``sicc.train.widen``: same function, more
-channels) are timed twice: one training step of the real objective, bf16 autocast with
+channels) are timed twice: the mean training step of the real objective, bf16 autocast with
 channels_last, batch 8 of 256x256 random crops (``sicc.train.profile``, as ``make profile``),
 and the runtime's in-process encode and full decode of the first Kodak images through a
 weights file exported from that network (the benchmark's ``sicc_inprocess``, which issue #10
@@ -48,7 +48,8 @@ def main() -> None:
     images = load_images(default_kodak_dir(), args.images)
     gen = torch.Generator().manual_seed(0)
     batches = [torch.rand(args.batch, 3, args.crop, args.crop, generator=gen) for _ in range(args.steps)]
-    profile_variant(copy.deepcopy(shipped), LPIPSLoss(), batches[:1], Variant("bf16", True))  # first use is slow
+    # A whole untimed pass first: a short warm-up left seconds of one-off cost in the first width's steps.
+    profile_variant(copy.deepcopy(shipped), LPIPSLoss(), batches, Variant("bf16", True))
     before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
