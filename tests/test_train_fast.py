@@ -213,6 +213,19 @@ def test_a_budget_stops_the_run_and_resume_continues_it_exactly(tmp_path):
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6] and "lr" in log[0]
 
 
+def test_resume_after_a_kill_between_checkpoints_logs_each_step_once(tmp_path):
+    first = _budget_trainer(steps=6)
+    run(first, tmp_path / "a.pt", tmp_path / "a.jsonl", progress=False, until=3)
+    with open(tmp_path / "a.jsonl", "a") as log:  # steps 4 and 5 ran and were logged, then a kill before the checkpoint
+        log.write(json.dumps({"step": 4, "loss": 1.0}) + "\n" + json.dumps({"step": 5, "loss": 1.0}) + "\n")
+    resumed = _budget_trainer(steps=6)
+    resumed.load_state_dict(load_checkpoint(tmp_path / "a.pt"))
+    run(resumed, tmp_path / "a.pt", tmp_path / "a.jsonl", progress=False)
+    log = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert log[3]["loss"] != 1.0 and not (tmp_path / "a.jsonl.tmp").exists()
+
+
 def test_a_checkpoint_records_every_machine_of_its_run_and_export_keeps_it(tmp_path):
     from sicc.model.weights import load_weights
     from sicc.train.__main__ import main

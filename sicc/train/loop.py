@@ -275,6 +275,20 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
+def _trim_log(log_path: Path, step: int) -> None:
+    """Drop the log's records after ``step``: a run killed between checkpoints logged steps that its
+    resumption trains again, and the log must name each step once. Rewritten atomically."""
+    if not log_path.is_file():
+        return
+    lines = log_path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.strip() or json.loads(line).get("step", 0) <= step]
+    if len(kept) == len(lines):
+        return
+    tmp = log_path.with_name(log_path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, log_path)
+
+
 def run(trainer: Trainer, checkpoint: Path, log_path: Path, progress: bool = True,
         until: int | None = None, clock=time.monotonic) -> dict[str, float]:
     """Train until ``settings.steps`` (or step ``until``, which leaves the schedule alone) or the
@@ -287,6 +301,7 @@ def run(trainer: Trainer, checkpoint: Path, log_path: Path, progress: bool = Tru
 
     settings = trainer.settings
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    _trim_log(log_path, trainer.step)
     started = last_save = last_end = clock()
     deadline = started + settings.minutes * 60 if settings.minutes else math.inf
     # steps=0: the horizon comes from the measured speed, set after CALIBRATION_STEPS timed steps and
