@@ -65,6 +65,8 @@ def bench_run(tiny_weights, tmp_path_factory) -> tuple[Path, dict]:
             "--baseline-cache", str(out / "baseline-cache.json")]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    # --no-progress: no bar, but one line per image, so that a long run can be followed in its log.
+    assert "bench: kodim01 done (1/1 images, " in result.output, result.output
     return out, json.loads((out / "results.json").read_text())
 
 

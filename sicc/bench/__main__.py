@@ -64,7 +64,7 @@ _RUN_OPTIONS = [
                  help="Measure every baseline again instead of reusing cached rows."),
     click.option("--baseline-cache", type=click.Path(path_type=Path, dir_okay=False), default=None,
                  help="Baseline cache file (default: $SICC_BENCH_CACHE or ~/.cache/sicc/bench-baselines.json)."),
-    click.option("--no-progress", is_flag=True, help="No progress bar."),
+    click.option("--no-progress", is_flag=True, help="No progress bar: one line per image on stderr instead."),
 ]
 
 
@@ -161,7 +161,7 @@ def tools() -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs/score"),
               show_default=True, help="Where results.json goes (never bench/).")
 @click.option("--threads", type=int, default=None, help="torch threads for the metrics.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress", is_flag=True, help="No progress bar: one line per image on stderr instead.")
 def score(weights: Path | None, n_images: int | None, levels: str | None, out_dir: Path, threads: int | None,
           no_progress: bool) -> None:
     """Score a model in minutes: deterministic decodes of real files on Kodak, baselines from the cache.

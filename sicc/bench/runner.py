@@ -131,6 +131,8 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
                     codec, metrics, img, ref, result, mode, list(config.idempotence_levels), config.generations
                 )
         parts["synonymy"] += time.perf_counter() - t2
+        if not config.progress:  # without the bar, a plain line per image: a long run can be followed in its log
+            _note(f"{img.name} done ({i + 1}/{len(images)} images, {time.time() - started:.0f} s)")
 
     results = {
         "schema": SCHEMA,
@@ -152,6 +154,8 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
     if config.skip_speed:
         results["speed"] = {"skipped": True}
     else:
+        if not config.progress:
+            _note(f"speed and memory part ({time.time() - started:.0f} s)")
         t0 = time.perf_counter()
         results["speed"] = run_speed(codec, speed_settings(config, images), skip_memory=config.skip_memory)
         parts["speed"] = time.perf_counter() - t0
@@ -161,6 +165,11 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
     # only cost time), diversity and idempotence, and the speed and memory part.
     results["duration_parts_s"] = {k: round(v, 1) for k, v in parts.items()}
     return results
+
+
+def _note(line: str) -> None:
+    """A progress line on stderr, for runs without the progress bar (--no-progress)."""
+    print(f"bench: {line}", file=sys.stderr, flush=True)
 
 
 def speed_settings(config: BenchConfig, images: list[BenchImage]) -> SpeedSettings:
