@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,9 @@ def bench_run(tiny_weights, tmp_path_factory) -> tuple[Path, dict]:
     assert result.exit_code == 0, result.output
     # --no-progress: no bar, but one line per image, so that a long run can be followed in its log.
     assert "bench: kodim01 done (1/1 images, " in result.output, result.output
+    # The image's own time and, since this one runs the synonymy part, that part's share of it.
+    assert re.search(r"kodim01 done \(1/1 images, \d+ s; this image \d+ s, synonymy \d+ s\)", result.output), \
+        result.output
     return out, json.loads((out / "results.json").read_text())
 
 

@@ -124,15 +124,21 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict:
                 baseline_rows[b.name] += _baseline_image(b, metrics, img, ref, config.quick, cache)
         t2 = time.perf_counter()
         parts["baselines"] += t2 - t1
-        if i < config.synonymy_images and SAMPLED in config.modes:
+        with_synonymy = i < config.synonymy_images and SAMPLED in config.modes
+        if with_synonymy:
             diversity_rows += diversity(codec, metrics, img, result, modes[1], config.diversity_samples)
             for mode in modes:
                 idempotence_rows += idempotence(
                     codec, metrics, img, ref, result, mode, list(config.idempotence_levels), config.generations
                 )
-        parts["synonymy"] += time.perf_counter() - t2
+        t3 = time.perf_counter()
+        parts["synonymy"] += t3 - t2
         if not config.progress:  # without the bar, a plain line per image: a long run can be followed in its log
-            _note(f"{img.name} done ({i + 1}/{len(images)} images, {time.time() - started:.0f} s)")
+            # The image's own time and its synonymy share: the first synonymy_images take about twice as long
+            # as the rest, which a pace read from the first few lines alone would mistake for a slow machine.
+            synonymy_part = f", synonymy {t3 - t2:.0f} s" if with_synonymy else ""
+            _note(f"{img.name} done ({i + 1}/{len(images)} images, {time.time() - started:.0f} s; "
+                  f"this image {t3 - tr:.0f} s{synonymy_part})")
 
     results = {
         "schema": SCHEMA,
