@@ -36,7 +36,13 @@ from .objective import LossSettings, SICTrainable
 
 
 RUN_DEFAULTS = resumed_settings(TrainSettings())
-"""A new run's settings where no option is given: TrainSettings' defaults, one per RESUMED_SETTINGS name."""
+"""A new run's settings where no option is given: TrainSettings' defaults, one per RESUMED_SETTINGS name
+(but see LR_PER_CROP and FRESH_MOMENT_STEPS)."""
+LR_PER_CROP = 2e-4 / 64
+"""A new run's peak learning rate per crop of its batch: the GPU bursts' 2e-4 at batch 64, scaled linearly
+(2.5e-5 at the CPU's batch 8)."""
+FRESH_MOMENT_STEPS = 50
+"""Steps at learning rate 0 that fill a fresh AdamW's moments when no optimizer state is continued."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -47,8 +53,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="train (or continue training) the model")
     r.add_argument("--init", default="shipped",
-                   help="'shipped' (default), 'scratch', a weights file, or a training checkpoint "
-                        "(its network only: fresh optimizer and schedule)")
+                   help="'shipped' (default: the shipped weights, continuing the checkpoint they name if it is "
+                        "found under $SICC_CHECKPOINTS or runs/), 'scratch', a weights file, or a training "
+                        "checkpoint (its network, AdamW moments and weight average, with a new schedule)")
+    r.add_argument("--fresh-optimizer", action="store_true",
+                   help="with --init CHECKPOINT: take the network only and start a new AdamW")
     r.add_argument("--resume", type=Path,
                    help="checkpoint to resume exactly (optimizer, RNG, data order, and the run's settings: "
                         "the options below marked with a default take the checkpoint's values unless given)")
@@ -70,7 +79,9 @@ def _build_parser() -> argparse.ArgumentParser:
     # --resume the checkpoint's values; either way an option given here wins.
     r.add_argument("--batch", type=int, help=f"crops per step (default {d['batch']})")
     r.add_argument("--crop", type=int, help=f"crop side in pixels (default {d['crop']})")
-    r.add_argument("--lr", type=float, help=f"peak learning rate (default {d['lr']:g})")
+    r.add_argument("--lr", type=float,
+                   help=f"peak learning rate (default for a new run: {LR_PER_CROP * 8:g} at batch 8, i.e. "
+                        f"{LR_PER_CROP * 64:g} x batch / 64, the GPU bursts' rate scaled to the batch)")
     r.add_argument("--lr-min", type=float, help=f"learning rate at the end of the cosine decay (default {d['lr_min']:g})")
     r.add_argument("--lr-warmup", type=int, help=f"steps of linear learning-rate warm-up (default {d['lr_warmup']})")
     r.add_argument("--schedule", choices=["cosine", "constant"], help=f"default {d['schedule']}")
@@ -85,6 +96,25 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--texture", type=float,
                    help="weight of a DISTS-like texture/structure distance on the LPIPS features, added to "
                         f"every LPIPS term (default {d['texture']:g}: the objective of method.md)")
+    r.add_argument("--moment-steps", type=int,
+                   help="steps at learning rate 0 that fill a fresh AdamW's moments before the schedule (default "
+                        f"{FRESH_MOMENT_STEPS} when no optimizer state is continued and the network is trained, else 0)")
+    r.add_argument("--ema", type=float, help=f"decay of a moving average of the weights (0: none; default {d['ema']:g}); "
+                                             "'export --ema' writes it")
+    r.add_argument("--full-weight", type=float,
+                   help=f"weight of the all-levels branch L_full (default {d['full_weight']:g}; L_level has 0.5)")
+    r.add_argument("--deterministic-share", type=float,
+                   help="share of level-branch steps decoded with spread 0, the decode the benchmark scores "
+                        f"(default {d['deterministic_share']:g})")
+    r.add_argument("--low-levels", type=float,
+                   help="chance that a step's level is drawn from levels 1..8 (default: the paper's cycle 16..1)")
+    r.add_argument("--low-mse", type=float,
+                   help=f"factor on the MSE weight of levels 1..8 (default {d['low_mse']:g})")
+    r.add_argument("--decoder-only", action=argparse.BooleanOptionalAction,
+                   help="train g_s alone (encoder, hyperprior, context network and z prior frozen): no encoder "
+                        "backward pass and no consistency term; coded files stay byte-identical")
+    r.add_argument("--validate-every", type=int, default=0,
+                   help="score the validation split every N steps and at the end (validation.jsonl; 0: never)")
     r.add_argument("--warmup-steps", type=int, help=f"steps that train only the all-levels branch (default {d['warmup_steps']})")
     r.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint every N steps")
     r.add_argument("--checkpoint-minutes", type=float, default=5.0, help="and every M minutes")
@@ -122,6 +152,25 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--threads", type=int, default=None)
     f.add_argument("--variants", default="fp32,fp32+cl,bf16,bf16+cl")
 
+    v = sub.add_parser("validate", help="score models on the validation split (levels 1-8; an A/B of runs)")
+    v.add_argument("models", nargs="+", type=Path,
+                   help="weights files or checkpoints; the second and later are compared with the first")
+    v.add_argument("--ema", action="store_true", help="score checkpoints' weight averages")
+    v.add_argument("--data", type=Path, default=None, help="training photos (default: ../shared/data/train)")
+    v.add_argument("--levels", default="1-8", help="levels to decode, e.g. 1-8 or 2,4,8 (default 1-8)")
+    v.add_argument("--spreads", default="0,2", help="sampling spreads (default 0,2)")
+    v.add_argument("--json", type=Path, default=None, help="also write the per-model means here")
+    v.add_argument("--threads", type=int, default=None)
+
+    sp = sub.add_parser("spreads", help="the real codec's single decode at spreads 0, 1, 2 on the validation photos "
+                                        "(the measurement behind the default spread)")
+    sp.add_argument("--weights", type=Path, default=None, help="weights file (default: the shipped one)")
+    sp.add_argument("--data", type=Path, default=None, help="training photos (default: ../shared/data/train)")
+    sp.add_argument("--levels", default="1-8")
+    sp.add_argument("--spreads", default="0,1,2")
+    sp.add_argument("--json", type=Path, default=None)
+    sp.add_argument("--threads", type=int, default=None)
+
     e = sub.add_parser("export", help="turn a checkpoint (or an old .pt weights file) into a weights file")
     e.add_argument("checkpoint", type=Path, help="checkpoint.pt of a run, or a sicc-weights-1 .pt file")
     e.add_argument("-o", "--output", type=Path, required=True)
@@ -129,10 +178,53 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--continues", type=Path, default=None,
                    help="the weights file this training started from: its training history (runs, steps, "
                         "and the training-log.jsonl beside it) comes first in the new file's")
+    e.add_argument("--ema", action="store_true",
+                   help="export the checkpoint's weight average (run --ema) instead of its last weights")
     e.add_argument("--hardware", action="append", default=None,
                    help="what the checkpoint's run trained on (e.g. 'NVIDIA H200', 'CPU'; repeat for several), "
                         "for a checkpoint saved before runs recorded it")
     return parser
+
+
+def find_named_checkpoint(path: Path) -> Path | None:
+    """The checkpoint a weights file names (``training["checkpoint"]``, its SHA-256), looked for under
+    $SICC_CHECKPOINTS (a folder, or several joined by ':') and ./runs; None when it is not found."""
+    import os
+
+    from ..model.weights import load_weights
+
+    named = (load_weights(path).training or {}).get("checkpoint") or {}
+    digest = named.get("sha256")
+    if not digest:
+        return None
+    roots = [Path(p) for p in os.environ.get("SICC_CHECKPOINTS", "").split(":") if p] + [Path("runs")]
+    for root in roots:
+        for candidate in sorted(root.rglob("*.pt")) if root.is_dir() else []:
+            if _sha256(candidate) == digest:
+                return candidate
+    return None
+
+
+def _initial_state(args: argparse.Namespace) -> dict | None:
+    """The checkpoint a new run continues (network, AdamW moments, weight average), if any: --init
+    CHECKPOINT, or the one the shipped weights name when it is found. Says which on stderr."""
+    if args.init == "scratch" or args.fresh_optimizer:
+        return None
+    if args.init == "shipped":
+        from ..model.weights import default_weights_path
+
+        found = find_named_checkpoint(default_weights_path())
+        if found is None:
+            print("the shipped weights' checkpoint is not here (see docs/training.md, 'Continuing'): starting "
+                  "a fresh AdamW, its moments filled at learning rate 0 first", file=sys.stderr)
+            return None
+        print(f"continuing the shipped weights' checkpoint {found} (AdamW moments and weight average)",
+              file=sys.stderr)
+        return load_checkpoint(found)
+    path = Path(args.init)
+    if path.suffix == ".pt" and _is_checkpoint(path):
+        return load_checkpoint(path)
+    return None
 
 
 def _initial_net(args: argparse.Namespace) -> SICTrainable:
@@ -210,6 +302,13 @@ def _cmd_run(args: argparse.Namespace) -> None:
                          "with --init CHECKPOINT --hidden N)")
     opts = _run_options(args, state)
     net = SICTrainable(ModelConfig.from_dict(state["config"])) if state else _initial_net(args)
+    continued = None if state or (args.hidden and args.hidden != net.config.hidden) else _initial_state(args)
+    if state is None:  # a new run: the defaults that depend on how it starts
+        if args.lr is None:
+            opts["lr"] = LR_PER_CROP * opts["batch"]
+        if args.moment_steps is None:
+            fresh = continued is None or not continued.get("optimizer")
+            opts["moment_steps"] = FRESH_MOMENT_STEPS if fresh and args.init != "scratch" else 0
     if args.steps == 0 and not args.minutes:
         raise SystemExit("--steps 0 (set from the measured speed) needs --minutes")
     precision, warning = resolve_precision(args.precision, args.device)
@@ -223,9 +322,12 @@ def _cmd_run(args: argparse.Namespace) -> None:
         batch=opts["batch"], crop=opts["crop"], lr=opts["lr"], lr_min=opts["lr_min"],
         lr_warmup=opts["lr_warmup"], schedule=opts["schedule"], weight_decay=opts["weight_decay"],
         clip=opts["clip"], seed=opts["seed"], device=args.device, precision=precision,
-        channels_last=opts["channels_last"], warmup_steps=opts["warmup_steps"],
-        checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes, minutes=args.minutes,
-        loss=LossSettings(samples=opts["samples"], texture=opts["texture"]),
+        channels_last=opts["channels_last"], warmup_steps=opts["warmup_steps"], moment_steps=opts["moment_steps"],
+        ema=opts["ema"], checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
+        minutes=args.minutes,
+        loss=LossSettings(samples=opts["samples"], texture=opts["texture"], full_weight=opts["full_weight"],
+                          deterministic_share=opts["deterministic_share"], low_levels=opts["low_levels"],
+                          low_mse=opts["low_mse"], decoder_only=bool(opts["decoder_only"])),
     )
     sampler = CropSampler(images, opts["crop"], opts["batch"], seed=opts["seed"],
                           device=args.device if args.data_on_device else None)
@@ -233,12 +335,20 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if state:
         trainer.load_state_dict(state)
         resume_schedule(settings, state, args.steps)  # the saved horizon, or a new one continuing the decay
+    elif continued is not None:
+        trainer.continue_from(continued)
     print(f"training {sum(p.numel() for p in net.model.parameters()) / 1e6:.2f} M parameters "
           f"on {len(images)} images from step {trainer.step} to {settings.steps or 'auto'}"
           + (f" or {args.minutes} minutes" if args.minutes else "")
           + f", {precision}" + (" + channels_last" if opts["channels_last"] else ""), file=sys.stderr)
     out = _run_folder(args)
-    end = run(trainer, out / "checkpoint.pt", out / "log.jsonl", progress=not args.no_progress)
+    validator = None
+    if args.validate_every:
+        from .validate import Validator
+
+        validator = Validator.from_folder(args.data or default_train_dir(), log=out / "validation.jsonl")
+    end = run(trainer, out / "checkpoint.pt", out / "log.jsonl", progress=not args.no_progress,
+              validator=validator, validate_every=args.validate_every)
     print(f"stopped at step {trainer.step} ({end.get('stopped')}); checkpoint {out / 'checkpoint.pt'}",
           file=sys.stderr)
 
@@ -320,7 +430,9 @@ def _cmd_export(args: argparse.Namespace) -> None:
         print(f"converted {args.output} (model id {convert_legacy(args.checkpoint, args.output)})")
         return
     net = SICTrainable(ModelConfig.from_dict(state["config"]))
-    net.load_state_dict(state["net"])
+    if args.ema and not state.get("ema"):
+        raise SystemExit(f"{args.checkpoint}: --ema, but this checkpoint keeps no weight average (run --ema)")
+    net.load_state_dict({**state["net"], **(state.get("ema") or {})} if args.ema else state["net"])
     summary = summarize_logs(args.log) if args.log else {}
     if summary.get("runs") and state.get("settings"):
         summary["runs"][-1]["settings"] = dict(state["settings"])  # the last log is this checkpoint's run
@@ -328,6 +440,8 @@ def _cmd_export(args: argparse.Namespace) -> None:
     if summary.get("runs") and hardware:
         summary["runs"][-1]["hardware"] = list(hardware)
     summary["step"] = int(state["step"])
+    checkpoint_record = {"sha256": _sha256(args.checkpoint), "file": args.checkpoint.name, "step": int(state["step"]),
+                         "weights": "ema" if args.ema else "last"}
     earlier_rows: list[dict] = []
     if args.continues:
         from ..model.weights import load_weights
@@ -339,6 +453,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
         earlier_log = Path(args.continues).with_name("training-log.jsonl")
         if earlier_log.is_file():
             earlier_rows = [json.loads(line) for line in earlier_log.read_text().splitlines() if line.strip()]
+    summary["checkpoint"] = checkpoint_record  # the checkpoint a next run continues (find_named_checkpoint)
     model_id = export_weights(net, args.output, summary)
     print(f"exported {args.output} (model id {model_id}, {summary['step']} training steps in all)")
     if args.log:
@@ -351,10 +466,63 @@ def _cmd_export(args: argparse.Namespace) -> None:
         print(f"wrote {log_out} ({len(rows)} rows, 50-step means)")
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _int_list(text: str) -> list[int]:
+    if "-" in text:
+        a, b = text.split("-")
+        return list(range(int(a), int(b) + 1))
+    return [int(t) for t in text.split(",")]
+
+
+def _cmd_validate(args: argparse.Namespace) -> None:
+    import os
+
+    from .validate import Validator, format_comparison, load_network
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    validator = Validator.from_folder(args.data or default_train_dir(), levels=_int_list(args.levels),
+                                      spreads=[float(s) for s in args.spreads.split(",")])
+    scores = []
+    for path in args.models:
+        scores.append(validator.score(load_network(path, ema=args.ema and path.suffix == ".pt")))
+        print(f"scored {path}", file=sys.stderr)
+    names = [str(p) for p in args.models]
+    print(format_comparison(names, scores))
+    print(f"\nload average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if args.json:
+        args.json.write_text(json.dumps({n: s.summary() for n, s in zip(names, scores)}, indent=1) + "\n")
+
+
+def _cmd_spreads(args: argparse.Namespace) -> None:
+    import os
+
+    from .validate import format_spread_scores, runtime_spread_scores
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = runtime_spread_scores(args.weights, args.data or default_train_dir(), levels=_int_list(args.levels),
+                                   spreads=[float(s) for s in args.spreads.split(",")], threads=args.threads)
+    print(format_spread_scores(result))
+    print(f"\nload average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if args.json:
+        args.json.write_text(json.dumps({str(k): v for k, v in result.items()}, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _build_parser().parse_args(argv)
     {"run": _cmd_run, "pack": _cmd_pack, "bundle": _cmd_bundle, "profile": _cmd_profile,
-     "export": _cmd_export}[args.command](args)
+     "export": _cmd_export, "validate": _cmd_validate,
+     "spreads": _cmd_spreads}[args.command](args)
 
 
 if __name__ == "__main__":

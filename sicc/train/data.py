@@ -9,6 +9,7 @@ times, whole photos give fresh crops every step).
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -23,11 +24,27 @@ def default_train_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "data" / "train"
 
 
-def load_folder(folder: Path, min_side: int) -> list[np.ndarray]:
-    """Every RGB photo in ``folder`` as uint8 HxWx3, skipping ones smaller than ``min_side``."""
+VALIDATION_MODULUS = 17
+"""A photo is held out for validation when the SHA-256 of its file name, as a number, is 0 modulo this
+(40 of the 680 training photos): never trained on, scored during and after runs (sicc.train.validate)."""
+SPLITS = ("train", "validation", "all")
+
+
+def is_validation(name: str) -> bool:
+    """Whether the photo called ``name`` (a file name, no folder) belongs to the validation split."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest(), "big") % VALIDATION_MODULUS == 0
+
+
+def load_folder(folder: Path, min_side: int, split: str = "train") -> list[np.ndarray]:
+    """Every RGB photo of ``split`` in ``folder`` as uint8 HxWx3, skipping ones smaller than ``min_side``:
+    "train" leaves the validation photos out (:func:`is_validation`), "validation" keeps only them."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}")
     images = []
-    for path in sorted(folder.iterdir()):
+    for path in sorted(Path(folder).iterdir()):
         if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if split != "all" and is_validation(path.name) != (split == "validation"):
             continue
         with Image.open(path) as im:
             arr = np.asarray(im.convert("RGB"))

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ..model.config import ModelConfig
-from .objective import LossSettings, SICTrainable, level_for_step, sic_loss
+from .objective import LossSettings, SICTrainable, sic_loss, step_plan
 
 PRECISIONS = ("fp32", "bf16")
 PROVISIONAL_HORIZON = 10**9  # the schedule's length while the speed is being measured
@@ -90,6 +90,11 @@ class TrainSettings:
     precision: str = "fp32"  # "bf16": autocast for the transforms and LPIPS
     channels_last: bool = False
     warmup_steps: int = 0  # steps that train only the full (all-levels) branch
+    # Steps at learning rate 0 that fill a fresh AdamW's moment estimates before the schedule begins,
+    # so a run that has no optimizer state to continue (the weights file alone) takes no oversized
+    # first steps; 0 where the optimizer state is continued.
+    moment_steps: int = 0
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: none); export --ema uses it
     checkpoint_every: int = 100
     checkpoint_minutes: float = 5.0
     minutes: float | None = None  # wall-clock budget of this command (None: until ``steps``)
@@ -98,12 +103,13 @@ class TrainSettings:
 
 
 RESUMED_SETTINGS = ("batch", "crop", "lr", "lr_min", "lr_warmup", "schedule", "weight_decay", "clip", "seed",
-                    "channels_last", "warmup_steps", "samples", "texture")
+                    "channels_last", "warmup_steps", "moment_steps", "ema", "samples", "texture", "full_weight",
+                    "deterministic_share", "low_levels", "low_mse", "decoder_only")
 """The settings a checkpoint carries, so that ``--resume`` continues the same schedule, batches and
 objective without repeating them (device, precision, threads and budgets belong to the machine)."""
 
 
-_LOSS_SETTINGS = ("samples", "texture")  # the RESUMED_SETTINGS that live in TrainSettings.loss
+_LOSS_SETTINGS = ("samples", "texture", "full_weight", "deterministic_share", "low_levels", "low_mse", "decoder_only")  # the RESUMED_SETTINGS that live in TrainSettings.loss
 
 
 def resumed_settings(s: TrainSettings) -> dict:
@@ -113,19 +119,27 @@ def resumed_settings(s: TrainSettings) -> dict:
     return values
 
 
+def warmup_end(s: TrainSettings) -> int:
+    """The first step of the decay: after the moment-filling steps and the learning-rate warm-up."""
+    return s.moment_steps + s.lr_warmup
+
+
 def schedule_progress(step: int, s: TrainSettings) -> float:
     """How far (0 to 1) the cosine decay is at ``step``: linear from ``s.anchor`` (by default the end of
     the warm-up, at 0) to 1 at ``s.steps``. Moving the horizon moves the anchor to the current step and
     progress, so the learning rate stays continuous and still reaches ``lr_min`` at the new horizon."""
-    k0, t0 = s.anchor if s.anchor is not None else (s.lr_warmup, 0.0)
+    k0, t0 = s.anchor if s.anchor is not None else (warmup_end(s), 0.0)
     t = t0 + (1.0 - t0) * (step - k0) / max(s.steps - k0, 1)
     return min(max(t, 0.0), 1.0)
 
 
 def learning_rate(step: int, s: TrainSettings) -> float:
-    """The learning rate of (0-based) ``step``: linear warm-up, then cosine decay to ``lr_min``."""
-    if s.lr_warmup and step < s.lr_warmup:
-        return s.lr * (step + 1) / s.lr_warmup
+    """The learning rate of (0-based) ``step``: 0 while the moments fill, linear warm-up, then cosine
+    decay to ``lr_min``."""
+    if step < s.moment_steps:
+        return 0.0
+    if s.lr_warmup and step < warmup_end(s):
+        return s.lr * (step - s.moment_steps + 1) / s.lr_warmup
     if s.schedule == "constant":
         return s.lr
     t = schedule_progress(step, s)
@@ -135,7 +149,7 @@ def learning_rate(step: int, s: TrainSettings) -> float:
 def retarget(s: TrainSettings, step: int, horizon: int) -> None:
     """Move the schedule's horizon to ``horizon`` before (0-based) ``step`` runs, keeping the learning
     rate continuous: the steps already taken followed the old horizon, the rest follow the new one."""
-    if step > s.lr_warmup:  # the decay has begun: continue it from where it is
+    if step > warmup_end(s):  # the decay has begun: continue it from where it is
         s.anchor = (step, schedule_progress(step, s))
     s.steps = horizon
 
@@ -164,7 +178,15 @@ class Trainer:
         self.net.model.to(memory_format=self.memory_format)
         self.sampler = sampler
         self.perceptual = perceptual.to(self.device).to(memory_format=self.memory_format)
+        if settings.loss.decoder_only:  # g_s alone learns; the optimizer keeps every parameter, so its
+            for name, p in self.net.named_parameters():  # state carries over between the two modes
+                p.requires_grad_(name.startswith("model.g_s."))
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        self.ema: dict[str, torch.Tensor] | None = None
+        if settings.ema:
+            self.ema = {k: v.detach().clone().float() for k, v in self.net.state_dict().items()
+                        if v.is_floating_point()}
+        self.optimizer_continued = False  # whether load_state_dict brought AdamW's moments
         self.generator = torch.Generator(device=self.device).manual_seed(settings.seed)
         self.step = 0
         self.hardware = [hardware_name(settings.device)]  # every machine of this run, resumes included
@@ -178,8 +200,8 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.net.config
         x = self.sampler.next_batch(self.device).contiguous(memory_format=self.memory_format)
-        level = level_for_step(self.step, cfg.levels)
         loss_settings = self.settings.loss
+        level, spread = step_plan(self.step, cfg.levels, loss_settings, self.settings.seed)
         if self.step < self.settings.warmup_steps:
             level = cfg.levels  # warm-up: deterministic full decode only
             loss_settings = LossSettings(**{**asdict(loss_settings), "consistency": 0.0})
@@ -187,16 +209,27 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with self._autocast():
-            loss, terms = sic_loss(self.net, self.perceptual, x, level, loss_settings, self.generator)
+            loss, terms = sic_loss(self.net, self.perceptual, x, level, loss_settings, self.generator, spread)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.settings.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.settings.clip)
+        trained = [p for p in self.net.parameters() if p.grad is not None]
+        clip = self.settings.clip if self.settings.clip > 0 else math.inf
+        terms["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(trained, clip))  # the norm before clipping
         self.optimizer.step()
         self.step += 1
+        self._update_ema()
         terms["step"] = self.step
         terms["lr"] = lr
         return terms
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        decay = min(self.settings.ema, (1 + self.step) / (10 + self.step))  # short memory at first
+        for k, v in self.net.state_dict().items():
+            if k in self.ema:
+                self.ema[k].mul_(decay).add_(v.detach().float(), alpha=1 - decay)
 
     # -- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -213,14 +246,17 @@ class Trainer:
             "anchor": list(self.settings.anchor) if self.settings.anchor is not None else None,
             "settings": resumed_settings(self.settings),
             "hardware": list(self.hardware),
+            "ema": self.ema,
         }
 
     def load_state_dict(self, state: dict, optimizer: bool = True) -> None:
         self.net.load_state_dict(state["net"])
         self.step = int(state["step"])
         self.hardware = list(dict.fromkeys([*state.get("hardware", []), *self.hardware]))
+        self._load_ema(state)
         if optimizer and state.get("optimizer"):
             self.optimizer.load_state_dict(state["optimizer"])
+            self.optimizer_continued = True
             for group in self.optimizer.param_groups:  # this run's settings, not the saved ones
                 group["weight_decay"] = self.settings.weight_decay
             self.generator.set_state(state["generator"])
@@ -228,6 +264,41 @@ class Trainer:
             if state.get("cuda_rng") is not None and self.device.type == "cuda":
                 torch.cuda.set_rng_state(state["cuda_rng"])
             self.sampler.set_state(state["sampler"])
+
+    def averaged_net(self) -> SICTrainable:
+        """A copy of the network holding the weight average (the network itself without one)."""
+        if self.ema is None:
+            return self.net
+        import copy
+
+        net = copy.deepcopy(self.net)
+        net.load_state_dict({**net.state_dict(), **self.ema})
+        return net.to(memory_format=torch.contiguous_format)
+
+    def validate(self, validator) -> None:
+        """Score the weight average (else the network) on the validation split; the validator logs it."""
+        validator(self.averaged_net(), self.step, "ema" if self.ema is not None else "weights")
+
+    def _load_ema(self, state: dict) -> None:
+        """The checkpoint's weight average where it has one, else one started at the loaded weights."""
+        if self.ema is None:
+            return
+        saved = state.get("ema") or {}
+        self.ema = {k: (saved[k] if k in saved else v.detach()).clone().float().to(v.device)
+                    for k, v in self.net.state_dict().items() if v.is_floating_point()}
+
+    def continue_from(self, state: dict) -> None:
+        """Start a new run from a checkpoint's network, AdamW moments and weight average, but with this
+        run's own schedule, seed and data order (``load_state_dict`` resumes the old run instead): the
+        optimizer goes on from where the last run left it, with no re-warming."""
+        self.net.load_state_dict(state["net"])
+        self.hardware = list(dict.fromkeys([*state.get("hardware", []), *self.hardware]))
+        self._load_ema(state)
+        if state.get("optimizer"):
+            self.optimizer.load_state_dict(state["optimizer"])
+            for group in self.optimizer.param_groups:
+                group["weight_decay"] = self.settings.weight_decay
+            self.optimizer_continued = True
 
     def save_checkpoint(self, path: Path) -> None:
         """Write atomically: a run killed mid-save keeps its previous checkpoint."""
@@ -290,12 +361,14 @@ def _trim_log(log_path: Path, step: int) -> None:
 
 
 def run(trainer: Trainer, checkpoint: Path, log_path: Path, progress: bool = True,
-        until: int | None = None, clock=time.monotonic) -> dict[str, float]:
+        until: int | None = None, clock=time.monotonic, validator=None, validate_every: int = 0) -> dict[str, float]:
     """Train until ``settings.steps`` (or step ``until``, which leaves the schedule alone) or the
     wall-clock budget; checkpoint on the way and at the end.
 
     Returns the last step's terms plus ``stopped`` ("steps", "minutes" or "signal").
-    ``clock`` (seconds) is for tests.
+    ``clock`` (seconds) is for tests. A ``validator`` (:class:`sicc.train.validate.Validator`) scores
+    the network (its weight average, if the run keeps one) every ``validate_every`` steps and at the end;
+    its time is not counted in the steps' times (nor in the measured horizon).
     """
     from tqdm import tqdm
 
@@ -356,6 +429,12 @@ def run(trainer: Trainer, checkpoint: Path, log_path: Path, progress: bool = Tru
             if trainer.step % settings.checkpoint_every == 0 or now - last_save >= settings.checkpoint_minutes * 60:
                 trainer.save_checkpoint(checkpoint)
                 last_save = now
+            due = validator is not None and validate_every and trainer.step % validate_every == 0
+            if due and stop.received is None:
+                trainer.validate(validator)
+                last_end = clock()  # the validation is not the next step's time
     trainer.save_checkpoint(checkpoint)
+    if validator is not None and stopped != "signal" and (not validate_every or trainer.step % validate_every):
+        trainer.validate(validator)  # not after a signal: a stopped run ends now
     bar.close()
     return {**terms, "stopped": stopped}

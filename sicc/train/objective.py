@@ -32,6 +32,12 @@ class LossSettings:
     # Weight of the DISTS-like texture distance (perceptual.texture_distance) added to every
     # LPIPS term, so it follows the same per-level weights. 0: the objective of method.md.
     texture: float = 0.0
+    # -- where the weight sits (issue 48: aim the objective at the 0.1-0.5 bpp decodes users cut to) --
+    full_weight: float = 0.5  # weight of L_full (all 16 levels, deterministic); L_level keeps 0.5
+    deterministic_share: float = 0.0  # share of level-branch steps that decode with spread 0 (the scored decode)
+    low_levels: float | None = None  # chance that a step's level is drawn from 1..L/2 (None: cycle L..1)
+    low_mse: float = 1.0  # factor on lambda_d (the MSE weight) of levels 1..L/2
+    decoder_only: bool = False  # train g_s alone: the encoder, hyperprior, context and z prior are frozen
 
 
 def level_lambdas(level: int, levels: int) -> tuple[float, float, float]:
@@ -43,6 +49,31 @@ def level_lambdas(level: int, levels: int) -> tuple[float, float, float]:
 def level_for_step(step: int, levels: int) -> int:
     """Cycle L, L-1, ..., 1 as the paper does."""
     return levels - (step % levels)
+
+
+def step_plan(step: int, levels: int, settings: LossSettings, seed: int = 0) -> tuple[int, float]:
+    """The level-branch level and sampling spread of (0-based) ``step``.
+
+    The paper's plan by default: cycle L..1, sample with ``settings.spread``. With ``low_levels``
+    the level is drawn, levels 1..L/2 with that chance (uniform within each half); with
+    ``deterministic_share`` that share of steps decodes with spread 0. The draws are a function
+    of (seed, step) alone, so a resumed run makes the same ones.
+    """
+    if settings.low_levels is None and not settings.deterministic_share:
+        return level_for_step(step, levels), settings.spread
+    import numpy as np
+
+    rng = np.random.default_rng([seed, step, 48])
+    u_half, u_level, u_spread = rng.random(3)
+    level = level_for_step(step, levels)
+    if settings.low_levels is not None:
+        half = levels // 2
+        if u_half < settings.low_levels:
+            level = 1 + int(u_level * half)
+        else:
+            level = half + 1 + int(u_level * (levels - half))
+    spread = 0.0 if u_spread < settings.deterministic_share else settings.spread
+    return level, spread
 
 
 class SICTrainable(nn.Module):
@@ -79,6 +110,7 @@ def sic_loss(
     level: int,
     settings: LossSettings,
     generator: torch.Generator | None = None,
+    spread: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """One step's loss and its terms (floats, for the log).
 
@@ -86,17 +118,26 @@ def sic_loss(
     network run in reduced precision; the hyperprior, the entropy parameters,
     the detail sampling and every rate term run in float32, as the exact
     integer decoder will.
+
+    ``spread`` (default ``settings.spread``) samples the level branch's missing levels; 0 decodes
+    them deterministically, as ``sicc decode --spread 0`` does. With ``settings.decoder_only``
+    everything before g_s runs without gradients and the consistency term (which trains the
+    encoder) is left out: only g_s learns, and coded files stay byte-identical.
     """
+    import contextlib
+
     model, cfg = net.model, net.config
+    spread = settings.spread if spread is None else spread
+    frozen = torch.no_grad() if settings.decoder_only else contextlib.nullcontext()
     b, _, h, w = x.shape
     pixels = b * h * w
 
     def uniform(shape: tuple[int, ...]) -> torch.Tensor:
         return torch.rand(shape, generator=generator, device=x.device) * 2 - 1
 
-    with _part("g_a"):
+    with frozen, _part("g_a"):
         y = model.g_a(x).float()
-    with _full_precision(x), _part("hyperprior + entropy parameters"):
+    with frozen, _full_precision(x), _part("hyperprior + entropy parameters"):
         z = model.h_a(y)
         _, z_likelihoods = net.z_prior(z)
         z_bits = _bits(z_likelihoods).sum() / pixels
@@ -104,7 +145,8 @@ def sic_loss(
         y_hat = ste_round(y)
         means, log_scales = model.entropy_parameters(y_hat, hyper)
         y_noisy = y + uniform(tuple(y.shape)) * 0.5
-    y_bits = _bits(gaussian_likelihood(y_noisy, means, scales_from_log(log_scales)))
+    with frozen:
+        y_bits = _bits(gaussian_likelihood(y_noisy, means, scales_from_log(log_scales)))
     bits_per_level = y_bits.reshape(b, cfg.levels, -1).sum(dim=(0, 2)) / pixels
 
     with _part("g_s"):
@@ -123,27 +165,32 @@ def sic_loss(
     loss_full = settings.full_mse * full_mse + settings.full_lpips * full_perceptual + settings.full_rate * full_rate
 
     lam_d, lam_p, lam_r = level_lambdas(level, cfg.levels)
+    if level <= cfg.levels // 2:
+        lam_d *= settings.low_mse
+    consistency = 0.0 if settings.decoder_only else settings.consistency
     coded = y_hat[:, : level * cfg.group_size]
     level_rate = bits_per_level[:level].sum() + z_bits
     mse_l = lpips_l = texture_l = cons_l = x.new_zeros(())
     for _ in range(settings.samples):
-        with _full_precision(x), _part("detail sampling"):
-            latent = model.sample_details(coded, hyper, settings.spread, uniform)
+        with frozen, _full_precision(x), _part("detail sampling"):
+            latent = model.sample_details(coded, hyper, spread, uniform)
         with _part("g_s"):
             x_level = model.g_s(latent).float()
         mse_l = mse_l + F.mse_loss(x_level, x) / settings.samples
         lpips_s, texture_s = perceive(x_level)
         lpips_l = lpips_l + lpips_s / settings.samples
         texture_l = texture_l + texture_s / settings.samples
-        with _part("consistency re-encode (g_a)"):
-            cons_l = cons_l + F.mse_loss(model.g_a(x_level).float(), latent.detach()) / settings.samples
+        if consistency:
+            with _part("consistency re-encode (g_a)"):
+                cons_l = cons_l + F.mse_loss(model.g_a(x_level).float(), latent.detach()) / settings.samples
     loss_level = lam_d * mse_l + lam_p * (lpips_l + settings.texture * texture_l) + lam_r * level_rate
-    loss = 0.5 * loss_full + 0.5 * loss_level + settings.consistency * cons_l
+    loss = settings.full_weight * loss_full + 0.5 * loss_level + consistency * cons_l
 
     psnr_full = -10 * math.log10(max(full_mse.item(), 1e-10))
     terms = {
         "loss": loss.item(),
         "level": level,
+        "spread": spread,
         "full_mse": full_mse.item(),
         "full_psnr": psnr_full,
         "full_lpips": full_lpips.item(),
