@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -105,14 +106,17 @@ class Codec:
 
             full = self.encode(image, keep_metadata=keep_metadata, max_pixels=max_pixels, threads=threads,
                                progress=progress)
-            return truncate(full, bpp=bpp, max_bytes=max_bytes)
+            return truncate(full, bpp=bpp, max_bytes=max_bytes, max_pixels=max_pixels)
         levels = self.config.levels if levels is None else levels
         if not 0 <= levels <= self.config.levels:
             raise ValueError(f"levels must be in 0..{self.config.levels}")
         threads = threads or tiling.default_threads()
-        if threads > 1:
-            self.transforms.prepare("g_a")  # built on another core while the image is read
-        rgb = load_rgb(image, container.pixel_limit(max_pixels))
+        with self._preparing("g_a" if threads > 1 else None):  # built on another core while the image is read
+            rgb = load_rgb(image, container.pixel_limit(max_pixels))
+            return self._encode_levels(rgb, levels, keep_metadata, threads, progress)
+
+    def _encode_levels(self, rgb, levels: int, keep_metadata: bool, threads: int,
+                       progress: Progress | None) -> bytes:
         height, width = rgb.pixels.shape[:2]
         z_int, y_int = self.analyse(rgb.pixels, threads, progress)
         hyper_bytes = encode_categorical(z_symbols(z_int), self.weights.z_frequencies)
@@ -234,8 +238,23 @@ class Codec:
         if not 0 <= level <= available:
             raise ValueError(f"level {level} is not in the file (it holds levels 0..{available})")
         threads = threads or tiling.default_threads()
-        if threads > 1:
-            self.transforms.prepare("g_s")  # built on the other core while the levels are range-decoded
+        with self._preparing("g_s" if threads > 1 else None):  # built while the levels are range-decoded
+            return self._decode_parsed(parsed, level, samples, seed, spread, strict, threads, progress)
+
+    @contextmanager
+    def _preparing(self, name: str | None):
+        """Build the session of transform ``name`` on another thread while the block runs, and
+        join that thread before leaving, whether the block succeeds, fails or is interrupted:
+        a call never returns (or raises) with a thread still inside onnxruntime."""
+        thread = self.transforms.prepare(name) if name else None
+        try:
+            yield
+        finally:
+            if thread is not None:
+                thread.join()
+
+    def _decode_parsed(self, parsed: container.SicFile, level: int, samples: int, seed: int, spread: float,
+                       strict: bool, threads: int, progress: Progress | None) -> list[Image.Image]:
         base, coded = self.decode_latents(parsed, level, strict=strict, progress=progress)
         level = coded.shape[0] // self.config.group_size
         if level == 0:
