@@ -275,9 +275,10 @@ def display_name(path: str, output: bool = False) -> str:
 
 # -- output images -------------------------------------------------------------------------
 def output_format(path: str, quality: int | None = None) -> str:
-    """The image format of an output path (PNG for '-'); ``quality`` only for JPEG."""
-    if path == "-":
-        fmt = "PNG"
+    """The image format of an output path (PNG for '-' and for a device or FIFO named without a
+    format suffix); ``quality`` only for JPEG."""
+    if path == "-" or (Path(path).suffix.lower() not in OUTPUT_FORMATS and written_in_place(path)):
+        fmt = "PNG"  # standard output, or a device or FIFO without a format suffix (/dev/null)
     else:
         suffix = Path(path).suffix.lower()
         if suffix not in OUTPUT_FORMATS:
@@ -398,10 +399,36 @@ def refuse_terminal(path: str) -> None:
                            EXIT_USAGE)
 
 
+def written_in_place(path: str) -> bool:
+    """Whether the output ``path`` is written to directly rather than through a temporary file and a
+    rename: an existing character device (``/dev/null``) or FIFO, followed through symlinks, or a
+    symlink into /proc (``/dev/stdout``). Renaming over those would replace the device, the FIFO or
+    the link itself with a regular file. A block device or a socket is refused (exit 5)."""
+    if path == "-":
+        return False
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return True
+    if stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        what = "a block device" if stat.S_ISBLK(mode) else "a socket"
+        raise CommandError(f"cannot write {path}: it is {what}, not a file", EXIT_WRITE)
+    link, hops = path, 0
+    while os.path.islink(link) and hops < 40:
+        target = os.readlink(link)
+        link = target if os.path.isabs(target) else os.path.join(os.path.dirname(link), target)
+        if os.path.abspath(link).startswith("/proc/"):
+            return True
+        hops += 1
+    return False
+
+
 def check_output_folders(paths: list[str]) -> None:
     """An output whose folder is missing or not writable is refused before any work (exit 5)."""
     for path in paths:
-        if path == "-":
+        if path == "-" or written_in_place(path):
             continue
         folder = Path(path).parent
         if not folder.is_dir():
@@ -434,27 +461,40 @@ def write_outputs(paths: list[str], contents: list[bytes], source: str | None = 
     """Write several outputs as a unit: every one is first staged as a complete temporary file
     beside its target, then all are renamed while holding an exclusive lock on their folder. A failure or Ctrl-C removes the temporary files and the outputs this
     call had created, so N samples are written whole or not at all; the lock makes two processes
-    writing the same names leave one whole set, never a mix of both."""
+    writing the same names leave one whole set, never a mix of both. An output that is a device or
+    a FIFO (:func:`written_in_place`) is written to directly, after the files, never replaced."""
     for path in paths:
         if source and _same_file(source, path):
             raise CommandError(f"refusing to overwrite the input file {path}", EXIT_USAGE)
     if paths == ["-"]:
         write_stdout(contents[0])
         return
+    in_place = [written_in_place(path) for path in paths]
+    files = [(path, data) for path, data, direct in zip(paths, contents, in_place) if not direct]
     staged: list[str] = []
     current = paths[0]
     try:
-        for current, data in zip(paths, contents):
+        for current, data in files:
             staged.append(_stage(Path(current), data))
-        with _set_lock(paths), _signals_held():
-            _rename_all(staged, paths)
-            staged = []
+        if files:
+            with _set_lock([path for path, _ in files]), _signals_held():
+                _rename_all(staged, [path for path, _ in files])
+                staged = []
+        for current, data, direct in zip(paths, contents, in_place):
+            if direct:
+                _write_in_place(current, data)
     except OSError as exc:
         raise CommandError(f"cannot write {current}: {exc.strerror or exc}", EXIT_WRITE) from None
     finally:
         for name in staged:
             if os.path.lexists(name):
                 os.unlink(name)
+
+
+def _write_in_place(path: str, data: bytes) -> None:
+    """``data`` written straight into a device or FIFO (opening a FIFO waits for its reader)."""
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 def _rename_all(staged: list[str], targets: list[str]) -> None:
