@@ -259,11 +259,11 @@ class Codec:
         level = coded.shape[0] // self.config.group_size
         if level == 0:
             warnings.warn("no level decoded: the whole image is sampled from the hyperprior alone "
-                          "and will look like noise", NoLevelWarning, stacklevel=2)
+                          "and will look like noise", NoLevelWarning, stacklevel=3)
         elif samples > 1 and (level == self.config.levels or spread == 0):
             why = ("spread 0 samples nothing" if spread == 0 else
                    "every level is decoded, so nothing is sampled (decode fewer levels for different samples)")
-            warnings.warn(f"all {samples} samples are identical: {why}", SiccWarning, stacklevel=2)
+            warnings.warn(f"all {samples} samples are identical: {why}", SiccWarning, stacklevel=3)
         width, height = parsed.header.width, parsed.header.height
         images = []
         deterministic = spread == 0 or level == self.config.levels

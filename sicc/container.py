@@ -219,11 +219,12 @@ def read(source, max_pixels: int | None = None) -> bytes:
 
 
 def _read_chunks(handle, header: Header) -> bytes:
-    """The chunks after the header, read chunk by chunk. Before the hyperprior, a chunk head that
-    no valid file can have (another type, metadata over its limit) is refused at once, so a header
-    followed by /dev/zero ends after 40 bytes. A chunk's payload is read only up to the size bound
-    (one byte past it is an error), and reading stops after the first chunk :func:`parse` would not
-    use as a level (a wrong type or a level past the model's), or at a cut."""
+    """The chunks after the header, read chunk by chunk, each checked from its 8-byte head before
+    its payload is read. The payloads a file can use (ICCP, EXIF, HYPR, then LEVL 1..levels) are
+    read up to the size bound (one byte past it is an error; metadata over its limit is refused
+    from the head). A chunk that :func:`parse` will not use (another type, a level past the
+    model's) ends the reading, with at most ``STRAY_CHUNK_BYTES`` of it kept so that parse can say
+    what is wrong: a header followed by /dev/zero ends after 44 bytes."""
     cap = max_file_bytes(header.width, header.height, header.model_levels)
     parts: list[bytes] = []
     total, seen_hyper, levels = HEADER_SIZE, False, 0
@@ -234,29 +235,27 @@ def _read_chunks(handle, header: Header) -> bytes:
         if len(head) < _CHUNK_HEAD.size:
             break  # the end of the data, or a cut inside a chunk head: parse says which
         kind, length = _CHUNK_HEAD.unpack(head)
-        last = False
         if not seen_hyper:
-            if kind not in (CHUNK_HYPR, *_METADATA_CHUNKS):
-                raise CorruptError(_unexpected_chunk(kind))
-            if kind != CHUNK_HYPR and length > MAX_METADATA_BYTES:
+            stray = kind not in (CHUNK_HYPR, *_METADATA_CHUNKS)
+            if kind in _METADATA_CHUNKS and length > MAX_METADATA_BYTES:
                 raise CorruptError(_metadata_too_long(kind, length))
             seen_hyper = kind == CHUNK_HYPR
         else:
             levels += 1
-            last = kind != CHUNK_LEVL or levels > header.model_levels
-        wanted = length + 4
+            stray = kind != CHUNK_LEVL or levels > header.model_levels
+        wanted = min(length + 4, STRAY_CHUNK_BYTES) if stray else length + 4
         body = read_up_to(handle, min(wanted, cap + 1 - total))
         parts.append(body)
         total += len(body)
         if total > cap:
             raise CorruptError(_too_large(header, cap))
-        if len(body) < wanted or last:
+        if len(body) < length + 4 or stray:
             break
     return b"".join(parts)
 
 
-def _unexpected_chunk(kind: bytes) -> str:
-    return f"unexpected chunk {kind!r} before the hyperprior"  # parse's wording
+STRAY_CHUNK_BYTES = 1 << 16
+"""At most this much of a chunk that cannot be used is read (enough for its CRC when it is short)."""
 
 
 def _metadata_too_long(kind: bytes, length: int) -> str:

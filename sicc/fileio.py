@@ -164,13 +164,13 @@ def _declared_size(prefix: bytes) -> tuple[int, int] | None:
         known = _header_dimensions(prefix)
     except struct.error:
         known = None
-    if known is not None:
-        return known
-    try:
-        with pillow_bomb_check_lifted(), Image.open(io.BytesIO(prefix)) as image:
-            return image.size
-    except Exception:  # noqa: BLE001 - any failure means "not known from these bytes"
-        return None
+    if known is None:
+        try:
+            with pillow_bomb_check_lifted(), Image.open(io.BytesIO(prefix)) as image:
+                known = image.size
+        except Exception:  # noqa: BLE001 - any failure means "not known from these bytes"
+            return None
+    return known if min(known) > 0 else None  # no image has an empty side: the header is not read yet
 
 
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
