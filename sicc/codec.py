@@ -47,7 +47,7 @@ class Codec:
     each tile, for a progress display on long images.
     """
 
-    _cache: dict[str, "Codec"] = {}
+    _cache: dict[tuple, "Codec"] = {}
     _cache_lock = threading.Lock()
 
     def __init__(self, weights: ModelWeights):
@@ -57,19 +57,36 @@ class Codec:
         try:
             self.probability = ProbabilityModel(self.config, weights.model_state, weights.z_frequencies,
                                                 weights.scale_table, weights.scale_offset)
+            self._probe_probability()
         except (KeyError, ValueError, IndexError) as exc:
             raise WeightsError(f"weights do not describe a sicc model ({type(exc).__name__}: {exc})") from None
         self.transforms = Transforms(weights)
 
+    def _probe_probability(self) -> None:
+        """The probability model on a 64x64 image's latent, every level: tensors whose shapes do not fit
+        together (a weights file whose id was forged to match them) fail here, at load, with
+        ValueError, not in the middle of a file."""
+        g = self.config.group_size
+        height, width = latent_size(64, 64)  # one hyper position
+        base = self.probability.hyper_base(np.zeros((self.config.hyper, *hyper_size(64, 64)), dtype=np.int32))
+        y = np.zeros((self.config.latent, height, width), dtype=LATENT_DTYPE)
+        for index in range(self.config.levels):
+            means, scales = self.probability.level_parameters(y, base, index)
+            if means.shape != (g, height, width) or scales.shape != (g, height, width):
+                raise ValueError(f"level {index + 1} parameters have shape {means.shape}, not {(g, height, width)}")
+
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Codec":
-        """The codec of a weights file (default: the shipped model), cached per path.
+        """The codec of a weights file (default: the shipped model), cached per path and file
+        version (a file replaced on disk is loaded again).
 
         Raises OSError when the file cannot be read, WeightsError when it is not valid."""
-        key = str(Path(path).resolve()) if path else str(default_weights_path())
+        resolved = Path(path).resolve() if path else default_weights_path()
+        status = resolved.stat()
+        key = (str(resolved), status.st_ino, status.st_size, status.st_mtime_ns)
         with cls._cache_lock:
             if key not in cls._cache:
-                cls._cache[key] = cls(load_weights(Path(key)))
+                cls._cache[key] = cls(load_weights(resolved))
             return cls._cache[key]
 
     @classmethod
@@ -84,6 +101,8 @@ class Codec:
         threads = threads or tiling.default_threads()
         y = tiled_analysis(self.transforms.g_a, pad_image(pixels), threads=threads, progress=progress)
         z = tiled_hyper_analysis(self.transforms.h_a, y, threads=threads)
+        if not (np.isfinite(y).all() and np.isfinite(z).all()):  # only weights that are not a trained model
+            raise WeightsError("the model's analysis gives values that are not finite numbers (damaged weights?)")
         z_int = np.clip(np.rint(z), -Z_BOUND, Z_BOUND).astype(np.int32)
         y_int = np.empty(y.shape, dtype=LATENT_DTYPE)
         g = self.config.group_size

@@ -167,11 +167,14 @@ def _parse(handle, path: Path) -> ModelWeights:
     model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     if any(v.dtype != np.float32 for v in model_state.values()):
         raise WeightsError(f"{path}: network weights must be float32")
+    if not all(np.isfinite(v).all() for v in model_state.values()):
+        raise WeightsError(f"{path}: network weights must be finite numbers")
     z_freq = arrays["z_frequencies"].astype(np.int64)
     scales = arrays["scale_table"].astype(np.float64)
     scale_offset = manifest["scale_offset"]
     if not isinstance(scale_offset, int) or isinstance(scale_offset, bool) or abs(scale_offset) > 1 << 20:
         raise WeightsError(f"{path}: invalid scale offset {scale_offset!r}")
+    _check_tables(path, config, z_freq, scales, scale_offset)
     graphs = {name: arrays[f"graph/{name}"].tobytes() for name in GRAPHS}
     graph_keys = {name: [str(k) for k in manifest["graphs"][name]["state_keys"]] for name in GRAPHS}
     missing = sorted({k for keys in graph_keys.values() for k in keys} - set(model_state))
@@ -194,6 +197,21 @@ def _parse(handle, path: Path) -> ModelWeights:
         training=dict(manifest.get("training") or {}),
         z_prior_state={k[len("z_prior/"):]: v for k, v in arrays.items() if k.startswith("z_prior/")},
     )
+
+
+def _check_tables(path: Path, config: ModelConfig, z_freq: np.ndarray, scales: np.ndarray, scale_offset: int) -> None:
+    """The integer tables the coder trusts: every z symbol has a non-zero frequency and each row sums
+    to 2**Z_FREQUENCY_BITS (else a symbol could not be coded); the scale table and its offset are the
+    ones the config defines (the same values up to the last bit, which np.exp may round otherwise)."""
+    from .probability import Z_BOUND, Z_FREQUENCY_BITS, scale_table
+
+    if z_freq.shape != (config.hyper, 2 * Z_BOUND + 1) or z_freq.min(initial=1) < 1 \
+            or np.any(z_freq.sum(axis=1) != 1 << Z_FREQUENCY_BITS):
+        raise WeightsError(f"{path}: invalid z frequency table (shape {z_freq.shape}: {config.hyper} rows of "
+                           f"{2 * Z_BOUND + 1} positive frequencies summing to {1 << Z_FREQUENCY_BITS} are expected)")
+    expected, offset = scale_table(config)
+    if scale_offset != offset or scales.shape != expected.shape or not np.allclose(scales, expected, rtol=1e-6, atol=0):
+        raise WeightsError(f"{path}: invalid scale table (it is not the one its config defines)")
 
 
 def _verified_id(path: Path, manifest: dict, config: ModelConfig, model_state: dict, z_freq: np.ndarray,
