@@ -38,7 +38,7 @@ def test_short_fuzz_run_finds_no_crash(tiny_weights, tmp_path):
     for fragment in ("NotSicError", "header is corrupt", "HYPR chunk is corrupt", "CorruptLevelWarning",
                      "TruncatedFileWarning", "ImageTooLargeError", "hyperprior is corrupt",
                      "range decoder ran past the end", "encoded with model", "version N is not supported",
-                     "encode exit 0", "encode exit 3", "weights: WeightsError", "weights: encode and decode ok"):
+                     "encode exit 0", "encode exit 3", "weights: WeightsError"):
         assert fragment in reached, f"the fuzzer never reached {fragment!r}\n{report.summary()}"
     assert list(tmp_path.iterdir()) == []
 
