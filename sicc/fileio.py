@@ -76,8 +76,6 @@ IMAGE_BYTES_PER_PIXEL = 16
 ``IMAGE_METADATA_BYTES``, the most an image file of a given size may hold, and from the pixel
 budget, the most an image file may hold before its size is known."""
 IMAGE_METADATA_BYTES = 64 << 20
-SIC_SIGNATURE = b"\x8bSIC\r\n\x1a\n"
-"""The SIC magic (``container.MAGIC``): such an input is refused by ``encode`` from its first bytes."""
 
 
 def image_file_cap(pixels: int) -> int:
@@ -96,7 +94,7 @@ def read_input(path: str, max_pixels: int | None = None) -> bytes:
     by its size, before it is read. A pipe or a device (stdin, /dev/zero) must also start with the
     signature of an image format Pillow knows, checked from its first 16 bytes. A SIC file is
     returned from its first bytes alone (``encode`` refuses it with a hint)."""
-    from .container import read_up_to
+    from .container import MAGIC, read_up_to
     from .errors import InputImageError
 
     try:
@@ -107,7 +105,7 @@ def read_input(path: str, max_pixels: int | None = None) -> bytes:
             except (OSError, ValueError, AttributeError):  # no file descriptor (a test's stream): a stream
                 size = None
             head = read_up_to(handle, 64)  # the signature (16 bytes) and the size of the common formats
-            if head.startswith(SIC_SIGNATURE):
+            if head.startswith(MAGIC):  # a SIC file: `encode` refuses it from these bytes, with a hint
                 return head
             if size is None and not _known_image_signature(head[:16]):
                 raise InputImageError("not a readable image (unknown or damaged format)")
