@@ -174,23 +174,29 @@ def test_stale_temporary_files_are_recognised_and_removed(tmp_path, small_file):
 
 
 def test_sigkill_leftovers_carry_the_pid_and_go_away(tmp_path, tiny_codec, tiny_weights):
-    """SIGKILL at random moments of a decode that writes 16 large samples: whatever temporary files
-    it leaves are named with the killed process's id (hidden, ``.tmp``), are not taken as inputs by a
-    later folder decode, and the next write into the folder, once they are old enough, removes them."""
+    """SIGKILL the moment a decode of 16 large samples has started staging its outputs (watched
+    for in the folder): the temporary files it leaves are named with the killed process's id
+    (hidden, ``.tmp``), are not taken as inputs by a later folder decode, and the next write into
+    the folder, once they are old enough, removes them."""
     sic = tmp_path / "in.sic"
     sic.write_bytes(tiny_codec.encode(synthetic_image(768, 768, seed=3), levels=2))
-    rng = random.Random(6)
     killed = set()
-    for _ in range(8):
+    for _ in range(6):
         proc = subprocess.Popen([*sicc_command(), "decode", str(sic), "-o", str(tmp_path / "out.png"), "--samples",
                                  "16", "--weights", str(tiny_weights), "-f"], env=child_env(), stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.5, 4.0))
-        proc.kill()
+        while proc.poll() is None:
+            if any(name.endswith(".tmp") for name in os.listdir(tmp_path)):
+                proc.kill()
+                killed.add(proc.pid)
+                break
+            time.sleep(0.002)
         proc.wait()
-        killed.add(proc.pid)
         for path in tmp_path.glob("out-*.png"):
             path.unlink()
+        if temp_files(tmp_path):
+            break
     leftovers = temp_files(tmp_path)
+    assert leftovers, "no run was killed while it staged its outputs"
     for name in leftovers:
         assert name.startswith(".out-") and int(name.split(".sicc-")[1].split("-")[0]) in killed, name
     old = time.time() - 3600
