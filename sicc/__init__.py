@@ -90,11 +90,12 @@ def montage(data: bytes, levels: list[int] | None = None, samples: int = 3, seed
                          original=original, tile_width=tile_width)
 
 
-def info(source) -> FileInfo:
+def info(source, max_pixels: int | None = None) -> FileInfo:
     """Size, model id and per-level bytes and bpp of a SIC file (bytes, a path or a binary file
     object, read in bounded pieces). Checks the structure that needs no model; only a decode can
-    tell a range-coded payload that does not decode to exactly its symbols."""
-    return file_info(source)
+    tell a range-coded payload that does not decode to exactly its symbols. A file over the pixel
+    budget (``max_pixels``, default ``sicc.MAX_IMAGE_PIXELS``) is refused from its header."""
+    return file_info(source, max_pixels)
 
 
 def __getattr__(name: str):

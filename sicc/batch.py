@@ -96,7 +96,7 @@ def encode_file(codec, source: str, target: str, levels: int | None = None, bpp:
                                  max_pixels=max_pixels, threads=threads, progress=progress)
     seconds = time.perf_counter() - start
     write_output(target, data, source=source)
-    info = file_info(data)
+    info = file_info(data, max_pixels)
     details = [f"  level {lv.index:2d}: cumulative {lv.cumulative_bytes} bytes, {lv.cumulative_bpp:.4f} bpp"
                for lv in info.levels]
     return Outcome(source, target, info.width, info.height, len(data), len(info.levels), info.model_levels,
@@ -119,7 +119,7 @@ def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0
     encoded = [image_bytes(image, fmt, quality, name=path) for image, path in zip(images, paths)]
     seconds = time.perf_counter() - start
     write_outputs(paths, encoded, source=source)
-    info = file_info(raw)
+    info = file_info(raw, max_pixels)
     used = len(info.levels) if level is None else level
     return Outcome(source, target, images[0].width, images[0].height, len(raw), used, info.model_levels,
                    samples=samples, seconds=seconds)

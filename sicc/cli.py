@@ -5,7 +5,8 @@ files' work is ``sicc/batch.py``, contact sheets are ``sicc/montage.py``.
 
 Exit codes (also in README.md and ``sicc --help``):
   0 success; 1 internal error; 2 bad arguments; 3 cannot read input;
-  4 invalid, corrupt or unsupported input data; 5 cannot write output; 130 interrupted.
+  4 invalid, corrupt or unsupported input data; 5 cannot write output; 130 interrupted (Ctrl-C);
+  143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from .fileio import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_READ,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     EXIT_WRITE,
     OUTPUT_FORMATS,
     CommandError,
     QuietExit,
+    Terminated,
     display_name,
     image_bytes,
     output_format,
@@ -48,12 +51,13 @@ from .fileio import (
 from . import MAX_IMAGE_PIXELS
 from .model.config import ModelConfig
 
-__all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_READ", "EXIT_DATA", "EXIT_WRITE", "EXIT_INTERRUPTED",
+__all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_READ", "EXIT_DATA", "EXIT_WRITE", "EXIT_INTERRUPTED", "EXIT_TERMINATED",
            "OUTPUT_FORMATS", "main", "run"]
 
 EPILOG = """\b
 Exit codes: 0 ok, 1 internal error, 2 bad arguments, 3 cannot read input,
-4 invalid/corrupt/unsupported data, 5 cannot write output, 130 interrupted.
+4 invalid/corrupt/unsupported data, 5 cannot write output, 130 interrupted,
+143 terminated (SIGTERM).
 With several inputs: 0 if every file succeeded, else the code of the first that failed.
 """
 
@@ -127,8 +131,8 @@ def reported_errors(settings: Settings, source: str | None = None):
         yield
     except QuietExit:
         _quiet_exit()
-    except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     except (CommandError, ValueError, MemoryError) as exc:
         _fail(*classify(exc, source))
     except Exception as exc:
@@ -154,6 +158,13 @@ def one_line(message) -> str:
 def _fail(message: str, code: int) -> None:
     click.echo(f"sicc: error: {one_line(message)}", err=True)
     sys.exit(code)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> None:
+    """Ctrl-C exits 130, SIGTERM 143 (the temporary files are gone by the time this runs)."""
+    if isinstance(exc, Terminated):
+        _fail("terminated", EXIT_TERMINATED)
+    _fail("interrupted", EXIT_INTERRUPTED)
 
 
 def _quiet_exit() -> None:
@@ -241,7 +252,8 @@ max_pixels_option = click.option(
     "--max-pixels", type=click.IntRange(1), default=None,
     help="Pixel budget: refuse images whose size padded to multiples of 64 has more pixels than "
          f"this (default {MAX_IMAGE_PIXELS}).")
-"""One pixel budget for encode and decode (sicc.MAX_IMAGE_PIXELS when not given)."""
+"""One pixel budget for encode, decode, info and truncate (sicc.MAX_IMAGE_PIXELS when not given): on
+the SIC side it also bounds the bytes a header may make sicc read."""
 
 
 def output_options(command):
@@ -448,11 +460,13 @@ def decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: in
               help="Largest prefix of at most B bytes (at least level 1).")
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
               help="Largest prefix of at most R bits per pixel (at least level 1).")
+@max_pixels_option
 @output_options
 @click.pass_obj
 def truncate(settings: Settings, input_path: str, output: str, level: int | None,
-             max_bytes: int | None, bpp: float | None) -> None:
+             max_bytes: int | None, bpp: float | None, max_pixels: int | None) -> None:
     """Cut a SIC file after a level: a byte prefix, nothing is re-encoded."""
+    from .container import pixel_limit
     from .stream import file_info
     from .stream import truncate as truncate_data
 
@@ -460,10 +474,10 @@ def truncate(settings: Settings, input_path: str, output: str, level: int | None
         if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
             raise CommandError("give exactly one of --level, --bytes, --bpp", EXIT_USAGE)
         refuse_terminal(output)
-        raw = read_sic_input(input_path)
-        data = truncate_data(raw, level=level, max_bytes=max_bytes, bpp=bpp)
+        raw = read_sic_input(input_path, pixel_limit(max_pixels))  # bounded; the budget from the header
+        data = truncate_data(raw, level=level, max_bytes=max_bytes, bpp=bpp, max_pixels=max_pixels)
         write_output(output, data, source=input_path)
-        info = file_info(data)
+        info = file_info(data, max_pixels)
         settings.say(f"{display_name(output, output=True)}: kept {len(info.levels)}/{info.model_levels} levels, {len(data)} bytes, "
                      f"{len(data) * 8 / (info.width * info.height):.4f} bpp", 1)
 
@@ -471,14 +485,16 @@ def truncate(settings: Settings, input_path: str, output: str, level: int | None
 @main.command(epilog=EPILOG, short_help="Show a SIC file's size, metadata and levels.")
 @click.argument("input_path", metavar="INPUT")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@max_pixels_option
 @output_options
 @click.pass_obj
-def info(settings: Settings, input_path: str, as_json: bool) -> None:
+def info(settings: Settings, input_path: str, as_json: bool, max_pixels: int | None) -> None:
     """Show a SIC file's size, model id, metadata and per-level bytes and bpp (no decoding)."""
+    from .container import pixel_limit
     from .stream import file_info
 
     with reported_errors(settings, input_path):
-        report = file_info(read_sic_input(input_path))
+        report = file_info(read_sic_input(input_path, pixel_limit(max_pixels)), max_pixels)
         if as_json:
             print_out(json.dumps(report.to_dict(), indent=2))
             return
@@ -557,8 +573,43 @@ def montage(settings: Settings, input_path: str, output: str, levels: list[int] 
                      f"{time.perf_counter() - start:.2f} s", 1)
 
 
-def run() -> None:
-    """Console-script entry: click's own usage errors exit 2, anything unforeseen exits 1 in one line."""
+def _handle_sigterm() -> None:
+    """SIGTERM raises :class:`Terminated` in the main thread, unless it is ignored (a parent chose
+    so) or this is not the main thread."""
+    import signal
+    import threading
+
+    from .fileio import raise_terminated
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, raise_terminated)
+
+
+def run(standalone: bool = True) -> None:
+    """Console-script entry: click's own usage errors exit 2, anything unforeseen exits 1 in one line.
+
+    ``standalone`` (a ``sicc`` process; tests calling this in their own process pass False):
+    SIGTERM is handled like Ctrl-C (clean up, then exit 143), and once the command has finished,
+    SIGINT and SIGTERM are held back until the process is gone, so a signal that arrives after the
+    outputs are written cannot turn a finished command into a killed one."""
+    if standalone:
+        _handle_sigterm()
+    try:
+        _run_command()
+    finally:
+        if standalone:
+            _hold_late_signals()
+
+
+def _hold_late_signals() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _run_command() -> None:
     try:
         main.main(standalone_mode=False, prog_name="sicc")
     except click.exceptions.Exit as exc:
@@ -572,8 +623,8 @@ def run() -> None:
         _fail(exc.format_message() + hint, EXIT_USAGE)
     except click.exceptions.Abort:
         _fail("interrupted", EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     except QuietExit:
         _quiet_exit()
     except BrokenPipeError:  # help or version text into a closed pipe

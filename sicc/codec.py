@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ class Codec:
     each tile, for a progress display on long images.
     """
 
-    _cache: dict[str, "Codec"] = {}
+    _cache: dict[tuple, "Codec"] = {}
     _cache_lock = threading.Lock()
 
     def __init__(self, weights: ModelWeights):
@@ -56,19 +57,36 @@ class Codec:
         try:
             self.probability = ProbabilityModel(self.config, weights.model_state, weights.z_frequencies,
                                                 weights.scale_table, weights.scale_offset)
+            self._probe_probability()
         except (KeyError, ValueError, IndexError) as exc:
             raise WeightsError(f"weights do not describe a sicc model ({type(exc).__name__}: {exc})") from None
         self.transforms = Transforms(weights)
 
+    def _probe_probability(self) -> None:
+        """The probability model on a 64x64 image's latent, every level: tensors whose shapes do not fit
+        together (a weights file whose id was forged to match them) fail here, at load, with
+        ValueError, not in the middle of a file."""
+        g = self.config.group_size
+        height, width = latent_size(64, 64)  # one hyper position
+        base = self.probability.hyper_base(np.zeros((self.config.hyper, *hyper_size(64, 64)), dtype=np.int32))
+        y = np.zeros((self.config.latent, height, width), dtype=LATENT_DTYPE)
+        for index in range(self.config.levels):
+            means, scales = self.probability.level_parameters(y, base, index)
+            if means.shape != (g, height, width) or scales.shape != (g, height, width):
+                raise ValueError(f"level {index + 1} parameters have shape {means.shape}, not {(g, height, width)}")
+
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Codec":
-        """The codec of a weights file (default: the shipped model), cached per path.
+        """The codec of a weights file (default: the shipped model), cached per path and file
+        version (a file replaced on disk is loaded again).
 
         Raises OSError when the file cannot be read, WeightsError when it is not valid."""
-        key = str(Path(path).resolve()) if path else str(default_weights_path())
+        resolved = Path(path).resolve() if path else default_weights_path()
+        status = resolved.stat()
+        key = (str(resolved), status.st_ino, status.st_size, status.st_mtime_ns)
         with cls._cache_lock:
             if key not in cls._cache:
-                cls._cache[key] = cls(load_weights(Path(key)))
+                cls._cache[key] = cls(load_weights(resolved))
             return cls._cache[key]
 
     @classmethod
@@ -83,6 +101,8 @@ class Codec:
         threads = threads or tiling.default_threads()
         y = tiled_analysis(self.transforms.g_a, pad_image(pixels), threads=threads, progress=progress)
         z = tiled_hyper_analysis(self.transforms.h_a, y, threads=threads)
+        if not (np.isfinite(y).all() and np.isfinite(z).all()):  # only weights that are not a trained model
+            raise WeightsError("the model's analysis gives values that are not finite numbers (damaged weights?)")
         z_int = np.clip(np.rint(z), -Z_BOUND, Z_BOUND).astype(np.int32)
         y_int = np.empty(y.shape, dtype=LATENT_DTYPE)
         g = self.config.group_size
@@ -105,14 +125,17 @@ class Codec:
 
             full = self.encode(image, keep_metadata=keep_metadata, max_pixels=max_pixels, threads=threads,
                                progress=progress)
-            return truncate(full, bpp=bpp, max_bytes=max_bytes)
+            return truncate(full, bpp=bpp, max_bytes=max_bytes, max_pixels=max_pixels)
         levels = self.config.levels if levels is None else levels
         if not 0 <= levels <= self.config.levels:
             raise ValueError(f"levels must be in 0..{self.config.levels}")
         threads = threads or tiling.default_threads()
-        if threads > 1:
-            self.transforms.prepare("g_a")  # built on another core while the image is read
-        rgb = load_rgb(image, container.pixel_limit(max_pixels))
+        with self._preparing("g_a" if threads > 1 else None):  # built on another core while the image is read
+            rgb = load_rgb(image, container.pixel_limit(max_pixels))
+            return self._encode_levels(rgb, levels, keep_metadata, threads, progress)
+
+    def _encode_levels(self, rgb, levels: int, keep_metadata: bool, threads: int,
+                       progress: Progress | None) -> bytes:
         height, width = rgb.pixels.shape[:2]
         z_int, y_int = self.analyse(rgb.pixels, threads, progress)
         hyper_bytes = encode_categorical(z_symbols(z_int), self.weights.z_frequencies)
@@ -234,17 +257,32 @@ class Codec:
         if not 0 <= level <= available:
             raise ValueError(f"level {level} is not in the file (it holds levels 0..{available})")
         threads = threads or tiling.default_threads()
-        if threads > 1:
-            self.transforms.prepare("g_s")  # built on the other core while the levels are range-decoded
+        with self._preparing("g_s" if threads > 1 else None):  # built while the levels are range-decoded
+            return self._decode_parsed(parsed, level, samples, seed, spread, strict, threads, progress)
+
+    @contextmanager
+    def _preparing(self, name: str | None):
+        """Build the session of transform ``name`` on another thread while the block runs, and
+        join that thread before leaving, whether the block succeeds, fails or is interrupted:
+        a call never returns (or raises) with a thread still inside onnxruntime."""
+        thread = self.transforms.prepare(name) if name else None
+        try:
+            yield
+        finally:
+            if thread is not None:
+                thread.join()
+
+    def _decode_parsed(self, parsed: container.SicFile, level: int, samples: int, seed: int, spread: float,
+                       strict: bool, threads: int, progress: Progress | None) -> list[Image.Image]:
         base, coded = self.decode_latents(parsed, level, strict=strict, progress=progress)
         level = coded.shape[0] // self.config.group_size
         if level == 0:
             warnings.warn("no level decoded: the whole image is sampled from the hyperprior alone "
-                          "and will look like noise", NoLevelWarning, stacklevel=2)
+                          "and will look like noise", NoLevelWarning, stacklevel=3)
         elif samples > 1 and (level == self.config.levels or spread == 0):
             why = ("spread 0 samples nothing" if spread == 0 else
                    "every level is decoded, so nothing is sampled (decode fewer levels for different samples)")
-            warnings.warn(f"all {samples} samples are identical: {why}", SiccWarning, stacklevel=2)
+            warnings.warn(f"all {samples} samples are identical: {why}", SiccWarning, stacklevel=3)
         width, height = parsed.header.width, parsed.header.height
         images = []
         deterministic = spread == 0 or level == self.config.levels

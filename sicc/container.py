@@ -188,9 +188,11 @@ def parse_header(data: bytes, max_pixels: int | None = None) -> Header:
 def read(source, max_pixels: int | None = None) -> bytes:
     """The bytes of a SIC file from a path, a binary file object (e.g. ``sys.stdin.buffer``) or
     bytes, read in bounded pieces: the signature and header are checked from the first 32 bytes
-    (with the decode budget ``max_pixels``, None: none), then the rest is read up to the largest
-    size that header allows (:func:`max_file_bytes`). Not a SIC file, too large a size, or more
-    bytes than the bound are refused before the rest is read; reading in pieces keeps Ctrl-C
+    (with the decode budget ``max_pixels``, None: none), then the chunks are read one by one, each
+    checked from its 8-byte head before its payload is read (:func:`_read_chunks`), never past the
+    largest size that header allows (:func:`max_file_bytes`) and never past the first chunk at which
+    :func:`parse` stops. Not a SIC file, too large a size, a chunk that cannot start a valid file, or
+    more bytes than the bound are refused before the rest is read; reading in pieces keeps Ctrl-C
     working. OSError from opening or reading propagates."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -213,10 +215,55 @@ def read(source, max_pixels: int | None = None) -> bytes:
     size = _regular_file_size(source)  # a file on disk: its size is checked before it is read
     if size is not None:
         _check_file_size(header, size)
-    data = head + read_up_to(source, max_file_bytes(header.width, header.height, header.model_levels)
-                              - HEADER_SIZE + 1)
-    _check_file_size(header, len(data))
-    return data
+    return head + _read_chunks(source, header)
+
+
+def _read_chunks(handle, header: Header) -> bytes:
+    """The chunks after the header, read chunk by chunk, each checked from its 8-byte head before
+    its payload is read. The payloads a file can use (ICCP, EXIF, HYPR, then LEVL 1..levels) are
+    read up to the size bound (one byte past it is an error; metadata over its limit is refused
+    from the head). A chunk that :func:`parse` will not use (another type, a level past the
+    model's) ends the reading, with at most ``STRAY_CHUNK_BYTES`` of it kept so that parse can say
+    what is wrong: a header followed by /dev/zero ends after 44 bytes."""
+    cap = max_file_bytes(header.width, header.height, header.model_levels)
+    parts: list[bytes] = []
+    total, seen_hyper, levels = HEADER_SIZE, False, 0
+    while True:
+        head = read_up_to(handle, _CHUNK_HEAD.size)
+        parts.append(head)
+        total += len(head)
+        if len(head) < _CHUNK_HEAD.size:
+            break  # the end of the data, or a cut inside a chunk head: parse says which
+        kind, length = _CHUNK_HEAD.unpack(head)
+        if not seen_hyper:
+            stray = kind not in (CHUNK_HYPR, *_METADATA_CHUNKS)
+            if kind in _METADATA_CHUNKS and length > MAX_METADATA_BYTES:
+                raise CorruptError(_metadata_too_long(kind, length))
+            seen_hyper = kind == CHUNK_HYPR
+        else:
+            levels += 1
+            stray = kind != CHUNK_LEVL or levels > header.model_levels
+        wanted = min(length + 4, STRAY_CHUNK_BYTES) if stray else length + 4
+        body = read_up_to(handle, min(wanted, cap + 1 - total))
+        parts.append(body)
+        total += len(body)
+        if total > cap:
+            raise CorruptError(_too_large(header, cap))
+        if len(body) < length + 4 or stray:
+            break
+    return b"".join(parts)
+
+
+STRAY_CHUNK_BYTES = 1 << 16
+"""At most this much of a chunk that cannot be used is read (enough for its CRC when it is short)."""
+
+
+def _metadata_too_long(kind: bytes, length: int) -> str:
+    return f"{kind.decode()} chunk is corrupt ({length} bytes, over the format's {MAX_METADATA_BYTES})"
+
+
+def _too_large(header: Header, cap: int) -> str:
+    return f"file is larger than a {header.width}x{header.height} SIC file can be (at most {cap} bytes)"
 
 
 def _regular_file_size(handle) -> int | None:
@@ -247,8 +294,7 @@ def read_up_to(handle, limit: int) -> bytes:
 def _check_file_size(header: Header, size: int) -> None:
     cap = max_file_bytes(header.width, header.height, header.model_levels)
     if size > cap:
-        raise CorruptError(f"file is larger than a {header.width}x{header.height} SIC file can be "
-                           f"(at most {cap} bytes)")
+        raise CorruptError(_too_large(header, cap))
 
 
 def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> SicFile:

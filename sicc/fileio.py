@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import re
 import signal
 import stat
 import struct
@@ -23,6 +24,8 @@ from pathlib import Path
 from .errors import SiccWarning
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_READ, EXIT_DATA, EXIT_WRITE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+EXIT_TERMINATED = 143
+"""SIGTERM: 128 + 15, as a shell reports a process killed by it; sicc cleans up first, as for Ctrl-C."""
 
 OUTPUT_FORMATS = {".png": "PNG", ".ppm": "PPM", ".pnm": "PPM", ".pgm": "PPM", ".tif": "TIFF", ".tiff": "TIFF",
                   ".webp": "WEBP", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -52,6 +55,16 @@ class CommandError(Exception):
         self.code = code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the command's handler: it unwinds like Ctrl-C (every
+    temporary file is removed on the way out), and the command exits 143 instead of 130."""
+
+
+def raise_terminated(signum, frame) -> None:
+    """The command's SIGTERM handler (installed by ``cli.run``)."""
+    raise Terminated()
+
+
 class QuietExit(Exception):
     """Standard output was closed by its reader (``sicc info x.sic | head -1``): stop quietly, as
     Unix tools do, with exit 0."""
@@ -60,40 +73,148 @@ class QuietExit(Exception):
 # -- reading -------------------------------------------------------------------------------
 IMAGE_BYTES_PER_PIXEL = 16
 """Most bytes an image file spends per pixel (uncompressed 32-bit float RGBA): with
-``IMAGE_METADATA_BYTES``, the cap on an image read from a pipe or a device, from the pixel budget."""
+``IMAGE_METADATA_BYTES``, the most an image file of a given size may hold, and from the pixel
+budget, the most an image file may hold before its size is known."""
 IMAGE_METADATA_BYTES = 64 << 20
 
 
+def image_file_cap(pixels: int) -> int:
+    """The most bytes an image file of ``pixels`` pixels may hold (its first frame, metadata)."""
+    return pixels * IMAGE_BYTES_PER_PIXEL + IMAGE_METADATA_BYTES
+
+
 def read_input(path: str, max_pixels: int | None = None) -> bytes:
-    """The bytes of an image to encode from ``path`` ('-': standard input), read in pieces, so
-    Ctrl-C works. A regular file is read whole (its size bounds it). A pipe or a device (stdin,
-    /dev/zero) must start with the signature of an image format Pillow knows, checked from its
-    first 16 bytes, and is read up to a cap from the pixel budget ``max_pixels``."""
-    from .container import read_up_to
-    from .errors import InputImageError, InputTooLargeError
+    """The bytes of an image to encode from ``path`` ('-': standard input), read in bounded pieces
+    (Ctrl-C works between them).
+
+    The image's size is taken from its header as soon as the bytes read so far hold it (Pillow opens
+    lazily: a PNG's first 33 bytes give it): an image over the pixel budget ``max_pixels`` is refused
+    then, and the read is capped at what an image of that size can hold (:func:`image_file_cap`).
+    Until the size is known the cap comes from the budget. A regular file is checked against the cap
+    by its size, before it is read. A pipe or a device (stdin, /dev/zero) must also start with the
+    signature of an image format Pillow knows, checked from its first 16 bytes. A SIC file is
+    returned from its first bytes alone (``encode`` refuses it with a hint)."""
+    from .container import MAGIC, read_up_to
+    from .errors import InputImageError
 
     try:
         with (open(path, "rb") if path != "-" else _borrowed(sys.stdin.buffer)) as handle:
             try:
-                regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
-            except (OSError, ValueError):  # no file descriptor (a test's stream): a stream
-                regular = False
-            if regular:
-                return read_up_to(handle, 1 << 62)
-            head = read_up_to(handle, 16)
-            if not _known_image_signature(head):
+                status = os.fstat(handle.fileno())
+                size = status.st_size if stat.S_ISREG(status.st_mode) else None
+            except (OSError, ValueError, AttributeError):  # no file descriptor (a test's stream): a stream
+                size = None
+            head = read_up_to(handle, 64)  # the signature (16 bytes) and the size of the common formats
+            if head.startswith(MAGIC):  # a SIC file: `encode` refuses it from these bytes, with a hint
+                return head
+            if size is None and not _known_image_signature(head[:16]):
                 raise InputImageError("not a readable image (unknown or damaged format)")
-            cap = None if max_pixels is None else max_pixels * IMAGE_BYTES_PER_PIXEL + IMAGE_METADATA_BYTES
-            data = head + read_up_to(handle, (1 << 62) if cap is None else cap + 1 - len(head))
-            if cap is not None and len(data) > cap:
-                raise InputTooLargeError(f"image data is larger than an image within the pixel budget of "
-                                         f"{max_pixels} can be (over {cap} bytes; raise it with --max-pixels)")
-            return data
+            return _read_image_bytes(handle, head, size, max_pixels)
     except IsADirectoryError:
         raise CommandError(f"cannot read {path}: it is a folder (give files, or a folder with -o DIR)",
                            EXIT_READ) from None
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}", EXIT_READ) from None
+
+
+def _read_image_bytes(handle, head: bytes, size: int | None, max_pixels: int | None) -> bytes:
+    """The rest of :func:`read_input`: pieces appended to ``head`` under a cap that tightens once
+    the image's header has been read (probed after 64 KiB, then at every fourfold size)."""
+    from .container import READ_PIECE
+    from .errors import InputTooLargeError
+
+    cap = None if max_pixels is None else image_file_cap(max_pixels)
+    why = f"an image within the pixel budget of {max_pixels} can be (raise it with --max-pixels)"
+    data = bytearray(head)
+    known, next_probe, ended = False, len(head), False
+    while True:
+        if not known and (ended or len(data) >= next_probe):
+            dims = _declared_size(bytes(data))
+            next_probe = max(1 << 16, 4 * len(data))
+            if dims is not None:
+                from .image_io import check_size
+
+                known = True
+                check_size(*dims, max_pixels)  # InputTooLargeError: refused from the header
+                own = image_file_cap(dims[0] * dims[1])
+                if cap is None or own < cap:
+                    cap, why = own, f"a {dims[0]}x{dims[1]} image file can be"
+        if cap is not None and (len(data) > cap or (size is not None and size > cap)):
+            raise InputTooLargeError(f"the file is larger than {why} (over {cap} bytes)")
+        if ended:
+            return bytes(data)
+        want = READ_PIECE if cap is None else min(READ_PIECE, cap + 1 - len(data))
+        piece = handle.read(want)
+        ended = not piece
+        data += piece
+
+
+def _declared_size(prefix: bytes) -> tuple[int, int] | None:
+    """(width, height) of the image whose first bytes are ``prefix``, from its header, or None when
+    the prefix does not hold it yet (or ever). PNG, GIF, BMP, JPEG and WebP are read here from the
+    field that declares the size (a PNG's first 24 bytes), since Pillow's lazy open also reads the
+    chunks or segments after it and fails on damaged ones; other formats through Pillow's open."""
+    from PIL import Image
+
+    from .image_io import pillow_bomb_check_lifted
+
+    try:
+        known = _header_dimensions(prefix)
+    except struct.error:
+        known = None
+    if known is None:
+        try:
+            with pillow_bomb_check_lifted(), Image.open(io.BytesIO(prefix)) as image:
+                known = image.size
+        except Exception:  # noqa: BLE001 - any failure means "not known from these bytes"
+            return None
+    return known if min(known) > 0 else None  # no image has an empty side: the header is not read yet
+
+
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _header_dimensions(data: bytes) -> tuple[int, int] | None:
+    """The declared size of a PNG, GIF, BMP, JPEG or WebP from its first bytes (None: another
+    format, or not enough bytes yet)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if data[:4] == b"GIF8" and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if data[:2] == b"BM" and len(data) >= 26:
+        if struct.unpack_from("<I", data, 14)[0] == 12:
+            return struct.unpack_from("<HH", data, 18)
+        width, height = struct.unpack_from("<ii", data, 18)
+        return abs(width), abs(height)
+    if data[:3] == b"\xff\xd8\xff":
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xFF:
+                pos += 1
+            elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+                pos += 2
+            elif marker in _JPEG_SOF:
+                if pos + 9 > len(data):
+                    return None
+                height, width = struct.unpack_from(">HH", data, pos + 5)
+                return width, height
+            else:
+                pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]
+        return None
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        kind = data[12:16]
+        if kind == b"VP8X":
+            return (1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little"))
+        if kind == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+        if kind == b"VP8 ":
+            width, height = struct.unpack_from("<HH", data, 26)
+            return width & 0x3FFF, height & 0x3FFF
+    return None
 
 
 @contextmanager
@@ -152,9 +273,10 @@ def display_name(path: str, output: bool = False) -> str:
 
 # -- output images -------------------------------------------------------------------------
 def output_format(path: str, quality: int | None = None) -> str:
-    """The image format of an output path (PNG for '-'); ``quality`` only for JPEG."""
-    if path == "-":
-        fmt = "PNG"
+    """The image format of an output path (PNG for '-' and for a device or FIFO named without a
+    format suffix); ``quality`` only for JPEG."""
+    if path == "-" or (Path(path).suffix.lower() not in OUTPUT_FORMATS and written_in_place(path)):
+        fmt = "PNG"  # standard output, or a device or FIFO without a format suffix (/dev/null)
     else:
         suffix = Path(path).suffix.lower()
         if suffix not in OUTPUT_FORMATS:
@@ -275,10 +397,36 @@ def refuse_terminal(path: str) -> None:
                            EXIT_USAGE)
 
 
+def written_in_place(path: str) -> bool:
+    """Whether the output ``path`` is written to directly rather than through a temporary file and a
+    rename: an existing character device (``/dev/null``) or FIFO, followed through symlinks, or a
+    symlink into /proc (``/dev/stdout``). Renaming over those would replace the device, the FIFO or
+    the link itself with a regular file. A block device or a socket is refused (exit 5)."""
+    if path == "-":
+        return False
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return True
+    if stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        what = "a block device" if stat.S_ISBLK(mode) else "a socket"
+        raise CommandError(f"cannot write {path}: it is {what}, not a file", EXIT_WRITE)
+    link, hops = path, 0
+    while os.path.islink(link) and hops < 40:
+        target = os.readlink(link)
+        link = target if os.path.isabs(target) else os.path.join(os.path.dirname(link), target)
+        if os.path.abspath(link).startswith("/proc/"):
+            return True
+        hops += 1
+    return False
+
+
 def check_output_folders(paths: list[str]) -> None:
     """An output whose folder is missing or not writable is refused before any work (exit 5)."""
     for path in paths:
-        if path == "-":
+        if path == "-" or written_in_place(path):
             continue
         folder = Path(path).parent
         if not folder.is_dir():
@@ -311,27 +459,40 @@ def write_outputs(paths: list[str], contents: list[bytes], source: str | None = 
     """Write several outputs as a unit: every one is first staged as a complete temporary file
     beside its target, then all are renamed while holding an exclusive lock on their folder. A failure or Ctrl-C removes the temporary files and the outputs this
     call had created, so N samples are written whole or not at all; the lock makes two processes
-    writing the same names leave one whole set, never a mix of both."""
+    writing the same names leave one whole set, never a mix of both. An output that is a device or
+    a FIFO (:func:`written_in_place`) is written to directly, after the files, never replaced."""
     for path in paths:
         if source and _same_file(source, path):
             raise CommandError(f"refusing to overwrite the input file {path}", EXIT_USAGE)
     if paths == ["-"]:
         write_stdout(contents[0])
         return
+    in_place = [written_in_place(path) for path in paths]
+    files = [(path, data) for path, data, direct in zip(paths, contents, in_place) if not direct]
     staged: list[str] = []
     current = paths[0]
     try:
-        for current, data in zip(paths, contents):
+        for current, data in files:
             staged.append(_stage(Path(current), data))
-        with _set_lock(paths), _signals_held():
-            _rename_all(staged, paths)
-            staged = []
+        if files:
+            with _set_lock([path for path, _ in files]), _signals_held():
+                _rename_all(staged, [path for path, _ in files])
+                staged = []
+        for current, data, direct in zip(paths, contents, in_place):
+            if direct:
+                _write_in_place(current, data)
     except OSError as exc:
         raise CommandError(f"cannot write {current}: {exc.strerror or exc}", EXIT_WRITE) from None
     finally:
         for name in staged:
             if os.path.lexists(name):
                 os.unlink(name)
+
+
+def _write_in_place(path: str, data: bytes) -> None:
+    """``data`` written straight into a device or FIFO (opening a FIFO waits for its reader)."""
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 def _rename_all(staged: list[str], targets: list[str]) -> None:
@@ -395,10 +556,74 @@ class _set_lock:
         return False
 
 
+TEMP_MARK = ".sicc-"
+"""Temporary outputs are named ``.NAME.sicc-PID-XXXXXXXX.tmp`` beside ``NAME``: hidden, with the
+writer's process id, so that one left by a killed process (SIGKILL, a power cut) can be told from
+one being written."""
+_TEMP_NAME = re.compile(r"^\..*\.sicc-(\d+)-[A-Za-z0-9_]+\.tmp$")
+STALE_TEMP_SECONDS = 60
+"""A temporary file is stale when its process is gone and it is older than this (a file is staged
+in well under a second; the age guards a writer on another machine sharing the folder)."""
+_swept_folders: set[str] = set()
+_sweep_lock = threading.Lock()
+
+
+def stale_temporaries(folder: str | Path, now: float | None = None) -> list[Path]:
+    """The temporary files in ``folder`` that a sicc process left when it was killed: sicc's name
+    pattern, a process id that no longer runs on this machine, older than STALE_TEMP_SECONDS.
+    (``find DIR -name '.*.sicc-*.tmp'`` lists every sicc temporary file, stale or not.)"""
+    import time
+
+    now = time.time() if now is None else now
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if not match or int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1))):
+            continue
+        try:
+            status = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(status.st_mode) and now - status.st_mtime >= STALE_TEMP_SECONDS:
+            found.append(Path(entry.path))
+    return found
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # someone else's live process (or a pid that cannot be one: then not ours)
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Remove :func:`stale_temporaries` of ``folder``, once per folder and process (before the
+    first output is staged there); a file that cannot be removed is left as it is."""
+    key = os.path.abspath(folder)
+    with _sweep_lock:
+        if key in _swept_folders:
+            return
+        _swept_folders.add(key)
+    for path in stale_temporaries(folder):
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
 def _stage(target: Path, data: bytes) -> str:
-    """A complete, synced temporary copy of ``data`` beside ``target``, with the permissions the
-    output should get (mkstemp's are 0600)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    """A complete, synced temporary copy of ``data`` beside ``target`` (named by TEMP_MARK), with
+    the permissions the output should get (mkstemp's are 0600)."""
+    remove_stale_temporaries(target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}{os.getpid()}-", suffix=".tmp",
+                                    dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), _output_mode(target))

@@ -33,7 +33,7 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 @contextmanager
-def _pillow_bomb_check_lifted():
+def pillow_bomb_check_lifted():
     """Pillow's own decompression-bomb limit (an error above 179 MP) would refuse images that
     sicc's limit allows; it is lifted only while sicc opens a file whose size sicc then checks
     itself, from the header, before any pixel is decoded."""
@@ -59,7 +59,7 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
     """Open a path or file object with Pillow, turning its errors into InputImageError;
     ``max_pixels`` replaces Pillow's decompression-bomb limit."""
     try:
-        with _pillow_bomb_check_lifted():
+        with pillow_bomb_check_lifted():
             image = Image.open(source)
         check_size(*image.size, max_pixels)
         _warn_about_source(image)

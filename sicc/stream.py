@@ -42,11 +42,20 @@ class FileInfo:
         return {**asdict(self), "complete": self.complete}
 
 
-def file_info(source) -> FileInfo:
+def _read(source, max_pixels: int | None) -> tuple[bytes, container.SicFile]:
+    """Read (bounded, :func:`container.read`) and parse ``source`` under the pixel budget
+    ``max_pixels`` (None: ``sicc.MAX_IMAGE_PIXELS``), as decode does: the budget is what bounds
+    the bytes a header may make sicc read (4 per padded pixel)."""
+    limit = container.pixel_limit(max_pixels)
+    data = container.read(source, limit)
+    return data, container.parse(data, max_pixels=limit, strict=False)
+
+
+def file_info(source, max_pixels: int | None = None) -> FileInfo:
     """Structure of a SIC file (bytes, a path or a binary file object, read with
-    :func:`container.read`); needs no model (any model id is reported, not checked)."""
-    data = container.read(source)
-    parsed = container.parse(data, max_pixels=None, strict=False)
+    :func:`container.read`); needs no model (any model id is reported, not checked). A file over
+    the pixel budget ``max_pixels`` (default ``sicc.MAX_IMAGE_PIXELS``) is refused from its header."""
+    data, parsed = _read(source, max_pixels)
     header = parsed.header
     pixels = header.width * header.height
     ends = parsed.chunk_ends
@@ -63,18 +72,17 @@ def file_info(source) -> FileInfo:
 
 
 def truncate(source, level: int | None = None, max_bytes: int | None = None,
-             bpp: float | None = None) -> bytes:
+             bpp: float | None = None, max_pixels: int | None = None) -> bytes:
     """The longest level prefix of ``source`` (bytes, a path or a binary file object) that fits:
     exactly ``level`` levels, at most ``max_bytes`` bytes, or at most ``bpp`` bits per pixel.
     A byte prefix, nothing rewritten.
 
     A budget always keeps at least one level: one below level 1 is refused with the smallest
     size that fits (a file of no level decodes to noise). Only ``level=0`` asks for the bare
-    hyperprior on purpose."""
+    hyperprior on purpose. ``max_pixels``: the pixel budget, as for :func:`file_info`."""
     if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
         raise ValueError("give exactly one of level, max_bytes, bpp")
-    data = container.read(source)
-    parsed = container.parse(data, max_pixels=None, strict=False)
+    data, parsed = _read(source, max_pixels)
     ends = parsed.chunk_ends
     if level is not None:
         if not 0 <= level < len(ends):

@@ -62,7 +62,7 @@ def cli_inprocess(args: list[str], input: bytes | None = None, cwd: Path | None 
             warnings.simplefilter("default")  # as in a fresh `sicc` process
             sys.argv = ["sicc", *map(str, args)]
             try:
-                cli.run()
+                cli.run(standalone=False)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             stdout, stderr = streams[0].getvalue(), streams[1].getvalue()

@@ -14,7 +14,16 @@ as a user runs them (``sicc info``, ``sicc truncate -o``, ``sicc decode -o``,
 the console entry point in the worker process): exit 0 or 4 only, one
 ``sicc: error:`` line on failure, outputs written whole (the same pixels and
 bytes as the API) or not at all, no temporary file left. One input in eight is
-a mutated PNG through ``sicc encode -o`` instead (exit 0 or 3, the same rules).
+a mutated PNG through ``sicc encode -o`` instead (exit 0 or 3, the same rules);
+the images include EXIF blocks with mistyped tags (Orientation as ASCII,
+StripOffsets near 2^32), and so do SIC seed files. One input in ten is a
+mutated weights file (a config field, the scale offset, a graph's bytes or ops,
+a tensor; mostly made self-consistent again, model id included, as a forger
+would): loading it gives a codec or a WeightsError, the codec encodes and
+decodes or raises a SiccError, and ``sicc encode --weights`` exits 0 or 4. For
+one input in six the commands run as whole ``sicc`` processes (``--threads 2``
+where the model runs), so exit codes, aborts at exit and deaths by signal are
+seen too.
 
 It needs the dev extras (``pip install -e ".[dev]"``: pytest for the test
 helpers, torch and onnx to make the tiny model) and is run from the
@@ -117,7 +126,12 @@ def seed_files(codec) -> list[bytes]:
     tiny = codec.encode(synthetic_image(1, 5, seed=3), levels=3)
     no_levels = codec.encode(synthetic_image(40, 30, seed=4), levels=0)
     with_symbols = file_with_symbols(codec, 48, 80, seed=5)
-    return [plain, with_metadata, tiny, no_levels, with_symbols]
+    from sicc import container
+
+    parsed = container.parse(plain)
+    mistyped = [container.write(parsed.header, parsed.hyper, parsed.levels, exif=block)
+                for block in MISTYPED_EXIF.values()]
+    return [plain, with_metadata, tiny, no_levels, with_symbols, *mistyped]
 
 
 # -- structure helpers -----------------------------------------------------------------
@@ -422,13 +436,33 @@ def exercise(codec, data: bytes, max_pixels: int | None = FUZZ_MAX_PIXELS,
 
 
 # -- the command's writers ---------------------------------------------------------------
-def _run_cli(what: str, args: list, workdir: Path, ok_codes: tuple[int, ...], outputs: list[Path]):
-    """``sicc ARGS`` through the console entry point; a Crash unless it exits with one of
-    ``ok_codes``, prints only ``sicc: error:``/``sicc: warning:`` lines (one error line exactly when
-    it fails), writes its outputs only on success, and leaves no temporary file."""
-    from tests.clitools import cli_inprocess
+PROCESS_SHARE = 1 / 6
+"""Share of the inputs whose commands run as whole ``sicc`` processes (``python -m sicc.cli``, with
+``--threads 2`` on the commands that run the model), so that exit codes, aborts at exit (134) and
+deaths by signal are seen; the rest run the console entry point in the worker, which is faster."""
 
-    result = cli_inprocess([str(a) for a in args], cwd=workdir)
+
+def _run_cli(what: str, args: list, workdir: Path, ok_codes: tuple[int, ...], outputs: list[Path],
+             process: bool = False):
+    """``sicc ARGS`` through the console entry point (``process``: in a fresh ``sicc`` process); a
+    Crash unless it exits with one of ``ok_codes``, prints only ``sicc: error:``/``sicc: warning:``
+    lines (one error line exactly when it fails), writes its outputs only on success, and leaves no
+    temporary file."""
+    from tests.clitools import CliResult, cli_inprocess
+
+    if process:
+        args = [*args, "--threads", "2"] if "--weights" in args else args
+        try:
+            done = subprocess.run([sys.executable, "-m", "sicc.cli", *map(str, args)], cwd=workdir, capture_output=True,
+                                  timeout=HANG_SECONDS * 3, env={**os.environ, "OMP_NUM_THREADS": "1",
+                                                                 "PYTHONPATH": str(REPO)})
+        except subprocess.TimeoutExpired:
+            raise Crash("hang", f"{what}: the sicc process ran for more than {HANG_SECONDS * 3:.0f} s") from None
+        result = CliResult(done.returncode, done.stdout, done.stderr.decode("utf-8", "replace"))
+        if result.code < 0 or result.code == 134:
+            raise Crash("abort", f"{what}: the sicc process died (exit {result.code}): {result.stderr[-300:]!r}")
+    else:
+        result = cli_inprocess([str(a) for a in args], cwd=workdir)
     lines = result.stderr_lines
     errors = [line for line in lines if line.startswith("sicc: error: ")]
     if "Traceback" in result.stderr or any(not line.startswith(("sicc: error: ", "sicc: warning: "))
@@ -463,14 +497,15 @@ def exercise_cli(weights: Path, workdir: Path, data: bytes, info, images, option
     _clear(workdir)
     source = workdir / "in.sic"
     source.write_bytes(data)
+    process = random.Random(zlib.crc32(data) ^ 0x5EED).random() < PROCESS_SHARE
     failed = isinstance(info, sicc.SiccError)
-    result = _run_cli("sicc info", ["info", source, "--json"], workdir, (4,) if failed else (0,), [])
+    result = _run_cli("sicc info", ["info", source, "--json"], workdir, (4,) if failed else (0,), [], process)
     if not failed and json.loads(result.stdout)["levels"] != [vars(lv) for lv in info.levels]:
         raise Crash("cli", "sicc info --json differs from sicc.info")
     if not failed and info.levels:
         k = 1 + zlib.crc32(data) % len(info.levels)
         cut = workdir / "cut.sic"
-        _run_cli("sicc truncate", ["truncate", source, "-o", cut, "--level", k], workdir, (0,), [cut])
+        _run_cli("sicc truncate", ["truncate", source, "-o", cut, "--level", k], workdir, (0,), [cut], process)
         if cut.read_bytes() != sicc.truncate(data, level=k):
             raise Crash("cli", f"sicc truncate --level {k} differs from sicc.truncate")
         cut.unlink()
@@ -484,7 +519,7 @@ def exercise_cli(weights: Path, workdir: Path, data: bytes, info, images, option
     args += ["--max-pixels", max_pixels] if max_pixels else []
     paths = [out] if options["samples"] == 1 else [workdir / f"out-{k}.png" for k in range(options["samples"])]
     decode_failed = isinstance(images, sicc.SiccError)
-    _run_cli("sicc decode", args, workdir, (4,) if decode_failed else (0,), paths)
+    _run_cli("sicc decode", args, workdir, (4,) if decode_failed else (0,), paths, process)
     if not decode_failed:
         for path, image in zip(paths, images):
             with Image.open(path) as written:
@@ -503,7 +538,8 @@ def exercise_encode(weights: Path, workdir: Path, image: bytes, max_pixels: int 
     source.write_bytes(image)
     args = ["encode", "-q", source, "-o", out, "--weights", weights, "--levels", 2]
     args += ["--max-pixels", max_pixels] if max_pixels else []
-    result = _run_cli("sicc encode", args, workdir, (0, 3), [out])
+    process = random.Random(zlib.crc32(image) ^ 0x5EED).random() < PROCESS_SHARE
+    result = _run_cli("sicc encode", args, workdir, (0, 3), [out], process)
     if result.code == 0:
         written = out.read_bytes()
         try:
@@ -532,10 +568,219 @@ def seed_images() -> list[bytes]:
         buf = io.BytesIO()
         image.save(buf, fmt, exif=image.info.get("exif", b""), icc_profile=image.info.get("icc_profile"))
         out.append(buf.getvalue())
+    plain = Image.fromarray(synthetic_image(20, 28, seed=10))
+    for fmt, block in (("PNG", MISTYPED_EXIF["orientation-ascii"]), ("JPEG", MISTYPED_EXIF["orientation-ascii"]),
+                       ("PNG", MISTYPED_EXIF["strip-offsets-2^32"]), ("JPEG", MISTYPED_EXIF["strip-offsets-2^32"])):
+        buf = io.BytesIO()
+        plain.save(buf, fmt, exif=block)
+        out.append(buf.getvalue())
     return out
 
 
+def exif_block(entries: list[tuple[int, int, int, bytes | int]]) -> bytes:
+    """A little-endian EXIF block with one directory of (tag, type, count, value) entries, written
+    by hand so that its types can be wrong (Pillow would not write them)."""
+    body = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    extra, extra_at = b"", 8 + 2 + 12 * len(entries) + 4
+    for tag, kind, count, value in entries:
+        if isinstance(value, bytes) and len(value) > 4:
+            field_value, extra = struct.pack("<I", extra_at + len(extra)), extra + value
+        else:
+            field_value = value.ljust(4, b"\0") if isinstance(value, bytes) else struct.pack("<I", value)
+        body += struct.pack("<HHI", tag, kind, count) + field_value
+    return b"Exif\x00\x00" + body + b"\0\0\0\0" + extra
+
+
+MISTYPED_EXIF = {
+    "orientation-ascii": exif_block([(0x0112, 2, 2, b"1\0")]),  # Orientation as ASCII, not SHORT
+    "strip-offsets-2^32": exif_block([(0x0111, 4, 1, 0xFFFFFFF0), (0x0112, 3, 1, 1)]),  # StripOffsets near 2^32
+}
+"""EXIF blocks with mistyped tags (issue 47): the fuzzer's images carry them, and so do SIC seed files."""
+
+
 IMAGE_MUTATORS = ("m_bitflip", "m_bytes", "m_truncate", "m_insert_delete")
+
+
+# -- weights files ---------------------------------------------------------------------
+WEIGHTS_SHARE = 1 / 10
+"""Share of the inputs that are mutated weights files (a weights file is code: issue 47)."""
+_SAME_LENGTH_OPS = (("Conv", "Cast", "Sqrt", "Relu", "Tile", "Loop", "Size"), ("Add", "Sub", "Mul", "Div", "Pow", "Pad", "Neg", "Abs"),
+                    ("Reshape", "Squeeze", "Expand\0"), ("ConstantOfShape", "ConstantOfShapf"))
+
+
+def zip_members(data: bytes) -> dict[str, bytes]:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
+def _npy(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _load_npy(data: bytes):
+    import io
+
+    import numpy as np
+
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def consistent_weights(members: dict[str, bytes]) -> dict[str, bytes]:
+    """The members with the manifest's graph digests and model id recomputed, as a forger would
+    (so that a mutation reaches the checks behind the id); unchanged when they do not parse."""
+    import hashlib
+
+    import numpy as np
+
+    from sicc.model.config import ModelConfig
+    from sicc.model.weights import GRAPHS, compute_model_id, graph_digest
+
+    try:
+        manifest = json.loads(bytes(_load_npy(members["manifest.npy"])).decode())
+        arrays = {name[:-4]: _load_npy(data) for name, data in members.items() if name != "manifest.npy"}
+        graphs = {n: arrays[f"graph/{n}"].tobytes() for n in GRAPHS}
+        keys = {n: manifest["graphs"][n]["state_keys"] for n in GRAPHS}
+        state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+        manifest["model_id"] = compute_model_id(ModelConfig.from_dict(manifest["config"]), state,
+                                                arrays["z_frequencies"], arrays["scale_table"],
+                                                graph_digest(graphs, keys, manifest["scale_offset"])).hex()
+        for n in GRAPHS:
+            manifest["graphs"][n]["sha256"] = hashlib.sha256(graphs[n]).hexdigest()
+    except Exception:  # noqa: BLE001 - a mutation that breaks parsing stays as it is
+        return members
+    out = dict(members)
+    out["manifest.npy"] = _npy(np.frombuffer(json.dumps(manifest, sort_keys=True).encode(), dtype=np.uint8))
+    return out
+
+
+def mutate_weights(rng: random.Random, base: bytes) -> bytes:
+    """A weights file with a config field, the scale offset, a graph's bytes or ops, or a tensor
+    changed (then, mostly, made self-consistent again), or its zip bytes flipped."""
+    import numpy as np
+
+    members = zip_members(base)
+    action = rng.randrange(6)
+    if action == 5:
+        return m_bitflip(rng, base, [base])
+    if action == 0:
+        manifest = json.loads(bytes(_load_npy(members["manifest.npy"])).decode())
+        field_name = rng.choice(sorted(manifest["config"]) + ["scale_offset", "format", "graphs"])
+        value = rng.choice([0, -1, 1, 2, 3, 7, 255, 256, 1 << 20, 1 << 31, "8", None, 1.5, True])
+        if field_name in manifest["config"]:
+            if rng.random() < 0.1:
+                del manifest["config"][field_name]
+            else:
+                manifest["config"][field_name] = value
+        elif field_name == "graphs":
+            name = rng.choice(sorted(manifest["graphs"]))
+            rng.shuffle(manifest["graphs"][name]["state_keys"])
+        else:
+            manifest[field_name] = value
+        members["manifest.npy"] = _npy(np.frombuffer(json.dumps(manifest, sort_keys=True).encode(), dtype=np.uint8))
+    elif action in (1, 2):
+        name = rng.choice([n for n in members if n.startswith("graph/")])
+        graph = _load_npy(members[name]).tobytes()
+        if action == 1:
+            graph = m_bytes(rng, graph, [graph]) if rng.random() < 0.5 else m_bitflip(rng, graph, [graph])
+        else:
+            group = rng.choice(_SAME_LENGTH_OPS)
+            old, new = rng.sample(group, 2)
+            graph = graph.replace(old.encode(), new.encode(), rng.choice((1, 1, -1)))
+        members[name] = _npy(np.frombuffer(graph, dtype=np.uint8))
+    else:
+        name = rng.choice([n for n in members if n.startswith(("model/", "z_frequencies", "scale_table"))])
+        array = _load_npy(members[name])
+        choice = rng.randrange(4)
+        if choice == 0 and array.size:
+            array = array.reshape(-1)[: rng.randrange(array.size)]
+        elif choice == 1:
+            array = np.concatenate([array.reshape(-1), array.reshape(-1)[:3]])
+        elif choice == 2 and array.size:
+            array = array.copy()
+            array.reshape(-1)[rng.randrange(array.size)] = rng.choice([0, -1, 1e30, np.nan, np.inf]) \
+                if array.dtype.kind == "f" else rng.choice([0, -1, 1 << 40])
+        else:
+            array = array.astype(rng.choice(["<f8", "<i8", "<f4", "|u1"]))
+        members[name] = _npy(array)
+    if rng.random() < 0.75:
+        members = consistent_weights(members)
+    return zip_of(members)
+
+
+def exercise_weights(workdir: Path, data: bytes) -> list[str]:
+    """A (mutated) weights file: loading it succeeds or raises WeightsError (nothing else), and a
+    codec it gives encodes and decodes a small image or raises a SiccError; then the same through
+    ``sicc encode --weights`` (exit 0 or 4; in a whole process for a share of the inputs)."""
+    import numpy as np
+
+    import sicc
+    from sicc import Codec
+    from sicc.errors import WeightsError
+    from sicc.model.weights import load_weights
+    from tests.conftest import synthetic_image
+
+    _clear(workdir)
+    path = workdir / f"w-{hashlib.sha1(data).hexdigest()[:12]}.npz"  # its own name: Codec.load caches by path
+    path.write_bytes(data)
+    seen = []
+    try:
+        codec = Codec(load_weights(path))
+    except WeightsError as exc:
+        _check_message("weights", exc)
+        seen.append(f"weights: WeightsError: {normalize(str(exc).split(': ', 1)[-1])}")
+        codec = None
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise Crash("weights", f"load: {type(exc).__name__}: {exc} [{_last_frames(exc)}]") from None
+    if codec is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                coded = codec.encode(synthetic_image(24, 40, seed=3), levels=2, threads=1)
+                image = codec.decode(coded, spread=0.0, threads=1)[0]
+            if image.size != (40, 24):
+                raise Crash("weights", f"decoded size {image.size}")
+            seen.append("weights: encode and decode ok" if np.asarray(image).size else "weights: empty image")
+        except sicc.SiccError as exc:
+            seen.append(f"weights: {type(exc).__name__}: {normalize(str(exc))[:120]}")
+        except Crash:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise Crash("weights", f"run: {type(exc).__name__}: {exc} [{_last_frames(exc)}]") from None
+    from PIL import Image
+
+    source, out = workdir / "in.png", workdir / "out.sic"
+    Image.fromarray(synthetic_image(16, 24, seed=4)).save(source)
+    process = random.Random(zlib.crc32(data) ^ 0x5EED).random() < PROCESS_SHARE
+    result = _run_cli("sicc encode --weights", ["encode", "-q", source, "-o", out, "--weights", path, "--levels", 1],
+                      workdir, (0, 4), [out], process)
+    if codec is None and result.code != 4:  # (a codec that loads may still fail on some image: 0 or 4)
+        raise Crash("weights", f"sicc encode --weights exits {result.code} where the API refused the file")
+    _clear(workdir)
+    return seen
 
 
 # -- the worker process ----------------------------------------------------------------
@@ -560,11 +805,12 @@ def worker(weights: Path, seed: int, current: Path, max_pixels: int | None, memo
     images = seed_images()
     workdir = Path(tempfile.mkdtemp(prefix="sicc-fuzz-cli-", dir=current.parent))
     commands = (weights, workdir) if cli else None
-    for data in corpus:  # warm up every code path before the memory cap
-        exercise(codec, data, max_pixels, commands)
+    for data in corpus[:5]:  # warm up every code path before the memory cap (the seeds with
+        exercise(codec, data, max_pixels, commands)  # mistyped EXIF are inputs, not warm-up)
     if cli:
-        for image in images:
+        for image in images[:4]:
             exercise_encode(weights, workdir, image, max_pixels)
+        exercise_weights(workdir, Path(weights).read_bytes())
     warnings.resetwarnings()
     if memory_cap and sys.platform.startswith("linux"):
         import resource
@@ -575,22 +821,30 @@ def worker(weights: Path, seed: int, current: Path, max_pixels: int | None, memo
     out.write(json.dumps({"ready": True}) + "\n")
     out.flush()
     rng = random.Random(seed)
+    base_weights = Path(weights).read_bytes()
     while True:
-        encode = cli and rng.random() < 1 / 8
-        if encode:
+        draw = rng.random()
+        kind = "sic"
+        if cli and draw < 1 / 8:
+            kind = "encode"
             data = rng.choice(images)
             for _ in range(rng.choice((1, 1, 2))):
                 data = globals()[rng.choice(IMAGE_MUTATORS)](rng, data, images)
+        elif cli and draw < 1 / 8 + WEIGHTS_SHARE:
+            kind = "weights"
+            data = mutate_weights(rng, base_weights)
         else:
             data = mutate(rng, corpus)
         current.write_bytes(data)
+        current.with_suffix(".kind").write_text(kind)
         record: dict = {}
         try:
-            record["seen"] = (exercise_encode(weights, workdir, data, max_pixels) if encode
+            record["seen"] = (exercise_encode(weights, workdir, data, max_pixels) if kind == "encode"
+                              else exercise_weights(workdir, data) if kind == "weights"
                               else exercise(codec, data, max_pixels, commands))
         except Crash as crash:
-            record["crash"] = {"kind": crash.kind, "detail": crash.detail, "encode": encode,
-                               "input": base64.b64encode(data).decode()}
+            record["crash"] = {"kind": crash.kind, "detail": crash.detail, "encode": kind == "encode",
+                               "weights": kind == "weights", "input": base64.b64encode(data).decode()}
         out.write(json.dumps(record) + "\n")
         out.flush()
 
@@ -634,7 +888,8 @@ def fuzz(seconds: float, seed: int = 0, save_dir: Path = REGRESSIONS, weights: P
         signature = (crash["kind"], re.sub(r"\d+", "N", crash["detail"])[:200])
         signatures[signature] += 1
         if signatures[signature] <= max_crashes_per_signature:
-            path = _save(data, crash["kind"], Path(save_dir), ".png" if crash.get("encode") else ".sic")
+            suffix = ".png" if crash.get("encode") else ".npz" if crash.get("weights") else ".sic"
+            path = _save(data, crash["kind"], Path(save_dir), suffix)
             report.crashes.append({"kind": crash["kind"], "detail": crash["detail"], "path": str(path)})
 
     start = time.monotonic()
@@ -667,7 +922,10 @@ def fuzz(seconds: float, seed: int = 0, save_dir: Path = REGRESSIONS, weights: P
             if fatal is not None:  # a hang or a dead worker: the input is the last one it started
                 if fatal.get("startup"):
                     raise RuntimeError(f"fuzz worker failed to start: {fatal['detail']}")
-                on_crash(fatal, current.read_bytes() if current.exists() else b"")
+                kind_file = current.with_suffix(".kind")
+                kind = kind_file.read_text() if kind_file.exists() else "sic"
+                on_crash({**fatal, "encode": kind == "encode", "weights": kind == "weights"},
+                         current.read_bytes() if current.exists() else b"")
     report.seconds = time.monotonic() - start
     return report
 
@@ -735,6 +993,9 @@ def replay(codec, path: Path, seconds: float = HANG_SECONDS, weights: Path | Non
                 raise ValueError("replaying an image needs the weights file of the codec")
             with tempfile.TemporaryDirectory() as workdir:
                 return exercise_encode(weights, Path(workdir), path.read_bytes(), FUZZ_MAX_PIXELS)
+        if path.suffix == ".npz":  # a weights file
+            with tempfile.TemporaryDirectory() as workdir:
+                return exercise_weights(Path(workdir), path.read_bytes())
         return exercise(codec, path.read_bytes())
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

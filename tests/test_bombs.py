@@ -69,12 +69,14 @@ def test_44_byte_bombs_are_refused_at_once(side, tmp_path):
         assert_error(result, 4, reason)
         assert elapsed < 1.0, elapsed
         assert not out.exists()
-    assert_error(cli_inprocess(["info", path]), 4, "HYPR chunk is corrupt", "no coded data")
+    # info applies the pixel budget too (issue 47): raised past the size, it reads the structure
+    assert_error(cli_inprocess(["info", path, "--max-pixels", str(1 << 28)]), 4, "HYPR chunk is corrupt",
+                 "no coded data")
     start = time.monotonic()
     with pytest.raises(sicc.CorruptError, match="HYPR chunk is corrupt"):
         sicc.decode(path.read_bytes(), max_pixels=1 << 28)
     with pytest.raises(sicc.CorruptError, match="HYPR chunk is corrupt"):
-        sicc.info(path)
+        sicc.info(path, max_pixels=1 << 28)
     assert time.monotonic() - start < 1.0
 
 
@@ -215,14 +217,18 @@ def test_budget_is_checked_from_the_first_32_bytes(coded):
 
 # -- 3. bounded input reads -------------------------------------------------------------------------
 def test_stream_is_read_with_a_cap_from_its_header(coded):
-    """A valid header followed by an endless stream: read in pieces up to the size bound of that
-    header, then refused as corrupt; an endless run of zeros after the signature bytes, at once."""
+    """A valid header followed by an endless stream: read chunk by chunk, in pieces, up to the size
+    bound of that header, then refused as corrupt; a valid file followed by endless zeros: read up
+    to the first chunk after its last level (issue 47); endless zeros after the signature: at once."""
     data, parsed = coded
-    stream = CountingStream(data)
+    stream = CountingStream(data[:container.HEADER_SIZE] + b"HYPR\xf0\xff\xff\xff")
     cap = container.max_file_bytes(80, 48, parsed.header.model_levels)
     with pytest.raises(sicc.CorruptError, match=f"larger than a 80x48 SIC file can be \\(at most {cap} bytes\\)"):
         sicc.info(stream)
     assert stream.given == cap + 1 and stream.largest <= container.READ_PIECE
+    stream = CountingStream(data)
+    assert sicc.info(stream).corrupt_level == parsed.header.model_levels + 1  # a 17th chunk: not a level
+    assert stream.given == len(data) + 12
     zeros = CountingStream(b"")
     with pytest.raises(sicc.NotSicError):
         sicc.decode(zeros)
@@ -289,11 +295,13 @@ def test_api_refuses_dev_zero_at_once():
 
 
 def test_ctrl_c_while_reading_stdin(coded):
-    """A header declaring 1048576x1048576 (info has no budget; its cap is terabytes) followed by a
-    slow, endless stream: SIGINT ends the read with exit 130 and one line."""
+    """A header declaring 1048576x1048576 with the budget raised past it (its cap is terabytes) and a
+    hyperprior chunk of 4 GiB, then a slow, endless stream: SIGINT ends the read with exit 130 and
+    one line."""
     data, _ = coded
-    head = forge_header(data, width=1 << 20, height=1 << 20)
-    proc = subprocess.Popen([*sicc_command(), "info", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    head = forge_header(data, width=1 << 20, height=1 << 20)[:container.HEADER_SIZE] + b"HYPR\xf0\xff\xff\xff"
+    proc = subprocess.Popen([*sicc_command(), "info", "-", "--max-pixels", str(1 << 40)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=child_env(), **INTERRUPTIBLE)
     stop = threading.Event()
 
@@ -327,8 +335,10 @@ def test_ctrl_c_while_reading_stdin(coded):
 def test_pillow_plugin_reads_bounded(coded, tiny_codec, monkeypatch):
     data, _ = coded
     monkeypatch.setattr(sicc.Codec, "default", classmethod(lambda cls: tiny_codec))
-    with pytest.raises(Image.UnidentifiedImageError):
-        Image.open(CountingStream(data))  # a valid file followed by endless bytes: not a SIC file
+    stream = CountingStream(data)  # a valid file followed by endless zeros: read to the first stray chunk
+    with Image.open(stream) as image:
+        assert image.size == (80, 48)
+    assert stream.given <= len(data) + 12
     monkeypatch.setattr(sicc, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(Image.DecompressionBombError, match="over the limit of 1000"):
         Image.open(io.BytesIO(data))

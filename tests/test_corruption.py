@@ -148,7 +148,9 @@ def test_huge_forged_size_is_refused_before_allocation(tiny_codec, sample):
     with pytest.raises(sicc.ImageTooLargeError, match=f"over the limit of {sicc.MAX_IMAGE_PIXELS} "):
         tiny_codec.decode(forged)
     assert peak_allocation(tiny_codec.decode, forged) < 1 << 20
-    assert sicc.info(forged).width == 1 << 20  # info reads the structure only, allocates nothing per pixel
+    with pytest.raises(sicc.ImageTooLargeError):  # info and truncate apply the budget too (issue 47)
+        sicc.info(forged)
+    assert sicc.info(forged, max_pixels=1 << 42).width == 1 << 20  # info reads the structure only
 
 
 @pytest.mark.parametrize("fields,error,message", [

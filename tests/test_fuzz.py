@@ -38,7 +38,7 @@ def test_short_fuzz_run_finds_no_crash(tiny_weights, tmp_path):
     for fragment in ("NotSicError", "header is corrupt", "HYPR chunk is corrupt", "CorruptLevelWarning",
                      "TruncatedFileWarning", "ImageTooLargeError", "hyperprior is corrupt",
                      "range decoder ran past the end", "encoded with model", "version N is not supported",
-                     "encode exit 0", "encode exit 3"):
+                     "encode exit 0", "encode exit 3", "weights: WeightsError"):
         assert fragment in reached, f"the fuzzer never reached {fragment!r}\n{report.summary()}"
     assert list(tmp_path.iterdir()) == []
 
@@ -55,7 +55,8 @@ def test_short_fuzz_run_of_the_shipped_model(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-REGRESSION_FILES = sorted([*fuzz.REGRESSIONS.glob("*.sic"), *fuzz.REGRESSIONS.glob("*.png")])
+REGRESSION_FILES = sorted([*fuzz.REGRESSIONS.glob("*.sic"), *fuzz.REGRESSIONS.glob("*.png"),
+                           *fuzz.REGRESSIONS.glob("*.npz")])
 
 
 @pytest.mark.parametrize("path", REGRESSION_FILES, ids=[p.name for p in REGRESSION_FILES])
@@ -207,3 +208,44 @@ def test_mutators_produce_varied_inputs(small_file):
     forged = fuzz.forge_header(small_file, width=7)
     assert sicc.info(forged).width == 7  # the CRC was recomputed: the forgery passes the header check
     assert np.frombuffer(forged[12:16], "<u4")[0] == 7
+
+
+def test_process_share_sees_aborts_and_exit_codes(tmp_path, tiny_weights, small_file, monkeypatch):
+    """A command run as a whole process: an exit code outside the expected ones, or a death by a
+    signal (an abort at exit is SIGABRT, 134), is a crash; the in-process runner could not see
+    either."""
+    (tmp_path / "in.sic").write_bytes(small_file)
+    result = fuzz._run_cli("sicc info", ["info", tmp_path / "in.sic"], tmp_path, (0,), [], process=True)
+    assert result.code == 0
+    with pytest.raises(fuzz.Crash, match="exit 0 \\(expected \\(4,\\)\\)"):
+        fuzz._run_cli("sicc info", ["info", tmp_path / "in.sic"], tmp_path, (4,), [], process=True)
+    script = tmp_path / "sicc"
+    script.mkdir()
+    (script / "__init__.py").write_text("")
+    (script / "cli.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGABRT)\n")
+    monkeypatch.setattr(fuzz, "REPO", tmp_path)  # a `sicc` that aborts like the issue's exit 134
+    with pytest.raises(fuzz.Crash, match="the sicc process died"):
+        fuzz._run_cli("sicc info", ["info", tmp_path / "in.sic"], tmp_path, (0, 4), [], process=True)
+
+
+def test_weights_mutations_reach_the_checks(tiny_weights):
+    """Mutated weights files, mostly made self-consistent (the model id recomputed): the loader's
+    refusals are WeightsErrors, and some files still load and run."""
+    import random
+
+    from sicc.errors import WeightsError
+    from sicc.model.weights import load_weights
+
+    rng = random.Random(3)
+    base = tiny_weights.read_bytes()
+    outcomes = Counter()
+    for k in range(40):
+        path = tiny_weights.parent / f"mutated-{k}.npz"
+        path.write_bytes(fuzz.mutate_weights(rng, base))
+        try:
+            load_weights(path)
+            outcomes["loads"] += 1
+        except WeightsError as exc:
+            outcomes["graph" if "graph is refused" in str(exc) else "refused"] += 1
+        path.unlink()
+    assert outcomes["loads"] and outcomes["refused"], outcomes

@@ -22,6 +22,10 @@ class ModelConfig:
     weight_bits: int = 12
 
     def __post_init__(self) -> None:
+        for name, (low, high) in FIELD_RANGES.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name}={value!r} is outside {low}..{high}")
         if self.latent % self.levels:
             raise ValueError(f"latent={self.latent} must be a multiple of levels={self.levels}")
 
@@ -37,10 +41,28 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, int]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, int], strict: bool = False) -> "ModelConfig":
+        """The config of ``data``; ``strict`` (a weights file): every field present, each an integer,
+        nothing else (ValueError names the field)."""
+        if strict:
+            if not isinstance(data, dict):
+                raise ValueError("the config is not a JSON object")
+            fields = set(cls.__dataclass_fields__)
+            odd = sorted(fields ^ set(data))
+            if odd:
+                raise ValueError(f"field {odd[0]!r} is {'missing' if odd[0] in fields else 'unknown'}")
+            for name, value in data.items():
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ValueError(f"{name}={value!r} is not an integer")
+            return cls(**data)
         known = {k: int(v) for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
+
+FIELD_RANGES = {"hidden": (1, 1024), "latent": (1, 1024), "levels": (1, 255), "hyper": (1, 1024),
+                "context_per_level": (1, 256), "activation_bits": (1, 16), "weight_bits": (1, 16)}
+"""The values a config may take: the SIC header holds the level count in a byte; the fixed-point
+path of the probability model is proven exact at load time for bit widths in this range."""
 
 TINY = ModelConfig(hidden=8, latent=32, levels=16, hyper=8, context_per_level=2)
 """A few-thousand-parameter configuration for tests."""

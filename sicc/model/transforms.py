@@ -59,11 +59,17 @@ class Transforms:
             return self._sessions[name][0]
 
     def prepare(self, name: str) -> threading.Thread | None:
-        """Build the session of ``name`` in a background thread (None if it is built already).
+        """Build the session of ``name`` in a background thread (None if it is built already);
+        the caller joins it before it returns, on failure too (``Codec`` does, in ``finally``).
 
         onnxruntime builds a session without holding the GIL, so the build overlaps work on
         the calling thread (the decoder builds g_s while it range-decodes the levels). A build
-        that fails is not cached: the first real use builds it again and raises the error."""
+        that fails is not cached: the first real use builds it again and raises the error.
+
+        The thread is not a daemon: a process must never reach interpreter shutdown while a
+        thread is inside onnxruntime, or the C++ runtime aborts it at exit ("terminate called
+        without an active exception", exit 134). A non-daemon thread is joined by Python before
+        shutdown, so even a caller that skips the join (Ctrl-C in the wrong place) exits cleanly."""
         with self._lock:
             if name in self._sessions:
                 return None
@@ -74,7 +80,7 @@ class Transforms:
             except Exception:  # noqa: BLE001 - reported by the first use of the session instead
                 pass
 
-        thread = threading.Thread(target=build, name=f"sicc-prepare-{name}", daemon=True)
+        thread = threading.Thread(target=build, name=f"sicc-prepare-{name}", daemon=False)
         thread.start()
         return thread
 

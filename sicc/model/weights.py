@@ -10,18 +10,34 @@ zip of ``.npy`` arrays, each member CRC-checked by the zip layer):
 - ``z_frequencies``: int64 integer frequencies of z, ``scale_table``: float64 scales;
 - ``graph/<name>`` for ``g_a``, ``h_a``, ``g_s``: ONNX graphs whose
   initializers are *external*, each naming its ``model/<key>``; the runtime
-  hands onnxruntime those arrays, so the weights are stored once and the model
-  id, a SHA-256 over the config, every float tensor, the z table and the scale
-  table, covers exactly what the transforms compute with.
+  hands onnxruntime those arrays, so the weights are stored once.
 
-The model id is recomputed on load, never trusted, so a ``.sic`` file (which
-stores it) is never decoded with another model.
+The model id covers every byte that affects decoding, and is recomputed on
+load, never trusted, so a ``.sic`` file (which stores it) is never decoded with
+another model. In ``sicc-weights-3`` (what ``sicc.train export`` writes) it is
+the first 8 bytes of a SHA-256 over the config, every float tensor, the z
+table, the scale table and :func:`graph_digest` (the scale offset, each graph's
+bytes and the state keys it reads). In ``sicc-weights-2`` (the shipped model
+and older files) the graphs were left out of the id; such a file is accepted
+only when its graph digest is the one recorded in ``LEGACY_GRAPH_DIGESTS`` for
+its id, so its id stays what it was (``.sic`` files, golden files and
+benchmark results name it) and a changed graph is refused all the same.
+
+A weights file is also code for onnxruntime, so loading bounds it before
+anything is inflated or run: at most ``MAX_MEMBERS`` members, whose declared
+sizes add up to at most ``MAX_WEIGHTS_BYTES`` (checked from the zip directory;
+the zip reader never inflates a member past its declared size, and its CRC is
+checked), each a plain ``.npy`` array whose header agrees with its size; the
+config's fields are checked (:meth:`ModelConfig.validate`); and each graph is
+checked against what the runtime runs it on (:mod:`sicc.model.graph_check`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +48,17 @@ import numpy as np
 from ..errors import WeightsError
 from .config import ModelConfig
 
-WEIGHTS_FORMAT = "sicc-weights-2"
+WEIGHTS_FORMAT = "sicc-weights-3"
+LEGACY_WEIGHTS_FORMAT = "sicc-weights-2"
+LEGACY_GRAPH_DIGESTS = {
+    "3b3f2723b056de3f": "eaae6c93f494b60d84bf3e739f80928cfb67a88ad9bc11a9d794b9be3fe3b610",  # sicc/weights/sicc-default.npz, the shipped model
+    "bc7e96de13fd5094": "668103e7d010873e7e70d452b4abd36037f813e4cc16421b04ec2f7382c5248c",  # tests/data/golden-tiny.npz, the golden files' tiny model
+}
+""":func:`graph_digest` of the ``sicc-weights-2`` files this sicc accepts, by model id (hex)."""
+MAX_WEIGHTS_BYTES = 1 << 30
+"""Most bytes the members of a weights file may declare, uncompressed (the shipped file: 7.3 MB)."""
+MAX_MEMBERS = 4096
+_ARRAY_DTYPES = frozenset({"<f4", "<f8", "<i8", "|u1"})
 GRAPHS = ("g_a", "h_a", "g_s")
 """The transforms stored as ONNX graphs (input "input", output "output")."""
 
@@ -58,16 +84,30 @@ class ModelWeights:
 
 
 def compute_model_id(config: ModelConfig, model_state: Mapping[str, np.ndarray],
-                     z_freq: np.ndarray, scales: np.ndarray) -> bytes:
+                     z_freq: np.ndarray, scales: np.ndarray, graphs: bytes | None = None) -> bytes:
     """First 8 bytes of SHA-256 over the config and every tensor (float32, key order), the z table
-    (int64) and the scale table (float64), all little-endian."""
+    (int64) and the scale table (float64), all little-endian, then ``graphs``, the
+    :func:`graph_digest` (``sicc-weights-3``; None: the ``sicc-weights-2`` id, without it)."""
     digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
     for key in sorted(model_state):
         digest.update(key.encode())
         digest.update(np.ascontiguousarray(model_state[key], dtype="<f4").tobytes())
     digest.update(np.ascontiguousarray(z_freq, dtype="<i8").tobytes())
     digest.update(np.ascontiguousarray(scales, dtype="<f8").tobytes())
+    if graphs is not None:
+        digest.update(b"graphs")
+        digest.update(graphs)
     return digest.digest()[:8]
+
+
+def graph_digest(graphs: Mapping[str, bytes], graph_keys: Mapping[str, list[str]], scale_offset: int) -> bytes:
+    """SHA-256 over what decoding depends on besides the tensors and tables: the scale offset, and
+    for each transform its ONNX graph's bytes and the state keys it reads, in GRAPHS order."""
+    digest = hashlib.sha256(f"scale_offset={int(scale_offset)}".encode())
+    for name in GRAPHS:
+        digest.update(f"\0{name}\0{json.dumps(list(graph_keys[name]))}\0".encode())
+        digest.update(hashlib.sha256(graphs[name]).digest())
+    return digest.digest()
 
 
 def write_weights(path: Path, weights: ModelWeights) -> None:
@@ -78,7 +118,8 @@ def write_weights(path: Path, weights: ModelWeights) -> None:
         "model_id": weights.model_id.hex(),
         "scale_offset": int(weights.scale_offset),
         "training": weights.training,
-        "graphs": {name: {"state_keys": list(weights.graph_keys.get(name, []))} for name in weights.graphs},
+        "graphs": {name: {"state_keys": list(weights.graph_keys.get(name, [])),
+                          "sha256": hashlib.sha256(data).hexdigest()} for name, data in weights.graphs.items()},
     }
     arrays = {"manifest": np.frombuffer(json.dumps(manifest, sort_keys=True).encode(), dtype=np.uint8)}
     arrays.update({f"model/{k}": np.ascontiguousarray(v, dtype="<f4") for k, v in weights.model_state.items()})
@@ -112,35 +153,134 @@ def load_weights(path: Path | str | None = None) -> ModelWeights:
 
 
 def _parse(handle, path: Path) -> ModelWeights:
-    with np.load(handle, allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
+    arrays = _read_members(handle, path)
+    if "manifest" not in arrays:
+        raise WeightsError(f"{path}: not a sicc weights file (no manifest)")
     manifest = json.loads(bytes(arrays.pop("manifest")).decode("utf-8"))
-    if not isinstance(manifest, dict) or manifest.get("format") != WEIGHTS_FORMAT:
-        raise WeightsError(f"{path}: not a sicc weights file (format {manifest.get('format')!r} "
-                           f"where {WEIGHTS_FORMAT!r} is expected)")
-    config = ModelConfig.from_dict(manifest["config"])
+    form = manifest.get("format") if isinstance(manifest, dict) else None
+    if form not in (WEIGHTS_FORMAT, LEGACY_WEIGHTS_FORMAT):
+        raise WeightsError(f"{path}: not a sicc weights file (format {form!r} where {WEIGHTS_FORMAT!r} is expected)")
+    try:
+        config = ModelConfig.from_dict(manifest["config"], strict=True)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise WeightsError(f"{path}: invalid model config: {exc}") from None
     model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     if any(v.dtype != np.float32 for v in model_state.values()):
         raise WeightsError(f"{path}: network weights must be float32")
+    if not all(np.isfinite(v).all() for v in model_state.values()):
+        raise WeightsError(f"{path}: network weights must be finite numbers")
     z_freq = arrays["z_frequencies"].astype(np.int64)
     scales = arrays["scale_table"].astype(np.float64)
-    model_id = compute_model_id(config, model_state, z_freq, scales)
-    if model_id.hex() != manifest["model_id"]:
-        raise WeightsError(f"{path}: weights do not match their model id (file damaged?)")
+    scale_offset = manifest["scale_offset"]
+    if not isinstance(scale_offset, int) or isinstance(scale_offset, bool) or abs(scale_offset) > 1 << 20:
+        raise WeightsError(f"{path}: invalid scale offset {scale_offset!r}")
+    _check_tables(path, config, z_freq, scales, scale_offset)
     graphs = {name: arrays[f"graph/{name}"].tobytes() for name in GRAPHS}
     graph_keys = {name: [str(k) for k in manifest["graphs"][name]["state_keys"]] for name in GRAPHS}
     missing = sorted({k for keys in graph_keys.values() for k in keys} - set(model_state))
     if missing:
         raise WeightsError(f"{path}: the transform graphs read weights the file lacks ({missing[0]})")
+    model_id = _verified_id(path, manifest, config, model_state, z_freq, scales, graphs,
+                            graph_digest(graphs, graph_keys, scale_offset))
+    from .graph_check import check_graphs
+
+    check_graphs(path, config, graphs, graph_keys, {k: v.shape for k, v in model_state.items()})
     return ModelWeights(
         config=config,
         model_state=model_state,
         z_frequencies=z_freq,
         scale_table=scales,
-        scale_offset=int(manifest["scale_offset"]),
+        scale_offset=scale_offset,
         model_id=model_id,
         graphs=graphs,
         graph_keys=graph_keys,
         training=dict(manifest.get("training") or {}),
         z_prior_state={k[len("z_prior/"):]: v for k, v in arrays.items() if k.startswith("z_prior/")},
     )
+
+
+def _check_tables(path: Path, config: ModelConfig, z_freq: np.ndarray, scales: np.ndarray, scale_offset: int) -> None:
+    """The integer tables the coder trusts: every z symbol has a non-zero frequency and each row sums
+    to 2**Z_FREQUENCY_BITS (else a symbol could not be coded); the scale table and its offset are the
+    ones the config defines (the same values up to the last bit, which np.exp may round otherwise)."""
+    from .probability import Z_BOUND, Z_FREQUENCY_BITS, scale_table
+
+    if z_freq.shape != (config.hyper, 2 * Z_BOUND + 1) or z_freq.min(initial=1) < 1 \
+            or np.any(z_freq.sum(axis=1) != 1 << Z_FREQUENCY_BITS):
+        raise WeightsError(f"{path}: invalid z frequency table (shape {z_freq.shape}: {config.hyper} rows of "
+                           f"{2 * Z_BOUND + 1} positive frequencies summing to {1 << Z_FREQUENCY_BITS} are expected)")
+    expected, offset = scale_table(config)
+    if scale_offset != offset or scales.shape != expected.shape or not np.allclose(scales, expected, rtol=1e-6, atol=0):
+        raise WeightsError(f"{path}: invalid scale table (it is not the one its config defines)")
+
+
+def _verified_id(path: Path, manifest: dict, config: ModelConfig, model_state: dict, z_freq: np.ndarray,
+                 scales: np.ndarray, graph_bytes: dict[str, bytes], graphs: bytes) -> bytes:
+    """The model id, recomputed; a file whose bytes do not give the id it states is refused, and so
+    is a ``sicc-weights-2`` file whose graphs are not the ones recorded for its id."""
+    if manifest["format"] == WEIGHTS_FORMAT:
+        for name in GRAPHS:  # name the graph that changed (the id below would catch it as well)
+            if manifest["graphs"][name].get("sha256") != hashlib.sha256(graph_bytes[name]).hexdigest():
+                raise WeightsError(f"{path}: its {name} graph is not the one its manifest records "
+                                   f"(file altered or damaged)")
+        model_id = compute_model_id(config, model_state, z_freq, scales, graphs)
+        if model_id.hex() != manifest["model_id"]:
+            raise WeightsError(f"{path}: weights do not match their model id {manifest['model_id']} "
+                               f"(they give {model_id.hex()}: file damaged or altered)")
+        return model_id
+    model_id = compute_model_id(config, model_state, z_freq, scales)
+    if model_id.hex() != manifest["model_id"]:
+        raise WeightsError(f"{path}: weights do not match their model id {manifest['model_id']} "
+                           f"(they give {model_id.hex()}: file damaged or altered)")
+    expected = LEGACY_GRAPH_DIGESTS.get(model_id.hex())
+    if expected is None:
+        raise WeightsError(f"{path}: a {LEGACY_WEIGHTS_FORMAT} file whose id does not cover its graphs, and not "
+                           f"one this sicc knows (model {model_id.hex()}); export it again with "
+                           f"`python -m sicc.train export`")
+    if graphs.hex() != expected:
+        raise WeightsError(f"{path}: its transform graphs are not those of model {model_id.hex()} "
+                           "(file altered or damaged)")
+    return model_id
+
+
+def _read_members(handle, path: Path) -> dict[str, np.ndarray]:
+    """Every member of the archive as an array, bounded before anything is inflated: the member
+    count and the declared sizes (the zip directory) first; then each member, which the zip reader
+    inflates to at most its declared size (and checks its CRC), is parsed as a ``.npy`` array whose
+    header must agree with that size (no pickles, no object arrays)."""
+    with zipfile.ZipFile(handle) as archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise WeightsError(f"{path}: {len(infos)} archive members, over the {MAX_MEMBERS} a weights file may have")
+        declared = sum(info.file_size for info in infos)
+        if declared > MAX_WEIGHTS_BYTES:
+            raise WeightsError(f"{path}: its members declare {declared} bytes uncompressed, over the "
+                               f"{MAX_WEIGHTS_BYTES} a weights file may hold (a zip bomb?)")
+        arrays: dict[str, np.ndarray] = {}
+        for info in infos:
+            name = info.filename[:-4] if info.filename.endswith(".npy") else None
+            if name is None or name in arrays:
+                raise WeightsError(f"{path}: unexpected archive member {info.filename!r}")
+            arrays[name] = _npy_array(archive.read(info), path, info.filename)
+    return arrays
+
+
+def _npy_array(raw: bytes, path: Path, member: str) -> np.ndarray:
+    from numpy.lib import format as npy
+
+    stream = io.BytesIO(raw)
+    version = npy.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = npy.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, fortran, dtype = npy.read_array_header_2_0(stream)
+    else:
+        raise WeightsError(f"{path}: member {member} has an unsupported .npy version {version}")
+    if dtype.hasobject or dtype.str not in _ARRAY_DTYPES:
+        raise WeightsError(f"{path}: member {member} has dtype {dtype.str}, not one a weights file holds")
+    count = math.prod(shape)
+    if count * dtype.itemsize != len(raw) - stream.tell():
+        raise WeightsError(f"{path}: member {member} declares shape {shape} but holds "
+                           f"{len(raw) - stream.tell()} bytes of data")
+    flat = np.frombuffer(raw, dtype=dtype, count=count, offset=stream.tell())
+    return flat.reshape(shape, order="F" if fortran else "C").copy()

@@ -20,7 +20,7 @@ import torch
 
 from ..model.config import ModelConfig
 from ..model.probability import Z_BOUND, frequencies_from_pmf, scale_table
-from ..model.weights import GRAPHS, ModelWeights, compute_model_id, load_weights, write_weights
+from ..model.weights import GRAPHS, ModelWeights, compute_model_id, graph_digest, load_weights, write_weights
 from .network import SICModel
 
 ONNX_OPSET = 17
@@ -144,7 +144,8 @@ def build_weights(model: SICModel, z_freq: np.ndarray, training: dict,
         graphs[name], graph_keys[name] = export_graph(getattr(model, name), name, in_channels[name], state)
     weights = ModelWeights(
         config=config, model_state=state, z_frequencies=np.asarray(z_freq, dtype=np.int64), scale_table=scales,
-        scale_offset=offset, model_id=compute_model_id(config, state, z_freq, scales), graphs=graphs,
+        scale_offset=offset, model_id=compute_model_id(config, state, z_freq, scales,
+                                                       graph_digest(graphs, graph_keys, offset)), graphs=graphs,
         graph_keys=graph_keys, training=training, z_prior_state=z_prior_state or {})
     _check_graphs(model, weights)
     return weights
@@ -181,7 +182,8 @@ LEGACY_FORMAT = "sicc-weights-1"
 
 def convert_legacy(path: Path, out: Path) -> str:
     """Rewrite a ``sicc-weights-1`` file (torch.save of plain tensors, read with
-    ``weights_only=True``) in the current format, keeping its tables and so its model id."""
+    ``weights_only=True``) in the current format, keeping its tables. Its model id changes: the
+    current format's id covers the transform graphs as well (``sicc.model.weights``)."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != LEGACY_FORMAT:
         raise ValueError(f"{path}: not a {LEGACY_FORMAT} file")
@@ -193,7 +195,8 @@ def convert_legacy(path: Path, out: Path) -> str:
                             z_prior_state, scales=payload["scale_table"].numpy())
     if weights.scale_offset != int(payload["scale_offset"]):
         raise ValueError(f"{path}: scale offset {payload['scale_offset']} is not this sicc's")
-    if weights.model_id.hex() != payload["model_id"]:
-        raise ValueError(f"{path}: converted model id {weights.model_id.hex()} differs from {payload['model_id']}")
+    if compute_model_id(config, weights.model_state, weights.z_frequencies, weights.scale_table).hex() \
+            != payload["model_id"]:
+        raise ValueError(f"{path}: its tensors and tables do not give its model id {payload['model_id']}")
     write_weights(Path(out), weights)
     return weights.model_id.hex()
