@@ -1,7 +1,7 @@
 """The ``sicc`` command: a thin shell over the Python API.
 
 Flags are parsed here; files are read and written by ``sicc/fileio.py``, one file's and many
-files' work is ``sicc/batch.py``, contact sheets are ``sicc/montage.py``.
+files' work is ``sicc/batch.py``, contact sheets are ``sicc/contact_sheet.py``.
 
 Exit codes (also in README.md and ``sicc --help``):
   0 success; 1 internal error; 2 bad arguments; 3 cannot read input;
@@ -91,13 +91,15 @@ def print_out(text: str) -> None:
 
 def classify(exc: BaseException, source: str | None = None) -> tuple[str, int]:
     """The one-line message and exit code of a failure; data and image errors name the input."""
-    from .errors import InputImageError, SiccError
+    from .errors import ArgumentError, InputImageError, SiccError
 
     prefix = f"{display_name(source)}: " if source else ""
     if isinstance(exc, CommandError):
         return str(exc), exc.code
     if isinstance(exc, InputImageError):
         return prefix + str(exc), EXIT_READ
+    if isinstance(exc, ArgumentError):  # a request this file cannot satisfy: a usage error, naming the file
+        return prefix + str(exc), EXIT_USAGE
     if isinstance(exc, SiccError):
         text = str(exc)  # a message that already starts with the name (the not-a-SIC-file hint) keeps it
         return (text if source and text.startswith(display_name(source)) else prefix + text), EXIT_DATA
@@ -538,7 +540,7 @@ def montage(settings: Settings, input_path: str, output: str, levels: list[int] 
     (level, bpp, sample seed), beside the original if given."""
     from .container import pixel_limit
     from .image_io import open_image
-    from .montage import contact_sheet
+    from .contact_sheet import contact_sheet
 
     with reported_errors(settings, input_path):
         fmt = output_format(output)

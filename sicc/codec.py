@@ -12,13 +12,14 @@ from __future__ import annotations
 import threading
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
 from . import container, tiling
 from .coding import Y_BOUND, CodingError, decode_categorical, decode_gaussian, encode_categorical, encode_gaussian
-from .errors import (CorruptError, CorruptLevelWarning, NoLevelWarning, SiccWarning, TruncatedFileWarning,
+from .errors import (ArgumentError, CorruptError, CorruptLevelWarning, NoLevelWarning, SiccWarning, TruncatedFileWarning,
                      UnsupportedError, WeightsError)
 from .image_io import load_rgb
 from .model.config import DEFAULT_SPREAD
@@ -92,10 +93,12 @@ class Codec:
 
     def encode(self, image, levels: int | None = None, keep_metadata: bool = True,
                max_pixels: int | None = None, threads: int | None = None,
-               progress: Progress | None = None, bpp: float | None = None, max_bytes: int | None = None) -> bytes:
+               progress: Progress | None = None, bpp: float | None = None, max_bytes: int | None = None,
+               at_least_one: bool = False) -> bytes:
         """Encode an image (path, PIL image, RGB uint8 array) into a SIC file with
         ``levels`` levels (default: all), or the most levels that fit ``bpp`` bits per pixel or
-        ``max_bytes`` bytes (the rule of :func:`sicc.truncate`: at least one level, else an error).
+        ``max_bytes`` bytes (the rule of :func:`sicc.truncate`: at least one level, else an error, or
+        with ``at_least_one`` level 1 and a warning).
         Images over ``max_pixels`` (default: ``sicc.MAX_IMAGE_PIXELS``, the limit the decoder
         applies) are refused."""
         if sum(x is not None for x in (levels, bpp, max_bytes)) > 1:
@@ -105,10 +108,10 @@ class Codec:
 
             full = self.encode(image, keep_metadata=keep_metadata, max_pixels=max_pixels, threads=threads,
                                progress=progress)
-            return truncate(full, bpp=bpp, max_bytes=max_bytes)
+            return truncate(full, bpp=bpp, max_bytes=max_bytes, at_least_one=at_least_one)
         levels = self.config.levels if levels is None else levels
         if not 0 <= levels <= self.config.levels:
-            raise ValueError(f"levels must be in 0..{self.config.levels}")
+            raise ArgumentError(f"levels must be in 0..{self.config.levels}")
         threads = threads or tiling.default_threads()
         if threads > 1:
             self.transforms.prepare("g_a")  # built on another core while the image is read
@@ -220,8 +223,20 @@ class Codec:
         of ``source`` (the file's bytes, a path or a binary file object, read in bounded pieces).
 
         Missing levels are sampled with ``spread`` (0: the deterministic mean decode);
-        sample k uses the random stream (seed, k), so results repeat exactly.
+        sample k uses the random stream (seed, k), so results repeat exactly. All samples are held
+        at once: :meth:`decode_iter` gives them one at a time.
         """
+        return list(self.decode_iter(source, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
+                                     max_pixels=max_pixels, threads=threads, progress=progress))
+
+    def decode_iter(self, source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+                    level: int | None = None, strict: bool = False, max_pixels: int | None = None,
+                    threads: int | None = None, progress: Progress | None = None) -> Iterator[Image.Image]:
+        """The samples of :meth:`decode`, synthesized one at a time as the iterator is advanced, so
+        a caller that writes each one before taking the next holds one image, not ``samples``.
+
+        The file is read, parsed and its levels range-decoded before this returns: every error
+        and warning about the file comes from this call, not from the iteration."""
         if samples < 1:
             raise ValueError("samples must be at least 1")
         if seed < 0:
@@ -232,7 +247,8 @@ class Codec:
         available = len(parsed.levels)
         level = available if level is None else level
         if not 0 <= level <= available:
-            raise ValueError(f"level {level} is not in the file (it holds levels 0..{available})")
+            raise ArgumentError(f"level {level} is not in the file (it holds levels "
+                                f"{'1..' + str(available) if available else 'none'})")
         threads = threads or tiling.default_threads()
         if threads > 1:
             self.transforms.prepare("g_s")  # built on the other core while the levels are range-decoded
@@ -245,16 +261,23 @@ class Codec:
             why = ("spread 0 samples nothing" if spread == 0 else
                    "every level is decoded, so nothing is sampled (decode fewer levels for different samples)")
             warnings.warn(f"all {samples} samples are identical: {why}", SiccWarning, stacklevel=2)
-        width, height = parsed.header.width, parsed.header.height
-        images = []
         deterministic = spread == 0 or level == self.config.levels
-        for k in range(1 if deterministic else samples):
+        return self._samples(parsed, coded, base, samples, seed, spread, deterministic, threads, progress)
+
+    def _samples(self, parsed: container.SicFile, coded: np.ndarray, base: np.ndarray, samples: int, seed: int,
+                 spread: float, deterministic: bool, threads: int, progress: Progress | None) -> Iterator[Image.Image]:
+        width, height = parsed.header.width, parsed.header.height
+        first = None
+        for k in range(samples):
+            if deterministic and first is not None:
+                yield first.copy()  # nothing is sampled: the same pixels, synthesized once
+                continue
             y = self.complete_latent(coded, base, spread, None if deterministic else _seed_generator(seed, k))
-            images.append(self._with_metadata(self.synthesize(y, height, width, threads, progress), parsed))
+            image = self._with_metadata(self.synthesize(y, height, width, threads, progress), parsed)
             del y
-        while len(images) < samples:
-            images.append(images[0].copy())
-        return images
+            if deterministic:
+                first = image
+            yield image
 
     @staticmethod
     def _with_metadata(image: Image.Image, parsed: container.SicFile) -> Image.Image:

@@ -226,7 +226,12 @@ def _exif_for(raw: bytes, fmt: str, name: str) -> bytes | None:
     if fmt == "TIFF":
         for tag in _TIFF_STRUCTURE_TAGS & set(exif):
             del exif[tag]
-    return exif.tobytes()
+    try:
+        return exif.tobytes()
+    except Exception as exc:  # noqa: BLE001 - a tag of the wrong type (an ASCII Orientation) or an offset near 2^32
+        warnings.warn(f"{name}: EXIF dropped: it is damaged ({' '.join(str(exc).split()) or type(exc).__name__})",
+                      SiccWarning, stacklevel=3)
+        return None
 
 
 def _exif_tiff(raw: bytes) -> tuple[bytes, str]:

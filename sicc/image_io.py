@@ -61,6 +61,10 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
     try:
         with _pillow_bomb_check_lifted():
             image = Image.open(source)
+        if image.format == "SIC":  # the plugin would decode it, and encoding that re-encodes lossy pixels
+            image.close()
+            raise InputImageError("already a SIC file: sicc.truncate (`sicc truncate`) makes it smaller "
+                                  "without re-encoding (or decode it first to re-encode the pixels)")
         check_size(*image.size, max_pixels)
         _warn_about_source(image)
         image.load()
@@ -102,8 +106,7 @@ def to_rgb(image: Image.Image) -> RGBImage:
             image = ImageOps.exif_transpose(image)
     except Exception:  # a broken EXIF block must not stop the encode
         warnings.warn("EXIF orientation could not be read; image used as stored", SiccWarning, stacklevel=2)
-    exif = image.getexif()
-    exif_bytes = exif.tobytes() if len(exif) else None
+    exif_bytes = _exif_bytes(image)
     mode = image.mode
     if mode.startswith("I") or mode == "F":
         gray_pixels = _gray_to_8bit(np.asarray(image, dtype=np.float64), mode)
@@ -128,6 +131,22 @@ def to_rgb(image: Image.Image) -> RGBImage:
     if pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise InputImageError("image has no pixels")
     return RGBImage(np.ascontiguousarray(pixels), icc, exif_bytes, grayscale=gray)
+
+
+def _exif_bytes(image: Image.Image) -> bytes | None:
+    """The image's EXIF block re-serialised, or None; a block Pillow cannot write back (a tag of the
+    wrong type, such as an ASCII Orientation, or an offset near 2^32) is dropped with a warning."""
+    try:
+        exif = image.getexif()
+        return exif.tobytes() if len(exif) else None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises struct.error, TypeError, ValueError... here
+        warnings.warn(f"EXIF dropped: it is damaged ({one_line_reason(exc)})", SiccWarning, stacklevel=3)
+        return None
+
+
+def one_line_reason(exc: BaseException) -> str:
+    """An exception as a short reason for a warning: its text, else its type's name."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _gray_palette(image: Image.Image) -> bool:

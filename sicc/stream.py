@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from . import container
+from .errors import ArgumentError, BudgetError
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,15 @@ def file_info(source) -> FileInfo:
 
 
 def truncate(source, level: int | None = None, max_bytes: int | None = None,
-             bpp: float | None = None) -> bytes:
+             bpp: float | None = None, at_least_one: bool = False) -> bytes:
     """The longest level prefix of ``source`` (bytes, a path or a binary file object) that fits:
     exactly ``level`` levels, at most ``max_bytes`` bytes, or at most ``bpp`` bits per pixel.
     A byte prefix, nothing rewritten.
 
-    A budget always keeps at least one level: one below level 1 is refused with the smallest
-    size that fits (a file of no level decodes to noise). Only ``level=0`` asks for the bare
-    hyperprior on purpose."""
+    A budget always keeps at least one level: one below level 1 is refused (:class:`BudgetError`)
+    with the smallest size that fits (a file of no level decodes to noise), or, with
+    ``at_least_one``, level 1 is kept anyway, with a warning that names its size. Only ``level=0``
+    asks for the bare hyperprior on purpose."""
     if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
         raise ValueError("give exactly one of level, max_bytes, bpp")
     data = container.read(source)
@@ -78,7 +80,7 @@ def truncate(source, level: int | None = None, max_bytes: int | None = None,
     ends = parsed.chunk_ends
     if level is not None:
         if not 0 <= level < len(ends):
-            raise ValueError(f"level {level} is not in the file (it holds levels 1..{len(ends) - 1})"
+            raise ArgumentError(f"level {level} is not in the file (it holds levels 1..{len(ends) - 1})"
                              if len(ends) > 1 else f"level {level} is not in the file (it holds no level)")
         return bytes(data[: ends[level]])
     pixels = parsed.header.width * parsed.header.height
@@ -87,9 +89,17 @@ def truncate(source, level: int | None = None, max_bytes: int | None = None,
             raise ValueError("bpp must be a finite number >= 0")
         max_bytes = int(bpp * pixels / 8)
     smallest = ends[min(1, len(ends) - 1)]
+    if max_bytes < smallest and at_least_one and len(ends) > 1:
+        import warnings
+
+        from .errors import SiccWarning
+
+        warnings.warn(f"level 1 alone is {smallest} bytes ({smallest * 8 / pixels:.4f} bpp), over the budget of "
+                      f"{max_bytes} bytes ({max_bytes * 8 / pixels:.4f} bpp); kept level 1", SiccWarning, stacklevel=2)
+        return bytes(data[:smallest])
     if max_bytes < smallest:
         what = "with level 1" if len(ends) > 1 else "(it holds no level)"
-        raise ValueError(f"cannot fit in {max_bytes} bytes ({max_bytes * 8 / pixels:.4f} bpp): the smallest "
-                         f"file {what} is {smallest} bytes ({smallest * 8 / pixels:.4f} bpp)")
+        raise BudgetError(f"cannot fit in {max_bytes} bytes ({max_bytes * 8 / pixels:.4f} bpp): the smallest "
+                          f"file {what} is {smallest} bytes ({smallest * 8 / pixels:.4f} bpp)", smallest)
     fitting = max(i for i, end in enumerate(ends) if end <= max_bytes)
     return bytes(data[: ends[fitting]])

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import sicc
-from sicc.montage import GAP, LABEL_HEIGHT, contact_sheet
+from sicc.contact_sheet import GAP, LABEL_HEIGHT, contact_sheet
 from tests.clitools import one_torch_thread  # noqa: F401  (autouse)
 from tests.clitools import assert_error, cli_inprocess
 from tests.conftest import synthetic_image
