@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import (
     ArgumentError,
@@ -84,15 +84,31 @@ def decode(source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPRE
                                   max_pixels=max_pixels, threads=threads, progress=progress)
 
 
+def decode_iter(source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+                level: int | None = None, strict: bool = False, max_pixels: int | None = None,
+                threads: int | None = None, progress=None) -> Iterator[Image.Image]:
+    """The samples of :func:`decode`, one at a time: each is synthesized when the iterator is
+    advanced, so writing each before taking the next holds one image, not ``samples`` (what
+    ``sicc decode --samples N`` does). The file is read and checked, and its levels decoded,
+    before this returns: errors and warnings about the file come from this call."""
+    from .codec import Codec
+
+    return Codec.default().decode_iter(source, samples=samples, seed=seed, spread=spread, level=level,
+                                       strict=strict, max_pixels=max_pixels, threads=threads, progress=progress)
+
+
 def montage(data: bytes, levels: list[int] | None = None, samples: int = 3, seed: int = 0,
-            spread: float = DEFAULT_SPREAD, original=None, tile_width: int | None = None) -> Image.Image:
+            spread: float = DEFAULT_SPREAD, original=None, tile_width: int | None = None,
+            max_pixels: int | None = None) -> Image.Image:
     """A labelled contact sheet: a row per level (default 1, 2, 4, 8, ... and the last), a
-    column per sample, the original (a PIL image) first if given."""
+    column per sample, the original (a PIL image) first if given. A sheet over the pixel budget
+    (``max_pixels``, default ``MAX_IMAGE_PIXELS``) is refused before any decoding
+    (:class:`ArgumentError`); the pictures are decoded one at a time."""
     from .codec import Codec
     from .contact_sheet import contact_sheet
 
     return contact_sheet(Codec.default(), data, levels=levels, samples=samples, seed=seed, spread=spread,
-                         original=original, tile_width=tile_width)
+                         original=original, tile_width=tile_width, max_pixels=max_pixels)
 
 
 def info(source) -> FileInfo:
@@ -122,5 +138,5 @@ _register_pillow_plugin()
 __all__ = [
     "MAX_IMAGE_PIXELS", "ArgumentError", "BudgetError", "Codec", "CorruptError", "CorruptLevelWarning", "FileInfo", "ImageTooLargeError", "InputTooLargeError",
     "InputImageError", "LevelInfo", "NoLevelWarning", "NotSicError", "SiccError", "SiccWarning", "TruncatedError",
-    "TruncatedFileWarning", "UnsupportedError", "decode", "encode", "info", "montage", "truncate",
+    "TruncatedFileWarning", "UnsupportedError", "decode", "decode_iter", "encode", "info", "montage", "truncate",
 ]

@@ -61,6 +61,7 @@ class Outcome:
     model_levels: int = 0
     samples: int = 1
     seconds: float = 0.0
+    output_bytes: int = 0  # what was written: the image files of a decode, the SIC file of an encode
     details: list[str] = field(default_factory=list)  # -vv lines
 
     @property
@@ -114,15 +115,34 @@ def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0
     raw = read_sic_input(source, pixel_limit(max_pixels))  # bounded; the budget from the header
     check_output_folders(paths)
     start = time.perf_counter()
-    images = _loaded(codec).decode(raw, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
-                                   max_pixels=max_pixels, threads=threads, progress=progress)
-    encoded = [image_bytes(image, fmt, quality, name=path) for image, path in zip(images, paths)]
+    images = _loaded(codec).decode_iter(raw, samples=samples, seed=seed, spread=spread, level=level,
+                                        strict=strict, max_pixels=max_pixels, threads=threads, progress=progress)
+    # One sample at a time: each is synthesized, encoded and staged to its temporary file before the
+    # next is made, so N samples hold one image in memory, not N; the set is renamed at the end.
+    write_outputs(paths, _encoded_one_by_one(images, paths, fmt, quality), source=source)
     seconds = time.perf_counter() - start
-    write_outputs(paths, encoded, source=source)
     info = file_info(raw)
     used = len(info.levels) if level is None else level
-    return Outcome(source, target, images[0].width, images[0].height, len(raw), used, info.model_levels,
-                   samples=samples, seconds=seconds)
+    return Outcome(source, target, info.width, info.height, len(raw), used, info.model_levels,
+                   samples=samples, seconds=seconds, output_bytes=sum(_size(p) for p in paths))
+
+
+def _encoded_one_by_one(images, paths: list[str], fmt: str, quality: int | None):
+    """Each image encoded as it comes, and dropped before the next is made (neither zip() nor
+    enumerate(), whose cached tuples would hold the previous image meanwhile)."""
+    images = iter(images)
+    for path in paths:
+        image = next(images)
+        data = image_bytes(image, fmt, quality, name=path)
+        del image
+        yield data
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path) if path != "-" else 0
+    except OSError:
+        return 0
 
 
 # -- many files ------------------------------------------------------------------------------

@@ -532,10 +532,11 @@ class LevelList(click.ParamType):
               help="The source image, shown first.")
 @click.option("--tile-width", type=click.IntRange(16, 4096), default=None,
               help="Scale every picture to this width (default: the image's own).")
+@max_pixels_option
 @model_options
 @click.pass_obj
 def montage(settings: Settings, input_path: str, output: str, levels: list[int] | None, samples: int, seed: int,
-            spread: float, original: str | None, tile_width: int | None) -> None:
+            spread: float, original: str | None, tile_width: int | None, max_pixels: int | None) -> None:
     """Decode a SIC file at several levels, several samples each, into one labelled contact sheet
     (level, bpp, sample seed), beside the original if given."""
     from .container import pixel_limit
@@ -545,15 +546,14 @@ def montage(settings: Settings, input_path: str, output: str, levels: list[int] 
     with reported_errors(settings, input_path):
         fmt = output_format(output)
         refuse_terminal(output)
-        raw = read_sic_input(input_path, pixel_limit())  # bounded; the budget from the header
+        raw = read_sic_input(input_path, pixel_limit(max_pixels))  # bounded; the budget from the header
         source = None
         if original is not None:
             with reported_errors(settings, original):
                 source = open_image(original).convert("RGB")
-        codec = _codec(settings)
         start = time.perf_counter()
-        sheet = contact_sheet(codec, raw, levels=levels, samples=samples, seed=seed, spread=spread, original=source,
-                              tile_width=tile_width, threads=settings.threads)
+        sheet = contact_sheet(lambda: _codec(settings), raw, levels=levels, samples=samples, seed=seed, spread=spread, original=source,
+                              tile_width=tile_width, threads=settings.threads, max_pixels=max_pixels)
         write_output(output, image_bytes(sheet, fmt, name=output), source=input_path)
         settings.say(f"{display_name(output, output=True)}: {sheet.width}x{sheet.height} contact sheet, "
                      f"{time.perf_counter() - start:.2f} s", 1)

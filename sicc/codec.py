@@ -278,6 +278,7 @@ class Codec:
             if deterministic:
                 first = image
             yield image
+            del image  # not held while the next sample is synthesized
 
     @staticmethod
     def _with_metadata(image: Image.Image, parsed: container.SicFile) -> Image.Image:

@@ -19,6 +19,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterable
 
 from .errors import SiccWarning
 
@@ -312,16 +313,17 @@ def write_output(path: str, data: bytes, source: str | None = None) -> None:
     write_outputs([path], [data], source)
 
 
-def write_outputs(paths: list[str], contents: list[bytes], source: str | None = None) -> None:
+def write_outputs(paths: list[str], contents: Iterable[bytes], source: str | None = None) -> None:
     """Write several outputs as a unit: every one is first staged as a complete temporary file
     beside its target, then all are renamed while holding an exclusive lock on their folder. A failure or Ctrl-C removes the temporary files and the outputs this
     call had created, so N samples are written whole or not at all; the lock makes two processes
-    writing the same names leave one whole set, never a mix of both."""
+    writing the same names leave one whole set, never a mix of both. ``contents`` may be a
+    generator: each file is staged as soon as it is produced (one decoded sample in memory)."""
     for path in paths:
         if source and _same_file(source, path):
             raise CommandError(f"refusing to overwrite the input file {path}", EXIT_USAGE)
     if paths == ["-"]:
-        write_stdout(contents[0])
+        write_stdout(next(iter(contents)))
         return
     staged: list[str] = []
     current = paths[0]
