@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ from typing import Callable
 
 from . import container
 from .container import pixel_limit
+from .errors import SiccWarning
 from .fileio import (
+    EXIT_READ,
     EXIT_USAGE,
     CommandError,
     check_output_folders,
@@ -152,22 +155,33 @@ def is_batch(inputs: list[str], output: str) -> bool:
     return len(inputs) > 1 or any(os.path.isdir(p) for p in inputs) or output.endswith(os.sep)
 
 
-def plan(inputs: list[str], output: str, suffix: str, take: Callable[[Path], bool], recursive: bool) -> list[Job]:
+def plan(inputs: list[str], output: str, suffix: str, take: Callable[[Path], bool], recursive: bool,
+         what: str = "input") -> list[Job]:
     """The (source, target) pairs of a batch: each named file, and the files of each named folder
-    that ``take`` accepts (sub-folders too with ``recursive``, mirrored under ``output``)."""
+    that ``take`` accepts (sub-folders too with ``recursive``, mirrored under ``output``; without
+    it, skipped sub-folders are reported in a warning). A folder with no file to take is an error
+    (exit 3: nothing would be done); ``what`` names those files in the message ("image", "SIC")."""
     if output == "-" or "-" in inputs:
         raise CommandError("standard input and output ('-') take one file; give file names with -o DIR", EXIT_USAGE)
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise CommandError(f"with several inputs, -o must be a folder; {output} is a file", EXIT_USAGE)
     jobs: list[Job] = []
+    skipped: list[str] = []  # said once the plan stands (an error is one line on its own)
     for given in inputs:
         root = Path(given)
         if root.is_dir():
             found = sorted(root.rglob("*") if recursive else root.iterdir())
-            for path in found:
-                if path.is_file() and take(path) and not any(part.startswith(".") for part in path.relative_to(root).parts):
-                    jobs.append(Job(str(path), str((out / path.relative_to(root)).with_suffix(suffix))))
+            visible = [path for path in found if not any(part.startswith(".") for part in path.relative_to(root).parts)]
+            taken = [path for path in visible if path.is_file() and take(path)]
+            jobs.extend(Job(str(path), str((out / path.relative_to(root)).with_suffix(suffix))) for path in taken)
+            folders = [path for path in visible if path.is_dir()]
+            if not taken:
+                raise CommandError(f"{given}: no {what} files in this folder"
+                                   f"{'' if recursive or not folders else ' (its sub-folders need -r)'}", EXIT_READ)
+            if folders and not recursive:
+                skipped.append(f"{given}: {len(folders)} sub-folder{'s' if len(folders) > 1 else ''} skipped "
+                               f"({folders[0].name}{', ...' if len(folders) > 1 else ''}); -r takes them too")
         else:
             jobs.append(Job(given, str(out / (root.stem + suffix))))
     seen: dict[str, str] = {}
@@ -176,6 +190,8 @@ def plan(inputs: list[str], output: str, suffix: str, take: Callable[[Path], boo
         if key in seen:
             raise CommandError(f"{seen[key]} and {job.source} would both be written to {job.target}", EXIT_USAGE)
         seen[key] = job.source
+    for message in skipped:
+        warnings.warn(message, SiccWarning, stacklevel=2)
     return jobs
 
 

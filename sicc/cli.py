@@ -43,6 +43,7 @@ from .fileio import (
     read_sic_input,
     refuse_terminal,
     sample_paths,
+    standard_output,
     write_output,
 )
 from . import MAX_IMAGE_PIXELS
@@ -81,6 +82,7 @@ class SeedRange(click.IntRange):
 def print_out(text: str) -> None:
     """A line on standard output; a closed pipe ends the command quietly, a full disk is a write
     error (exit 5), not click's silent exit 1."""
+    standard_output()  # a closed standard output is a write error (exit 5), not silence
     try:
         click.echo(text)
     except BrokenPipeError:
@@ -380,7 +382,7 @@ def encode(settings: Settings, inputs: tuple[str, ...], output: str, levels: int
                 settings.say(line, 2)
             return
         plan = batch.plan(list(inputs), output, batch.SIC_SUFFIX,
-                          lambda p: p.suffix.lower() in batch.IMAGE_SUFFIXES, recursive)
+                          lambda p: p.suffix.lower() in batch.IMAGE_SUFFIXES, recursive, what="image")
         codec = _codec(settings)
         threads = _file_threads(settings, jobs)
 
@@ -430,7 +432,8 @@ def decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: in
             settings.say(_summary(outcome, "decoded"), 1)
             return
         suffix = "." + (out_format or "png")
-        plan = batch.plan(list(inputs), output, suffix, lambda p: p.suffix.lower() == batch.SIC_SUFFIX, recursive)
+        plan = batch.plan(list(inputs), output, suffix, lambda p: p.suffix.lower() == batch.SIC_SUFFIX, recursive,
+                          what=".sic")
         codec = _codec(settings)
         threads = _file_threads(settings, jobs)
 
@@ -473,32 +476,49 @@ def truncate(settings: Settings, input_path: str, output: str, level: int | None
 @main.command(epilog=EPILOG, short_help="Show a SIC file's size, metadata and levels.")
 @click.argument("input_path", metavar="INPUT")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--strict", is_flag=True, help="Exit 4 on a file cut inside a level too (a corrupt level always does).")
 @output_options
 @click.pass_obj
-def info(settings: Settings, input_path: str, as_json: bool) -> None:
-    """Show a SIC file's size, model id, metadata and per-level bytes and bpp (no decoding)."""
+def info(settings: Settings, input_path: str, as_json: bool, strict: bool) -> None:
+    """Show a SIC file's size, model id, metadata and per-level bytes and bpp (no decoding). The
+    report is printed for a damaged file too; then a corrupt level is an error (exit 4), and so is
+    a file cut inside a level with --strict (else a warning)."""
+    from .errors import CorruptError, TruncatedError
     from .stream import file_info
 
     with reported_errors(settings, input_path):
         report = file_info(read_sic_input(input_path))
-        if as_json:
-            print_out(json.dumps(report.to_dict(), indent=2))
-            return
-        kind = "gray" if report.grayscale else "colour"
-        metadata = ", ".join(x for x, v in (("ICC profile", report.has_icc_profile), ("EXIF", report.has_exif)) if v)
-        print_out(f"SIC v1, {report.width}x{report.height} {kind}, model {report.model_id}, "
-                  f"{len(report.levels)}/{report.model_levels} levels, {report.file_bytes} bytes")
-        print_out(f"  metadata: {metadata or 'none'}")
-        print_out(f"  base (header, metadata, hyperprior): {report.base_bytes} bytes")
-        for lv in report.levels:
-            print_out(f"  level {lv.index:2d}: {lv.bytes:8d} bytes, cumulative {lv.cumulative_bytes:8d} bytes, "
-                      f"{lv.cumulative_bpp:.4f} bpp")
-        if not report.levels:
-            print_out("  no level: decoding it samples the whole image (noise)")
-        if report.truncated:
-            print_out(f"  truncated inside level {len(report.levels) + 1}")
+        _print_info(report, as_json)
         if report.corrupt_level is not None:
-            print_out(f"  level {report.corrupt_level} is corrupt")
+            raise CorruptError(f"level {report.corrupt_level} is corrupt ({report.corrupt_reason}); "
+                               f"the {len(report.levels)} levels before it are intact")
+        if report.truncated:
+            message = f"file is truncated inside level {len(report.levels) + 1}"
+            if strict:
+                raise TruncatedError(message)
+            warnings.warn(message, _sicc_warning(), stacklevel=1)
+
+
+def _print_info(report, as_json: bool) -> None:
+    """The report of `sicc info`: JSON, or a line per level."""
+    if as_json:
+        print_out(json.dumps(report.to_dict(), indent=2))
+        return
+    kind = "gray" if report.grayscale else "colour"
+    metadata = ", ".join(x for x, v in (("ICC profile", report.has_icc_profile), ("EXIF", report.has_exif)) if v)
+    print_out(f"SIC v1, {report.width}x{report.height} {kind}, model {report.model_id}, "
+              f"{len(report.levels)}/{report.model_levels} levels, {report.file_bytes} bytes")
+    print_out(f"  metadata: {metadata or 'none'}")
+    print_out(f"  base (header, metadata, hyperprior): {report.base_bytes} bytes")
+    for lv in report.levels:
+        print_out(f"  level {lv.index:2d}: {lv.bytes:8d} bytes, cumulative {lv.cumulative_bytes:8d} bytes, "
+                  f"{lv.cumulative_bpp:.4f} bpp")
+    if not report.levels:
+        print_out("  no level: decoding it samples the whole image (noise)")
+    if report.truncated:
+        print_out(f"  truncated inside level {len(report.levels) + 1}")
+    if report.corrupt_level is not None:
+        print_out(f"  level {report.corrupt_level} is corrupt ({report.corrupt_reason})")
 
 
 class LevelList(click.ParamType):

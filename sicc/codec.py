@@ -148,10 +148,14 @@ class Codec:
         made the file, within the pixel budget; warn about cut or damaged levels."""
         limit = container.pixel_limit(max_pixels)
         parsed = container.parse(container.read(source, limit), max_pixels=limit, strict=strict)
-        if parsed.header.model_id != self.model_id or parsed.header.model_levels != self.config.levels:
+        if parsed.header.model_id != self.model_id:
             raise UnsupportedError(
                 f"file was encoded with model {parsed.header.model_id.hex()}, "
                 f"this sicc has model {self.model_id.hex()}")
+        if parsed.header.model_levels != self.config.levels:  # the same id: a damaged or forged header
+            raise UnsupportedError(
+                f"file declares {parsed.header.model_levels} levels for model {self.model_id.hex()}, "
+                f"which has {self.config.levels}")
         if parsed.truncated:
             warnings.warn(f"file is truncated inside level {len(parsed.levels) + 1}; "
                           f"decoding the {len(parsed.levels)} complete levels", TruncatedFileWarning, stacklevel=3)

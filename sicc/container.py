@@ -299,8 +299,12 @@ def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> S
                 raise TruncatedError(f"file is truncated inside level {level}")
             result.truncated = True
             break
-        if problem is None and (kind != CHUNK_LEVL or not payload or payload[0] != level):
-            problem = f"expected level {level}, found {kind!r}"
+        if problem is None and kind != CHUNK_LEVL:
+            problem = f"a {_chunk_name(kind)} chunk where the LEVL chunk of level {level} belongs"
+        elif problem is None and not payload:
+            problem = "an empty LEVL chunk"
+        elif problem is None and payload[0] != level:
+            problem = f"its level byte says level {payload[0]}"
         if problem is None and level > header.model_levels:
             problem = f"more levels than the model's {header.model_levels}"
         if problem is None:
@@ -316,6 +320,12 @@ def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> S
     if result is None:
         raise TruncatedError("file is truncated: it ends before the hyperprior chunk")
     return result
+
+
+def _chunk_name(kind: bytes) -> str:
+    """A chunk type for messages: its four letters, or their escaped bytes when not printable."""
+    text = kind.decode("latin-1")
+    return text if text.isascii() and text.isprintable() else repr(kind)[2:-1]
 
 
 def coded_payload_problem(length: int) -> str | None:

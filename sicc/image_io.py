@@ -68,6 +68,7 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
         check_size(*image.size, max_pixels)
         _warn_about_source(image)
         image.load()
+        _warn_about_missing_jpeg_data(image)
     except Image.DecompressionBombError as exc:  # a later frame of a multi-frame file
         raise InputTooLargeError(f"image is too large: {exc}") from None
     except UnidentifiedImageError:
@@ -94,6 +95,28 @@ def _warn_about_source(image: Image.Image) -> None:
         if image.mode in ("RGB", "RGBA") and isinstance(rawmode, str) and ";16" in rawmode:
             warnings.warn(f"16-bit {image.mode} image reduced to 8 bits per channel", SiccWarning, stacklevel=3)
             break
+
+
+JPEG_MISSING_GREY = 128
+"""What libjpeg puts where a baseline JPEG's entropy-coded data ended early: every sample 128."""
+
+
+def _warn_about_missing_jpeg_data(image: Image.Image) -> None:
+    """A baseline JPEG whose data ends before its last rows (a cut file that still ends with an EOI
+    marker, or damaged data) decodes without an error, libjpeg filling the missing blocks with flat
+    grey (128) and its warning swallowed by Pillow. Whole bottom rows of exactly 128 in every
+    channel, at least one 8-row block, are that signature: say so rather than encode a grey image
+    silently."""
+    if image.format != "JPEG" or image.info.get("progressive") or image.info.get("progression"):
+        return
+    pixels = np.asarray(image)
+    if pixels.ndim < 2 or pixels.shape[0] < 8:
+        return
+    flat = (pixels == JPEG_MISSING_GREY).reshape(pixels.shape[0], -1).all(axis=1)
+    grey_rows = int(np.argmin(flat[::-1])) if not flat.all() else pixels.shape[0]
+    if grey_rows >= 8:
+        warnings.warn(f"JPEG data ends early: its last {grey_rows} of {pixels.shape[0]} rows are missing "
+                      "(decoded as flat grey; the file is cut or damaged)", SiccWarning, stacklevel=3)
 
 
 def to_rgb(image: Image.Image) -> RGBImage:

@@ -31,6 +31,7 @@ class FileInfo:
     levels: list[LevelInfo] = field(default_factory=list)
     truncated: bool = False
     corrupt_level: int | None = None
+    corrupt_reason: str = ""  # why that level is refused (its CRC, its level byte, ...)
     has_icc_profile: bool = False
     has_exif: bool = False
     grayscale: bool = False  # header flag: decoders return one gray channel
@@ -57,7 +58,7 @@ def file_info(source) -> FileInfo:
     return FileInfo(
         width=header.width, height=header.height, model_id=header.model_id.hex(),
         model_levels=header.model_levels, file_bytes=len(data), base_bytes=ends[0], levels=levels,
-        truncated=parsed.truncated, corrupt_level=parsed.corrupt_level,
+        truncated=parsed.truncated, corrupt_level=parsed.corrupt_level, corrupt_reason=parsed.corrupt_reason,
         has_icc_profile=parsed.icc_profile is not None, has_exif=parsed.exif is not None,
         grayscale=bool(header.flags & container.FLAG_GRAYSCALE),
     )

@@ -122,8 +122,8 @@ def test_cli_corrupt_level_warns_and_strict_fails(tmp_path, sample, tiny_weights
     assert_error(cli_inprocess(["decode", str(damaged), "-o", str(out), "--strict", *weights]), 4,
                  "level 7 is corrupt")
     assert not out.exists()
-    report = cli_inprocess(["info", str(damaged)])
-    assert report.code == 0 and b"level 7 is corrupt" in report.stdout
+    report = cli_inprocess(["info", str(damaged)])  # the report, then an error naming the level (issue #47)
+    assert report.code == 4 and b"level 7 is corrupt" in report.stdout and "level 7 is corrupt" in report.stderr
 
 
 # -- forged headers (valid CRC) ---------------------------------------------------------------
@@ -156,7 +156,7 @@ def test_huge_forged_size_is_refused_before_allocation(tiny_codec, sample):
     ({"height": (1 << 20) + 1}, sicc.CorruptError, "outside"),
     ({"width": 0xFFFFFFFF, "height": 0xFFFFFFFF}, sicc.CorruptError, "outside"),
     ({"levels": 0}, sicc.CorruptError, "level count 0"),
-    ({"levels": 8}, sicc.UnsupportedError, "encoded with model"),
+    ({"levels": 8}, sicc.UnsupportedError, "declares 8 levels for model"),
     ({"model_id": 1}, sicc.UnsupportedError, "encoded with model"),
     ({"flags": 2}, sicc.UnsupportedError, "flags"), ({"flags": 0x81}, sicc.UnsupportedError, "flags"),
     ({"reserved": 0x80}, sicc.UnsupportedError, "flags"),
