@@ -80,7 +80,7 @@ def _loaded(codec):
 
 def encode_file(codec, source: str, target: str, levels: int | None = None, bpp: float | None = None,
                 max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
-                threads: int | None = None, progress=None) -> Outcome:
+                threads: int | None = None, progress=None, at_least_one: bool = False) -> Outcome:
     """Encode ``source`` ('-': stdin) into ``target`` ('-': stdout), atomically. ``codec`` may be a
     loader: the input is read, decoded and size-checked and the output folder checked first."""
     import io
@@ -97,7 +97,7 @@ def encode_file(codec, source: str, target: str, levels: int | None = None, bpp:
     start = time.perf_counter()
     rgb = load_rgb(io.BytesIO(raw), pixel_limit(max_pixels))
     data = _loaded(codec).encode(rgb, levels=levels, bpp=bpp, max_bytes=max_bytes, keep_metadata=not strip,
-                                 max_pixels=max_pixels, threads=threads, progress=progress)
+                                 max_pixels=max_pixels, threads=threads, progress=progress, at_least_one=at_least_one)
     seconds = time.perf_counter() - start
     write_output(target, data, source=source)
     info = file_info(data)

@@ -52,9 +52,13 @@ from .model.config import ModelConfig
 __all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_READ", "EXIT_DATA", "EXIT_WRITE", "EXIT_INTERRUPTED",
            "OUTPUT_FORMATS", "main", "run"]
 
-EPILOG = """\b
+EPILOG_ONE = """\b
 Exit codes: 0 ok, 1 internal error, 2 bad arguments, 3 cannot read input,
 4 invalid/corrupt/unsupported data, 5 cannot write output, 130 interrupted.
+"""
+"""The exit codes, for the commands that take one input (truncate, info, montage)."""
+
+EPILOG = EPILOG_ONE + """\b
 With several inputs: 0 if every file succeeded, else the code of the first that failed.
 """
 
@@ -277,8 +281,9 @@ def batch_options(command):
         click.option("-r", "--recursive", is_flag=True, help="Take the files of sub-folders too."),
         click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
                      help="Files worked on at a time, sharing one loaded model."),
-        click.option("-f", "--force", is_flag=True, help="With several inputs: overwrite existing outputs "
-                     "(they are kept and reported otherwise)."),
+        click.option("-f/-k", "--force/--keep", default=True,
+                     help="Overwrite existing outputs (the default, as cjxl and djxl do), or keep them with a "
+                          "warning each, e.g. to resume a folder run."),
     ):
         command = option(command)
     return command
@@ -311,10 +316,10 @@ def _file_threads(settings: Settings, jobs: int) -> int | None:
 
 
 def _run_batch(settings: Settings, jobs_list: list[batch.Job], work, parallel: int, force: bool,
-               exists=None, what: str = "encoded") -> None:
+               exists=None, what: str = "encoded", on_done=None) -> None:
     """Many files: progress bar on a terminal, one line per failure, a total line; the exit code
-    says whether any failed."""
-    def on_done(outcome: batch.Outcome) -> None:
+    says whether any failed. ``on_done(outcome)``: what to print per file (default: -v lines)."""
+    def summary_line(outcome: batch.Outcome) -> None:
         settings.say(_summary(outcome, what), 1)
 
     def on_error(source: str, message: str) -> None:
@@ -324,9 +329,9 @@ def _run_batch(settings: Settings, jobs_list: list[batch.Job], work, parallel: i
     report = batch.run_all(
         jobs_list, work, classify=lambda exc: classify(exc, batch.current.name),
         parallel=parallel, force=force, progress=not settings.quiet and sys.stderr.isatty(),
-        on_done=on_done, on_error=on_error, **({"exists": exists} if exists else {}))
+        on_done=on_done or summary_line, on_error=on_error, **({"exists": exists} if exists else {}))
     for job in report.skipped if not settings.quiet else ():
-        click.echo(f"sicc: warning: {job.target} exists, kept (--force to overwrite)", err=True)
+        click.echo(f"sicc: warning: {job.target} exists, kept (--keep)", err=True)
     total = sum(o.bytes for o in report.done)
     settings.say(f"{what} {len(report.done)} of {len(jobs_list)} files ({len(report.failed)} failed, "
                  f"{len(report.skipped)} kept), {total} bytes, {time.perf_counter() - start:.2f} s")
@@ -334,13 +339,40 @@ def _run_batch(settings: Settings, jobs_list: list[batch.Job], work, parallel: i
         sys.exit(report.exit_code)
 
 
+def _encoded_json(outcome: batch.Outcome) -> dict:
+    """One file's encode as the JSON object of `sicc encode --json`."""
+    return {"input": outcome.source, "output": outcome.target, "width": outcome.width, "height": outcome.height,
+            "bytes": outcome.bytes, "bpp": round(outcome.bpp, 6), "levels": outcome.levels,
+            "model_levels": outcome.model_levels, "seconds": round(outcome.seconds, 4)}
+
+
+def _warn_image_name(output: str) -> None:
+    """SIC data under an image's name (``-o x.png``) would fool every viewer: say so, as cjxl users
+    would expect, and write it anyway (the name is the user's choice)."""
+    suffix = Path(output).suffix.lower()
+    if output != "-" and suffix in batch.IMAGE_SUFFIXES:
+        warnings.warn(f"{output}: SIC data written under a {suffix} name (did you mean `sicc decode`, or -o "
+                      f"{Path(output).with_suffix(batch.SIC_SUFFIX).name}?)", _sicc_warning(), stacklevel=2)
+
+
+def _kept(force: bool, paths: list[str]) -> bool:
+    """With --keep, an output that exists is left alone, with a warning (what a folder run does)."""
+    existing = [p for p in paths if p != "-" and os.path.lexists(p)]
+    if force or not existing:
+        return False
+    for path in existing:
+        warnings.warn(f"{path} exists, kept (--keep)", _sicc_warning(), stacklevel=2)
+    return True
+
+
 def _summary(outcome: batch.Outcome, what: str) -> str:
     if what == "encoded":
         return (f"{display_name(outcome.target, output=True)}: {outcome.width}x{outcome.height}, {outcome.bytes} bytes, "
                 f"{outcome.bpp:.4f} bpp, {outcome.levels}/{outcome.model_levels} levels, {outcome.seconds:.2f} s")
     samples = f", {outcome.samples} samples" if outcome.samples > 1 else ""
+    written = f", {outcome.output_bytes} bytes written" if outcome.target != "-" else ""
     return (f"{display_name(outcome.target, output=True)}: {outcome.width}x{outcome.height} from {outcome.levels}/"
-            f"{outcome.model_levels} levels ({outcome.bpp:.4f} bpp){samples}, {outcome.seconds:.2f} s")
+            f"{outcome.model_levels} levels ({outcome.bpp:.4f} bpp){samples}{written}, {outcome.seconds:.2f} s")
 
 
 def _mkdirs(target: str) -> None:
@@ -362,24 +394,39 @@ def _mkdirs(target: str) -> None:
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
               help="Keep the most levels that fit in R bits per pixel (at least level 1).")
 @click.option("--strip", is_flag=True, help="Do not carry the ICC profile and EXIF over.")
+@click.option("--at-least-one", is_flag=True,
+              help="A --bytes/--bpp budget below level 1 keeps level 1 (with a warning) instead of failing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on standard output (one object "
+              "per file: input, output, size, bytes, bpp, levels, seconds).")
 @max_pixels_option
 @batch_options
 @model_options
 @click.pass_obj
 def encode(settings: Settings, inputs: tuple[str, ...], output: str, levels: int | None, max_bytes: int | None,
-           bpp: float | None, strip: bool, max_pixels: int | None, recursive: bool, jobs: int, force: bool) -> None:
-    """Encode PNG/JPEG/WebP/TIFF images (or '-' for standard input) into SIC files, at full rate
-    or at the rate of --levels/--bytes/--bpp. With several inputs or folders, -o names a folder."""
+           bpp: float | None, strip: bool, at_least_one: bool, as_json: bool, max_pixels: int | None,
+           recursive: bool, jobs: int, force: bool) -> None:
+    """Encode PNG, JPEG, WebP, TIFF, GIF, BMP or PPM/PGM images (or '-' for standard input) into SIC
+    files, at full rate or at the rate of --levels/--bytes/--bpp. With several inputs or folders,
+    -o names a folder."""
     with reported_errors(settings, inputs[0] if len(inputs) == 1 else None):
         _one_rate(levels, max_bytes, bpp)
-        rate = dict(levels=levels, bpp=bpp, max_bytes=max_bytes, strip=strip, max_pixels=max_pixels)
+        if as_json and output == "-":
+            raise CommandError("--json prints on standard output: write the SIC data to a file", EXIT_USAGE)
+        rate = dict(levels=levels, bpp=bpp, max_bytes=max_bytes, strip=strip, max_pixels=max_pixels,
+                    at_least_one=at_least_one)
         if not batch.is_batch(list(inputs), output):
+            if _kept(force, [output]):
+                return
             with progress_display(settings) as progress:  # the model loads after the cheap checks
                 outcome = batch.encode_file(lambda: _codec(settings), inputs[0], output, threads=settings.threads,
                                             progress=progress, **rate)
-            settings.say(_summary(outcome, "encoded"))
-            for line in outcome.details:
-                settings.say(line, 2)
+            _warn_image_name(output)
+            if as_json:
+                print_out(json.dumps(_encoded_json(outcome)))
+            else:
+                settings.say(_summary(outcome, "encoded"))
+                for line in outcome.details:
+                    settings.say(line, 2)
             return
         plan = batch.plan(list(inputs), output, batch.SIC_SUFFIX,
                           lambda p: p.suffix.lower() in batch.IMAGE_SUFFIXES, recursive, what="image")
@@ -390,7 +437,8 @@ def encode(settings: Settings, inputs: tuple[str, ...], output: str, levels: int
             _mkdirs(job.target)
             return batch.encode_file(codec, job.source, job.target, threads=threads, **rate)
 
-        _run_batch(settings, plan, work, jobs, force, what="encoded")
+        _run_batch(settings, plan, work, jobs, force, what="encoded",
+                   on_done=(lambda outcome: print_out(json.dumps(_encoded_json(outcome)))) if as_json else None)
 
 
 @main.command(epilog=EPILOG, short_help="Decode SIC files into one or several images.")
@@ -426,6 +474,8 @@ def decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: in
         if not batch.is_batch(list(inputs), output):
             if out_format is not None:
                 raise CommandError("--format is for a folder of outputs; name the output file instead", EXIT_USAGE)
+            if _kept(force, sample_paths(output, samples)):
+                return
             with progress_display(settings) as progress:  # the model loads after the cheap checks
                 outcome = batch.decode_file(lambda: _codec(settings), inputs[0], output, threads=settings.threads,
                                             progress=progress, **options)
@@ -445,7 +495,7 @@ def decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: in
                    exists=lambda job: any(os.path.lexists(p) for p in sample_paths(job.target, samples)))
 
 
-@main.command(epilog=EPILOG, short_help="Cut a SIC file after a level (no re-encoding).")
+@main.command(epilog=EPILOG_ONE, short_help="Cut a SIC file after a level (no re-encoding).")
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="Output .sic file ('-' for standard output).")
 @click.option("--level", type=click.IntRange(1, LEVELS), default=None, help="Keep levels 1..L.")
@@ -453,10 +503,12 @@ def decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: in
               help="Largest prefix of at most B bytes (at least level 1).")
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
               help="Largest prefix of at most R bits per pixel (at least level 1).")
+@click.option("--at-least-one", is_flag=True,
+              help="A --bytes/--bpp budget below level 1 keeps level 1 (with a warning) instead of failing.")
 @output_options
 @click.pass_obj
 def truncate(settings: Settings, input_path: str, output: str, level: int | None,
-             max_bytes: int | None, bpp: float | None) -> None:
+             max_bytes: int | None, bpp: float | None, at_least_one: bool) -> None:
     """Cut a SIC file after a level: a byte prefix, nothing is re-encoded."""
     from .stream import file_info
     from .stream import truncate as truncate_data
@@ -466,14 +518,14 @@ def truncate(settings: Settings, input_path: str, output: str, level: int | None
             raise CommandError("give exactly one of --level, --bytes, --bpp", EXIT_USAGE)
         refuse_terminal(output)
         raw = read_sic_input(input_path)
-        data = truncate_data(raw, level=level, max_bytes=max_bytes, bpp=bpp)
+        data = truncate_data(raw, level=level, max_bytes=max_bytes, bpp=bpp, at_least_one=at_least_one)
         write_output(output, data, source=input_path)
         info = file_info(data)
         settings.say(f"{display_name(output, output=True)}: kept {len(info.levels)}/{info.model_levels} levels, {len(data)} bytes, "
                      f"{len(data) * 8 / (info.width * info.height):.4f} bpp", 1)
 
 
-@main.command(epilog=EPILOG, short_help="Show a SIC file's size, metadata and levels.")
+@main.command(epilog=EPILOG_ONE, short_help="Show a SIC file's size, metadata and levels.")
 @click.argument("input_path", metavar="INPUT")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--strict", is_flag=True, help="Exit 4 on a file cut inside a level too (a corrupt level always does).")
@@ -538,7 +590,7 @@ class LevelList(click.ParamType):
         return sorted(set(levels))
 
 
-@main.command(epilog=EPILOG, short_help="A labelled contact sheet of levels and samples.")
+@main.command(epilog=EPILOG_ONE, short_help="A labelled contact sheet of levels and samples.")
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="Output image (.png .jpg .webp ...).")
 @click.option("--levels", "levels", type=LevelList(), default=None,

@@ -178,6 +178,11 @@ def _gray_palette(image: Image.Image) -> bool:
     return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))
 
 
+_GRAY_DEPTH = {"I;16": "16-bit", "I;16L": "16-bit", "I;16B": "16-bit", "I;16N": "16-bit", "I": "32-bit integer",
+               "F": "32-bit float"}
+"""How the warning names a gray mode's depth."""
+
+
 def _gray_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
     """16-bit and 32-bit gray to 8 bits: 16-bit ranges scale by 255/65535, float in [0, 1] by 255."""
     peak = arr.max(initial=0)
@@ -187,7 +192,7 @@ def _gray_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
         scale = 255.0
     else:
         scale = 1.0
-    warnings.warn(f"{mode} image reduced to 8-bit RGB", SiccWarning, stacklevel=3)
+    warnings.warn(f"{_GRAY_DEPTH.get(mode, mode)} gray image reduced to 8-bit gray", SiccWarning, stacklevel=3)
     return np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
 
 
