@@ -173,3 +173,33 @@ def test_decode_samples_are_written_one_at_a_time(tmp_path, tiny_codec, small_fi
     assert len(alive) == 4 and most == 0
     assert sorted(p.name for p in tmp_path.glob("out-*.png")) == [f"out-{k}.png" for k in range(4)]
     assert outcome.output_bytes == sum(p.stat().st_size for p in tmp_path.glob("out-*.png"))
+
+
+# -- the Pillow plugin as PNG behaves (issue #47) -------------------------------------------------
+def test_plugin_info_is_filled_at_open(tmp_path, tiny_codec):
+    from tests.conftest import image_with_metadata
+
+    path = tmp_path / "m.sic"
+    path.write_bytes(tiny_codec.encode(image_with_metadata(40, 56, 3, "a note", b"icc-bytes")))
+    with Image.open(path) as image:  # the tiny model made it: .info must come without decoding
+        assert image.info["icc_profile"] == b"icc-bytes"
+        exif = Image.Exif()
+        exif.load(image.info["exif"])
+        assert exif[0x010E] == "a note"
+
+
+def test_plugin_closes_the_file_after_load(tmp_path):
+    import gc
+    import warnings
+
+    path = tmp_path / "s.sic"
+    Image.fromarray(synthetic_image(32, 48)).save(path)  # the shipped model, through the plugin's save
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = Image.open(path)
+        handle = image.fp
+        image.load()
+        assert handle.closed and image.fp is None
+        del image, handle
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
