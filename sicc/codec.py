@@ -23,7 +23,7 @@ from .errors import (ArgumentError, CorruptError, CorruptLevelWarning, NoLevelWa
                      UnsupportedError, WeightsError)
 from .image_io import load_rgb
 from .model.config import DEFAULT_SPREAD
-from .model.geometry import hyper_size, latent_size, pad_image
+from .model.geometry import centres, hyper_size, image_offset, latent_size, pad_image
 from .model.probability import Z_BOUND, ProbabilityModel, single_threaded_blas, z_from_symbols, z_symbols
 from .model.transforms import Transforms
 from .model.weights import ModelWeights, default_weights_path, load_weights
@@ -78,11 +78,12 @@ class Codec:
 
     # -- encode ----------------------------------------------------------------------
     def analyse(self, pixels: np.ndarray, threads: int | None = None,
-                progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Integer latents (z, y) of an (H, W, 3) uint8 image, clamped to the codable ranges:
-        z as (hyper, h/4, w/4) int32, y as (latent, h, w) int16."""
+                progress: Progress | None = None, centred: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Integer latents (z, y) of an (H, W, 3) uint8 image on its canvas (``centred``: in the
+        middle of a larger one), clamped to the codable ranges: z as (hyper, h/4, w/4) int32, y as
+        (latent, h, w) int16."""
         threads = threads or tiling.default_threads()
-        y = tiled_analysis(self.transforms.g_a, pad_image(pixels), threads=threads, progress=progress)
+        y = tiled_analysis(self.transforms.g_a, pad_image(pixels, centred), threads=threads, progress=progress)
         z = tiled_hyper_analysis(self.transforms.h_a, y, threads=threads)
         z_int = np.clip(np.rint(z), -Z_BOUND, Z_BOUND).astype(np.int32)
         y_int = np.empty(y.shape, dtype=LATENT_DTYPE)
@@ -117,7 +118,8 @@ class Codec:
             self.transforms.prepare("g_a")  # built on another core while the image is read
         rgb = load_rgb(image, container.pixel_limit(max_pixels))
         height, width = rgb.pixels.shape[:2]
-        z_int, y_int = self.analyse(rgb.pixels, threads, progress)
+        centred = centres(height, width)  # a small image: no pixel at the canvas border (formats/sic-v1.md)
+        z_int, y_int = self.analyse(rgb.pixels, threads, progress, centred)
         hyper_bytes = encode_categorical(z_symbols(z_int), self.weights.z_frequencies)
         g = self.config.group_size
 
@@ -134,7 +136,7 @@ class Codec:
                 coded.append(data)
                 if progress:
                     progress("levels", len(coded), levels)
-        flags = container.FLAG_GRAYSCALE if rgb.grayscale else 0
+        flags = (container.FLAG_GRAYSCALE if rgb.grayscale else 0) | (container.FLAG_CENTRED if centred else 0)
         header = container.Header(width, height, self.model_id, self.config.levels, flags)
         return container.write(
             header, hyper_bytes, coded,
@@ -177,8 +179,9 @@ class Codec:
 
     def _decode_latents(self, parsed: container.SicFile, level: int, strict: bool,
                         progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
-        lh, lw = latent_size(parsed.header.height, parsed.header.width)
-        zh, zw = hyper_size(parsed.header.height, parsed.header.width)
+        centred = bool(parsed.header.flags & container.FLAG_CENTRED)
+        lh, lw = latent_size(parsed.header.height, parsed.header.width, centred)
+        zh, zw = hyper_size(parsed.header.height, parsed.header.width, centred)
         try:
             symbols = decode_categorical(parsed.hyper, self.weights.z_frequencies, zh * zw)
         except CodingError as exc:
@@ -215,10 +218,11 @@ class Codec:
         return y
 
     def synthesize(self, y: np.ndarray, height: int, width: int, threads: int | None = None,
-                   progress: Progress | None = None) -> Image.Image:
-        """The RGB image of a complete integer latent (latent, h, w)."""
+                   progress: Progress | None = None, centred: bool = False) -> Image.Image:
+        """The RGB image of a complete integer latent (latent, h, w): its canvas cropped to the
+        ``height`` x ``width`` image (in the middle of the canvas when ``centred``)."""
         return tiled_synthesis_image(self.transforms.g_s, y, height, width, threads=threads or tiling.default_threads(),
-                                     progress=progress)
+                                     progress=progress, offset=image_offset(height, width, centred))
 
     def decode(self, source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
                level: int | None = None, strict: bool = False, max_pixels: int | None = None,
@@ -271,13 +275,14 @@ class Codec:
     def _samples(self, parsed: container.SicFile, coded: np.ndarray, base: np.ndarray, samples: int, seed: int,
                  spread: float, deterministic: bool, threads: int, progress: Progress | None) -> Iterator[Image.Image]:
         width, height = parsed.header.width, parsed.header.height
+        centred = bool(parsed.header.flags & container.FLAG_CENTRED)
         first = None
         for k in range(samples):
             if deterministic and first is not None:
                 yield first.copy()  # nothing is sampled: the same pixels, synthesized once
                 continue
             y = self.complete_latent(coded, base, spread, None if deterministic else _seed_generator(seed, k))
-            image = self._with_metadata(self.synthesize(y, height, width, threads, progress), parsed)
+            image = self._with_metadata(self.synthesize(y, height, width, threads, progress, centred), parsed)
             del y
             if deterministic:
                 first = image

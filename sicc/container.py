@@ -38,7 +38,10 @@ _METADATA_CHUNKS = (CHUNK_ICCP, CHUNK_EXIF)
 
 FLAG_GRAYSCALE = 0x01
 """Header flag bit 0: the source was gray; decoders return one gray channel (formats/sic-v1.md)."""
-KNOWN_FLAGS = FLAG_GRAYSCALE
+FLAG_CENTRED = 0x02
+"""Header flag bit 1: the image sits in the middle of a canvas 64 pixels larger on each axis
+(small images; formats/sic-v1.md, "Geometry")."""
+KNOWN_FLAGS = FLAG_GRAYSCALE | FLAG_CENTRED
 
 MAX_METADATA_BYTES = 1 << 24
 """Largest ICCP or EXIF payload (16 MiB): larger metadata is not carried over by the encoder."""
@@ -59,15 +62,16 @@ NOT_SIC_HEAD = 1 << 16
 is (e.g. a PNG given to decode) without reading the rest."""
 
 
-def padded_size(width: int, height: int) -> tuple[int, int]:
-    """(width, height) padded to multiples of 64: the size the codec works at (model.geometry)."""
-    ph, pw = _padded_height_width(height, width)
+def padded_size(width: int, height: int, flags: int = 0) -> tuple[int, int]:
+    """(width, height) of the canvas the codec works at: padded to multiples of 64, and one more
+    block each way for a centred image (header ``flags``; model.geometry)."""
+    ph, pw = _padded_height_width(height, width, bool(flags & FLAG_CENTRED))
     return pw, ph
 
 
-def padded_pixels(width: int, height: int) -> int:
+def padded_pixels(width: int, height: int, flags: int = 0) -> int:
     """What a decode (or encode) of a ``width`` x ``height`` image costs: its padded pixel count."""
-    pw, ph = padded_size(width, height)
+    pw, ph = padded_size(width, height, flags)
     return pw * ph
 
 
@@ -81,17 +85,17 @@ def pixel_limit(max_pixels: int | None = None) -> int | None:
 
 
 def check_pixel_budget(width: int, height: int, max_pixels: int | None,
-                       error: type[ImageTooLargeError] = ImageTooLargeError) -> None:
+                       error: type[ImageTooLargeError] = ImageTooLargeError, flags: int = 0) -> None:
     """Refuse a size whose padded pixel count is over ``max_pixels`` (None: no budget)."""
-    if max_pixels is not None and padded_pixels(width, height) > max_pixels:
-        raise error(too_large_message(width, height, padded_size(width, height), max_pixels))
+    if max_pixels is not None and padded_pixels(width, height, flags) > max_pixels:
+        raise error(too_large_message(width, height, padded_size(width, height, flags), max_pixels))
 
 
-def max_file_bytes(width: int, height: int, model_levels: int) -> int:
+def max_file_bytes(width: int, height: int, model_levels: int, flags: int = 0) -> int:
     """The largest valid SIC file of this size: header, the two metadata chunks at their largest,
     and the coded chunks at ``MAX_CODED_BYTES_PER_PIXEL`` (formats/sic-v1.md, "Size bound")."""
     return (HEADER_SIZE + 2 * (CHUNK_OVERHEAD + MAX_METADATA_BYTES) + (model_levels + 1) * _CODED_CHUNK_SLACK
-            + MAX_CODED_BYTES_PER_PIXEL * padded_pixels(width, height))
+            + MAX_CODED_BYTES_PER_PIXEL * padded_pixels(width, height, flags))
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ def write(header: Header, hyper: bytes, levels: list[bytes],
     for index, coded in enumerate(levels, 1):
         parts.append(_chunk(CHUNK_LEVL, bytes([index]) + coded))
     data = b"".join(parts)
-    if len(data) > max_file_bytes(header.width, header.height, header.model_levels):
+    if len(data) > max_file_bytes(header.width, header.height, header.model_levels, header.flags):
         raise ValueError(f"coded data of {len(data)} bytes exceeds the format's size bound for "
                          f"{header.width}x{header.height}")
     return data
@@ -181,7 +185,7 @@ def parse_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise CorruptError(f"image size {width}x{height} is outside 1..{MAX_DIMENSION}")
     if not 1 <= levels <= 255:
         raise CorruptError(f"model level count {levels} is invalid")
-    check_pixel_budget(width, height, max_pixels)
+    check_pixel_budget(width, height, max_pixels, flags=flags)
     return Header(width, height, model_id, levels, flags)
 
 
@@ -213,7 +217,7 @@ def read(source, max_pixels: int | None = None) -> bytes:
     size = _regular_file_size(source)  # a file on disk: its size is checked before it is read
     if size is not None:
         _check_file_size(header, size)
-    data = head + read_up_to(source, max_file_bytes(header.width, header.height, header.model_levels)
+    data = head + read_up_to(source, max_file_bytes(header.width, header.height, header.model_levels, header.flags)
                               - HEADER_SIZE + 1)
     _check_file_size(header, len(data))
     return data
@@ -245,7 +249,7 @@ def read_up_to(handle, limit: int) -> bytes:
 
 
 def _check_file_size(header: Header, size: int) -> None:
-    cap = max_file_bytes(header.width, header.height, header.model_levels)
+    cap = max_file_bytes(header.width, header.height, header.model_levels, header.flags)
     if size > cap:
         raise CorruptError(f"file is larger than a {header.width}x{header.height} SIC file can be "
                            f"(at most {cap} bytes)")

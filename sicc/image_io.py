@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .container import MAX_DIMENSION, check_pixel_budget
+from .container import FLAG_CENTRED, MAX_DIMENSION, check_pixel_budget
+from .model.geometry import centres
 from .errors import InputImageError, InputTooLargeError, SiccWarning
 
 
@@ -52,7 +53,8 @@ def check_size(width: int, height: int, max_pixels: int | None) -> None:
     if max(width, height) > MAX_DIMENSION:
         raise InputTooLargeError(f"image is too large: {width}x{height} exceeds the format's "
                                  f"{MAX_DIMENSION} px per side")
-    check_pixel_budget(width, height, max_pixels, InputTooLargeError)
+    check_pixel_budget(width, height, max_pixels, InputTooLargeError,
+                       flags=FLAG_CENTRED if centres(height, width) else 0)  # the canvas the encoder will use
 
 
 def open_image(source, max_pixels: int | None = None) -> Image.Image:
