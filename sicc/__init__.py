@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from PIL import Image
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import (
+    ArgumentError,
+    BudgetError,
     CorruptError,
     CorruptLevelWarning,
     ImageTooLargeError,
@@ -52,16 +54,19 @@ Pillow's ``Image.MAX_IMAGE_PIXELS`` for the images sicc encodes. Raise it per ca
 
 def encode(image, levels: int | None = None, keep_metadata: bool = True, max_pixels: int | None = None,
            bpp: float | None = None, max_bytes: int | None = None, threads: int | None = None,
-           progress=None) -> bytes:
+           progress=None, at_least_one: bool = False) -> bytes:
     """Encode a path, PIL image or (H, W, 3) uint8 array with the shipped model: every level, the
     first ``levels``, or the most levels that fit ``bpp`` bits per pixel or ``max_bytes`` bytes
-    (the rule of :func:`truncate`: a budget below level 1 is refused with the size that fits).
+    (the rule of :func:`truncate`: a budget below level 1 is refused with the size that fits,
+    :class:`BudgetError`; with ``at_least_one``, level 1 is kept and a warning names its size).
+    A SIC file given as a path is refused (:class:`InputImageError`): :func:`truncate` cuts it.
     ``threads``: tiles transformed side by side (never changes the result); ``progress(stage,
     done, total)`` is called after each tile and level."""
     from .codec import Codec
 
     return Codec.default().encode(image, levels=levels, keep_metadata=keep_metadata, max_pixels=max_pixels,
-                                  bpp=bpp, max_bytes=max_bytes, threads=threads, progress=progress)
+                                  bpp=bpp, max_bytes=max_bytes, threads=threads, progress=progress,
+                                  at_least_one=at_least_one)
 
 
 def decode(source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
@@ -79,15 +84,31 @@ def decode(source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPRE
                                   max_pixels=max_pixels, threads=threads, progress=progress)
 
 
-def montage(data: bytes, levels: list[int] | None = None, samples: int = 3, seed: int = 0,
-            spread: float = DEFAULT_SPREAD, original=None, tile_width: int | None = None) -> Image.Image:
-    """A labelled contact sheet: a row per level (default 1, 2, 4, 8, ... and the last), a
-    column per sample, the original (a PIL image) first if given."""
+def decode_iter(source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+                level: int | None = None, strict: bool = False, max_pixels: int | None = None,
+                threads: int | None = None, progress=None) -> Iterator[Image.Image]:
+    """The samples of :func:`decode`, one at a time: each is synthesized when the iterator is
+    advanced, so writing each before taking the next holds one image, not ``samples`` (what
+    ``sicc decode --samples N`` does). The file is read and checked, and its levels decoded,
+    before this returns: errors and warnings about the file come from this call."""
     from .codec import Codec
-    from .montage import contact_sheet
+
+    return Codec.default().decode_iter(source, samples=samples, seed=seed, spread=spread, level=level,
+                                       strict=strict, max_pixels=max_pixels, threads=threads, progress=progress)
+
+
+def montage(data: bytes, levels: list[int] | None = None, samples: int = 3, seed: int = 0,
+            spread: float = DEFAULT_SPREAD, original=None, tile_width: int | None = None,
+            max_pixels: int | None = None) -> Image.Image:
+    """A labelled contact sheet: a row per level (default 1, 2, 4, 8, ... and the last), a
+    column per sample, the original (a PIL image) first if given. A sheet over the pixel budget
+    (``max_pixels``, default ``MAX_IMAGE_PIXELS``) is refused before any decoding
+    (:class:`ArgumentError`); the pictures are decoded one at a time."""
+    from .codec import Codec
+    from .contact_sheet import contact_sheet
 
     return contact_sheet(Codec.default(), data, levels=levels, samples=samples, seed=seed, spread=spread,
-                         original=original, tile_width=tile_width)
+                         original=original, tile_width=tile_width, max_pixels=max_pixels)
 
 
 def info(source, max_pixels: int | None = None) -> FileInfo:
@@ -116,7 +137,7 @@ def _register_pillow_plugin() -> None:
 _register_pillow_plugin()
 
 __all__ = [
-    "MAX_IMAGE_PIXELS", "Codec", "CorruptError", "CorruptLevelWarning", "FileInfo", "ImageTooLargeError", "InputTooLargeError",
+    "MAX_IMAGE_PIXELS", "ArgumentError", "BudgetError", "Codec", "CorruptError", "CorruptLevelWarning", "FileInfo", "ImageTooLargeError", "InputTooLargeError",
     "InputImageError", "LevelInfo", "NoLevelWarning", "NotSicError", "SiccError", "SiccWarning", "TruncatedError",
-    "TruncatedFileWarning", "UnsupportedError", "decode", "encode", "info", "montage", "truncate",
+    "TruncatedFileWarning", "UnsupportedError", "decode", "decode_iter", "encode", "info", "montage", "truncate",
 ]

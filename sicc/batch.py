@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ from typing import Callable
 
 from . import container
 from .container import pixel_limit
+from .errors import SiccWarning
 from .fileio import (
+    EXIT_READ,
     EXIT_USAGE,
     CommandError,
     check_output_folders,
@@ -61,6 +64,7 @@ class Outcome:
     model_levels: int = 0
     samples: int = 1
     seconds: float = 0.0
+    output_bytes: int = 0  # what was written: the image files of a decode, the SIC file of an encode
     details: list[str] = field(default_factory=list)  # -vv lines
 
     @property
@@ -76,7 +80,7 @@ def _loaded(codec):
 
 def encode_file(codec, source: str, target: str, levels: int | None = None, bpp: float | None = None,
                 max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
-                threads: int | None = None, progress=None) -> Outcome:
+                threads: int | None = None, progress=None, at_least_one: bool = False) -> Outcome:
     """Encode ``source`` ('-': stdin) into ``target`` ('-': stdout), atomically. ``codec`` may be a
     loader: the input is read, decoded and size-checked and the output folder checked first."""
     import io
@@ -93,7 +97,7 @@ def encode_file(codec, source: str, target: str, levels: int | None = None, bpp:
     start = time.perf_counter()
     rgb = load_rgb(io.BytesIO(raw), pixel_limit(max_pixels))
     data = _loaded(codec).encode(rgb, levels=levels, bpp=bpp, max_bytes=max_bytes, keep_metadata=not strip,
-                                 max_pixels=max_pixels, threads=threads, progress=progress)
+                                 max_pixels=max_pixels, threads=threads, progress=progress, at_least_one=at_least_one)
     seconds = time.perf_counter() - start
     write_output(target, data, source=source)
     info = file_info(data, max_pixels)
@@ -114,15 +118,34 @@ def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0
     raw = read_sic_input(source, pixel_limit(max_pixels))  # bounded; the budget from the header
     check_output_folders(paths)
     start = time.perf_counter()
-    images = _loaded(codec).decode(raw, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
-                                   max_pixels=max_pixels, threads=threads, progress=progress)
-    encoded = [image_bytes(image, fmt, quality, name=path) for image, path in zip(images, paths)]
+    images = _loaded(codec).decode_iter(raw, samples=samples, seed=seed, spread=spread, level=level,
+                                        strict=strict, max_pixels=max_pixels, threads=threads, progress=progress)
+    # One sample at a time: each is synthesized, encoded and staged to its temporary file before the
+    # next is made, so N samples hold one image in memory, not N; the set is renamed at the end.
+    write_outputs(paths, _encoded_one_by_one(images, paths, fmt, quality), source=source)
     seconds = time.perf_counter() - start
-    write_outputs(paths, encoded, source=source)
     info = file_info(raw, max_pixels)
     used = len(info.levels) if level is None else level
-    return Outcome(source, target, images[0].width, images[0].height, len(raw), used, info.model_levels,
-                   samples=samples, seconds=seconds)
+    return Outcome(source, target, info.width, info.height, len(raw), used, info.model_levels,
+                   samples=samples, seconds=seconds, output_bytes=sum(_size(p) for p in paths))
+
+
+def _encoded_one_by_one(images, paths: list[str], fmt: str, quality: int | None):
+    """Each image encoded as it comes, and dropped before the next is made (neither zip() nor
+    enumerate(), whose cached tuples would hold the previous image meanwhile)."""
+    images = iter(images)
+    for path in paths:
+        image = next(images)
+        data = image_bytes(image, fmt, quality, name=path)
+        del image
+        yield data
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path) if path != "-" else 0
+    except OSError:
+        return 0
 
 
 # -- many files ------------------------------------------------------------------------------
@@ -132,22 +155,33 @@ def is_batch(inputs: list[str], output: str) -> bool:
     return len(inputs) > 1 or any(os.path.isdir(p) for p in inputs) or output.endswith(os.sep)
 
 
-def plan(inputs: list[str], output: str, suffix: str, take: Callable[[Path], bool], recursive: bool) -> list[Job]:
+def plan(inputs: list[str], output: str, suffix: str, take: Callable[[Path], bool], recursive: bool,
+         what: str = "input") -> list[Job]:
     """The (source, target) pairs of a batch: each named file, and the files of each named folder
-    that ``take`` accepts (sub-folders too with ``recursive``, mirrored under ``output``)."""
+    that ``take`` accepts (sub-folders too with ``recursive``, mirrored under ``output``; without
+    it, skipped sub-folders are reported in a warning). A folder with no file to take is an error
+    (exit 3: nothing would be done); ``what`` names those files in the message ("image", "SIC")."""
     if output == "-" or "-" in inputs:
         raise CommandError("standard input and output ('-') take one file; give file names with -o DIR", EXIT_USAGE)
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise CommandError(f"with several inputs, -o must be a folder; {output} is a file", EXIT_USAGE)
     jobs: list[Job] = []
+    skipped: list[str] = []  # said once the plan stands (an error is one line on its own)
     for given in inputs:
         root = Path(given)
         if root.is_dir():
             found = sorted(root.rglob("*") if recursive else root.iterdir())
-            for path in found:
-                if path.is_file() and take(path) and not any(part.startswith(".") for part in path.relative_to(root).parts):
-                    jobs.append(Job(str(path), str((out / path.relative_to(root)).with_suffix(suffix))))
+            visible = [path for path in found if not any(part.startswith(".") for part in path.relative_to(root).parts)]
+            taken = [path for path in visible if path.is_file() and take(path)]
+            jobs.extend(Job(str(path), str((out / path.relative_to(root)).with_suffix(suffix))) for path in taken)
+            folders = [path for path in visible if path.is_dir()]
+            if not taken:
+                raise CommandError(f"{given}: no {what} files in this folder"
+                                   f"{'' if recursive or not folders else ' (its sub-folders need -r)'}", EXIT_READ)
+            if folders and not recursive:
+                skipped.append(f"{given}: {len(folders)} sub-folder{'s' if len(folders) > 1 else ''} skipped "
+                               f"({folders[0].name}{', ...' if len(folders) > 1 else ''}); -r takes them too")
         else:
             jobs.append(Job(given, str(out / (root.stem + suffix))))
     seen: dict[str, str] = {}
@@ -156,6 +190,8 @@ def plan(inputs: list[str], output: str, suffix: str, take: Callable[[Path], boo
         if key in seen:
             raise CommandError(f"{seen[key]} and {job.source} would both be written to {job.target}", EXIT_USAGE)
         seen[key] = job.source
+    for message in skipped:
+        warnings.warn(message, SiccWarning, stacklevel=2)
     return jobs
 
 

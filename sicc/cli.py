@@ -1,7 +1,7 @@
 """The ``sicc`` command: a thin shell over the Python API.
 
 Flags are parsed here; files are read and written by ``sicc/fileio.py``, one file's and many
-files' work is ``sicc/batch.py``, contact sheets are ``sicc/montage.py``.
+files' work is ``sicc/batch.py``, contact sheets are ``sicc/contact_sheet.py``.
 
 Exit codes (also in README.md and ``sicc --help``):
   0 success; 1 internal error; 2 bad arguments; 3 cannot read input;
@@ -46,6 +46,7 @@ from .fileio import (
     read_sic_input,
     refuse_terminal,
     sample_paths,
+    standard_output,
     write_output,
 )
 from . import MAX_IMAGE_PIXELS
@@ -54,10 +55,14 @@ from .model.config import ModelConfig
 __all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_READ", "EXIT_DATA", "EXIT_WRITE", "EXIT_INTERRUPTED", "EXIT_TERMINATED",
            "OUTPUT_FORMATS", "main", "run"]
 
-EPILOG = """\b
+EPILOG_ONE = """\b
 Exit codes: 0 ok, 1 internal error, 2 bad arguments, 3 cannot read input,
 4 invalid/corrupt/unsupported data, 5 cannot write output, 130 interrupted,
 143 terminated (SIGTERM).
+"""
+"""The exit codes, for the commands that take one input (truncate, info, montage)."""
+
+EPILOG = EPILOG_ONE + """\b
 With several inputs: 0 if every file succeeded, else the code of the first that failed.
 """
 
@@ -85,6 +90,7 @@ class SeedRange(click.IntRange):
 def print_out(text: str) -> None:
     """A line on standard output; a closed pipe ends the command quietly, a full disk is a write
     error (exit 5), not click's silent exit 1."""
+    standard_output()  # a closed standard output is a write error (exit 5), not silence
     try:
         click.echo(text)
     except BrokenPipeError:
@@ -95,13 +101,15 @@ def print_out(text: str) -> None:
 
 def classify(exc: BaseException, source: str | None = None) -> tuple[str, int]:
     """The one-line message and exit code of a failure; data and image errors name the input."""
-    from .errors import InputImageError, SiccError
+    from .errors import ArgumentError, InputImageError, SiccError
 
     prefix = f"{display_name(source)}: " if source else ""
     if isinstance(exc, CommandError):
         return str(exc), exc.code
     if isinstance(exc, InputImageError):
         return prefix + str(exc), EXIT_READ
+    if isinstance(exc, ArgumentError):  # a request this file cannot satisfy: a usage error, naming the file
+        return prefix + str(exc), EXIT_USAGE
     if isinstance(exc, SiccError):
         text = str(exc)  # a message that already starts with the name (the not-a-SIC-file hint) keeps it
         return (text if source and text.startswith(display_name(source)) else prefix + text), EXIT_DATA
@@ -285,8 +293,9 @@ def batch_options(command):
         click.option("-r", "--recursive", is_flag=True, help="Take the files of sub-folders too."),
         click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
                      help="Files worked on at a time, sharing one loaded model."),
-        click.option("-f", "--force", is_flag=True, help="With several inputs: overwrite existing outputs "
-                     "(they are kept and reported otherwise)."),
+        click.option("-f/-k", "--force/--keep", default=True,
+                     help="Overwrite existing outputs (the default, as cjxl and djxl do), or keep them with a "
+                          "warning each, e.g. to resume a folder run."),
     ):
         command = option(command)
     return command
@@ -319,10 +328,10 @@ def _file_threads(settings: Settings, jobs: int) -> int | None:
 
 
 def _run_batch(settings: Settings, jobs_list: list[batch.Job], work, parallel: int, force: bool,
-               exists=None, what: str = "encoded") -> None:
+               exists=None, what: str = "encoded", on_done=None) -> None:
     """Many files: progress bar on a terminal, one line per failure, a total line; the exit code
-    says whether any failed."""
-    def on_done(outcome: batch.Outcome) -> None:
+    says whether any failed. ``on_done(outcome)``: what to print per file (default: -v lines)."""
+    def summary_line(outcome: batch.Outcome) -> None:
         settings.say(_summary(outcome, what), 1)
 
     def on_error(source: str, message: str) -> None:
@@ -332,9 +341,9 @@ def _run_batch(settings: Settings, jobs_list: list[batch.Job], work, parallel: i
     report = batch.run_all(
         jobs_list, work, classify=lambda exc: classify(exc, batch.current.name),
         parallel=parallel, force=force, progress=not settings.quiet and sys.stderr.isatty(),
-        on_done=on_done, on_error=on_error, **({"exists": exists} if exists else {}))
+        on_done=on_done or summary_line, on_error=on_error, **({"exists": exists} if exists else {}))
     for job in report.skipped if not settings.quiet else ():
-        click.echo(f"sicc: warning: {job.target} exists, kept (--force to overwrite)", err=True)
+        click.echo(f"sicc: warning: {job.target} exists, kept (--keep)", err=True)
     total = sum(o.bytes for o in report.done)
     settings.say(f"{what} {len(report.done)} of {len(jobs_list)} files ({len(report.failed)} failed, "
                  f"{len(report.skipped)} kept), {total} bytes, {time.perf_counter() - start:.2f} s")
@@ -342,13 +351,40 @@ def _run_batch(settings: Settings, jobs_list: list[batch.Job], work, parallel: i
         sys.exit(report.exit_code)
 
 
+def _encoded_json(outcome: batch.Outcome) -> dict:
+    """One file's encode as the JSON object of `sicc encode --json`."""
+    return {"input": outcome.source, "output": outcome.target, "width": outcome.width, "height": outcome.height,
+            "bytes": outcome.bytes, "bpp": round(outcome.bpp, 6), "levels": outcome.levels,
+            "model_levels": outcome.model_levels, "seconds": round(outcome.seconds, 4)}
+
+
+def _warn_image_name(output: str) -> None:
+    """SIC data under an image's name (``-o x.png``) would fool every viewer: say so, as cjxl users
+    would expect, and write it anyway (the name is the user's choice)."""
+    suffix = Path(output).suffix.lower()
+    if output != "-" and suffix in batch.IMAGE_SUFFIXES:
+        warnings.warn(f"{output}: SIC data written under a {suffix} name (did you mean `sicc decode`, or -o "
+                      f"{Path(output).with_suffix(batch.SIC_SUFFIX).name}?)", _sicc_warning(), stacklevel=2)
+
+
+def _kept(force: bool, paths: list[str]) -> bool:
+    """With --keep, an output that exists is left alone, with a warning (what a folder run does)."""
+    existing = [p for p in paths if p != "-" and os.path.lexists(p)]
+    if force or not existing:
+        return False
+    for path in existing:
+        warnings.warn(f"{path} exists, kept (--keep)", _sicc_warning(), stacklevel=2)
+    return True
+
+
 def _summary(outcome: batch.Outcome, what: str) -> str:
     if what == "encoded":
         return (f"{display_name(outcome.target, output=True)}: {outcome.width}x{outcome.height}, {outcome.bytes} bytes, "
                 f"{outcome.bpp:.4f} bpp, {outcome.levels}/{outcome.model_levels} levels, {outcome.seconds:.2f} s")
     samples = f", {outcome.samples} samples" if outcome.samples > 1 else ""
+    written = f", {outcome.output_bytes} bytes written" if outcome.target != "-" else ""
     return (f"{display_name(outcome.target, output=True)}: {outcome.width}x{outcome.height} from {outcome.levels}/"
-            f"{outcome.model_levels} levels ({outcome.bpp:.4f} bpp){samples}, {outcome.seconds:.2f} s")
+            f"{outcome.model_levels} levels ({outcome.bpp:.4f} bpp){samples}{written}, {outcome.seconds:.2f} s")
 
 
 def _mkdirs(target: str) -> None:
@@ -370,27 +406,42 @@ def _mkdirs(target: str) -> None:
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
               help="Keep the most levels that fit in R bits per pixel (at least level 1).")
 @click.option("--strip", is_flag=True, help="Do not carry the ICC profile and EXIF over.")
+@click.option("--at-least-one", is_flag=True,
+              help="A --bytes/--bpp budget below level 1 keeps level 1 (with a warning) instead of failing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on standard output (one object "
+              "per file: input, output, size, bytes, bpp, levels, seconds).")
 @max_pixels_option
 @batch_options
 @model_options
 @click.pass_obj
 def encode(settings: Settings, inputs: tuple[str, ...], output: str, levels: int | None, max_bytes: int | None,
-           bpp: float | None, strip: bool, max_pixels: int | None, recursive: bool, jobs: int, force: bool) -> None:
-    """Encode PNG/JPEG/WebP/TIFF images (or '-' for standard input) into SIC files, at full rate
-    or at the rate of --levels/--bytes/--bpp. With several inputs or folders, -o names a folder."""
+           bpp: float | None, strip: bool, at_least_one: bool, as_json: bool, max_pixels: int | None,
+           recursive: bool, jobs: int, force: bool) -> None:
+    """Encode PNG, JPEG, WebP, TIFF, GIF, BMP or PPM/PGM images (or '-' for standard input) into SIC
+    files, at full rate or at the rate of --levels/--bytes/--bpp. With several inputs or folders,
+    -o names a folder."""
     with reported_errors(settings, inputs[0] if len(inputs) == 1 else None):
         _one_rate(levels, max_bytes, bpp)
-        rate = dict(levels=levels, bpp=bpp, max_bytes=max_bytes, strip=strip, max_pixels=max_pixels)
+        if as_json and output == "-":
+            raise CommandError("--json prints on standard output: write the SIC data to a file", EXIT_USAGE)
+        rate = dict(levels=levels, bpp=bpp, max_bytes=max_bytes, strip=strip, max_pixels=max_pixels,
+                    at_least_one=at_least_one)
         if not batch.is_batch(list(inputs), output):
+            if _kept(force, [output]):
+                return
             with progress_display(settings) as progress:  # the model loads after the cheap checks
                 outcome = batch.encode_file(lambda: _codec(settings), inputs[0], output, threads=settings.threads,
                                             progress=progress, **rate)
-            settings.say(_summary(outcome, "encoded"))
-            for line in outcome.details:
-                settings.say(line, 2)
+            _warn_image_name(output)
+            if as_json:
+                print_out(json.dumps(_encoded_json(outcome)))
+            else:
+                settings.say(_summary(outcome, "encoded"))
+                for line in outcome.details:
+                    settings.say(line, 2)
             return
         plan = batch.plan(list(inputs), output, batch.SIC_SUFFIX,
-                          lambda p: p.suffix.lower() in batch.IMAGE_SUFFIXES, recursive)
+                          lambda p: p.suffix.lower() in batch.IMAGE_SUFFIXES, recursive, what="image")
         codec = _codec(settings)
         threads = _file_threads(settings, jobs)
 
@@ -398,7 +449,8 @@ def encode(settings: Settings, inputs: tuple[str, ...], output: str, levels: int
             _mkdirs(job.target)
             return batch.encode_file(codec, job.source, job.target, threads=threads, **rate)
 
-        _run_batch(settings, plan, work, jobs, force, what="encoded")
+        _run_batch(settings, plan, work, jobs, force, what="encoded",
+                   on_done=(lambda outcome: print_out(json.dumps(_encoded_json(outcome)))) if as_json else None)
 
 
 @main.command(epilog=EPILOG, short_help="Decode SIC files into one or several images.")
@@ -434,13 +486,16 @@ def decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: in
         if not batch.is_batch(list(inputs), output):
             if out_format is not None:
                 raise CommandError("--format is for a folder of outputs; name the output file instead", EXIT_USAGE)
+            if _kept(force, sample_paths(output, samples)):
+                return
             with progress_display(settings) as progress:  # the model loads after the cheap checks
                 outcome = batch.decode_file(lambda: _codec(settings), inputs[0], output, threads=settings.threads,
                                             progress=progress, **options)
             settings.say(_summary(outcome, "decoded"), 1)
             return
         suffix = "." + (out_format or "png")
-        plan = batch.plan(list(inputs), output, suffix, lambda p: p.suffix.lower() == batch.SIC_SUFFIX, recursive)
+        plan = batch.plan(list(inputs), output, suffix, lambda p: p.suffix.lower() == batch.SIC_SUFFIX, recursive,
+                          what=".sic")
         codec = _codec(settings)
         threads = _file_threads(settings, jobs)
 
@@ -452,7 +507,7 @@ def decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: in
                    exists=lambda job: any(os.path.lexists(p) for p in sample_paths(job.target, samples)))
 
 
-@main.command(epilog=EPILOG, short_help="Cut a SIC file after a level (no re-encoding).")
+@main.command(epilog=EPILOG_ONE, short_help="Cut a SIC file after a level (no re-encoding).")
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="Output .sic file ('-' for standard output).")
 @click.option("--level", type=click.IntRange(1, LEVELS), default=None, help="Keep levels 1..L.")
@@ -460,11 +515,13 @@ def decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: in
               help="Largest prefix of at most B bytes (at least level 1).")
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
               help="Largest prefix of at most R bits per pixel (at least level 1).")
+@click.option("--at-least-one", is_flag=True,
+              help="A --bytes/--bpp budget below level 1 keeps level 1 (with a warning) instead of failing.")
 @max_pixels_option
 @output_options
 @click.pass_obj
 def truncate(settings: Settings, input_path: str, output: str, level: int | None,
-             max_bytes: int | None, bpp: float | None, max_pixels: int | None) -> None:
+             max_bytes: int | None, bpp: float | None, at_least_one: bool, max_pixels: int | None) -> None:
     """Cut a SIC file after a level: a byte prefix, nothing is re-encoded."""
     from .container import pixel_limit
     from .stream import file_info
@@ -475,44 +532,62 @@ def truncate(settings: Settings, input_path: str, output: str, level: int | None
             raise CommandError("give exactly one of --level, --bytes, --bpp", EXIT_USAGE)
         refuse_terminal(output)
         raw = read_sic_input(input_path, pixel_limit(max_pixels))  # bounded; the budget from the header
-        data = truncate_data(raw, level=level, max_bytes=max_bytes, bpp=bpp, max_pixels=max_pixels)
+        data = truncate_data(raw, level=level, max_bytes=max_bytes, bpp=bpp, at_least_one=at_least_one,
+                             max_pixels=max_pixels)
         write_output(output, data, source=input_path)
         info = file_info(data, max_pixels)
         settings.say(f"{display_name(output, output=True)}: kept {len(info.levels)}/{info.model_levels} levels, {len(data)} bytes, "
                      f"{len(data) * 8 / (info.width * info.height):.4f} bpp", 1)
 
 
-@main.command(epilog=EPILOG, short_help="Show a SIC file's size, metadata and levels.")
+@main.command(epilog=EPILOG_ONE, short_help="Show a SIC file's size, metadata and levels.")
 @click.argument("input_path", metavar="INPUT")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--strict", is_flag=True, help="Exit 4 on a file cut inside a level too (a corrupt level always does).")
 @max_pixels_option
 @output_options
 @click.pass_obj
-def info(settings: Settings, input_path: str, as_json: bool, max_pixels: int | None) -> None:
-    """Show a SIC file's size, model id, metadata and per-level bytes and bpp (no decoding)."""
+def info(settings: Settings, input_path: str, as_json: bool, strict: bool, max_pixels: int | None) -> None:
+    """Show a SIC file's size, model id, metadata and per-level bytes and bpp (no decoding). The
+    report is printed for a damaged file too; then a corrupt level is an error (exit 4), and so is
+    a file cut inside a level with --strict (else a warning)."""
     from .container import pixel_limit
+    from .errors import CorruptError, TruncatedError
     from .stream import file_info
 
     with reported_errors(settings, input_path):
         report = file_info(read_sic_input(input_path, pixel_limit(max_pixels)), max_pixels)
-        if as_json:
-            print_out(json.dumps(report.to_dict(), indent=2))
-            return
-        kind = "gray" if report.grayscale else "colour"
-        metadata = ", ".join(x for x, v in (("ICC profile", report.has_icc_profile), ("EXIF", report.has_exif)) if v)
-        print_out(f"SIC v1, {report.width}x{report.height} {kind}, model {report.model_id}, "
-                  f"{len(report.levels)}/{report.model_levels} levels, {report.file_bytes} bytes")
-        print_out(f"  metadata: {metadata or 'none'}")
-        print_out(f"  base (header, metadata, hyperprior): {report.base_bytes} bytes")
-        for lv in report.levels:
-            print_out(f"  level {lv.index:2d}: {lv.bytes:8d} bytes, cumulative {lv.cumulative_bytes:8d} bytes, "
-                      f"{lv.cumulative_bpp:.4f} bpp")
-        if not report.levels:
-            print_out("  no level: decoding it samples the whole image (noise)")
-        if report.truncated:
-            print_out(f"  truncated inside level {len(report.levels) + 1}")
+        _print_info(report, as_json)
         if report.corrupt_level is not None:
-            print_out(f"  level {report.corrupt_level} is corrupt")
+            raise CorruptError(f"level {report.corrupt_level} is corrupt ({report.corrupt_reason}); "
+                               f"the {len(report.levels)} levels before it are intact")
+        if report.truncated:
+            message = f"file is truncated inside level {len(report.levels) + 1}"
+            if strict:
+                raise TruncatedError(message)
+            warnings.warn(message, _sicc_warning(), stacklevel=1)
+
+
+def _print_info(report, as_json: bool) -> None:
+    """The report of `sicc info`: JSON, or a line per level."""
+    if as_json:
+        print_out(json.dumps(report.to_dict(), indent=2))
+        return
+    kind = "gray" if report.grayscale else "colour"
+    metadata = ", ".join(x for x, v in (("ICC profile", report.has_icc_profile), ("EXIF", report.has_exif)) if v)
+    print_out(f"SIC v1, {report.width}x{report.height} {kind}, model {report.model_id}, "
+              f"{len(report.levels)}/{report.model_levels} levels, {report.file_bytes} bytes")
+    print_out(f"  metadata: {metadata or 'none'}")
+    print_out(f"  base (header, metadata, hyperprior): {report.base_bytes} bytes")
+    for lv in report.levels:
+        print_out(f"  level {lv.index:2d}: {lv.bytes:8d} bytes, cumulative {lv.cumulative_bytes:8d} bytes, "
+                  f"{lv.cumulative_bpp:.4f} bpp")
+    if not report.levels:
+        print_out("  no level: decoding it samples the whole image (noise)")
+    if report.truncated:
+        print_out(f"  truncated inside level {len(report.levels) + 1}")
+    if report.corrupt_level is not None:
+        print_out(f"  level {report.corrupt_level} is corrupt ({report.corrupt_reason})")
 
 
 class LevelList(click.ParamType):
@@ -532,7 +607,7 @@ class LevelList(click.ParamType):
         return sorted(set(levels))
 
 
-@main.command(epilog=EPILOG, short_help="A labelled contact sheet of levels and samples.")
+@main.command(epilog=EPILOG_ONE, short_help="A labelled contact sheet of levels and samples.")
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="Output image (.png .jpg .webp ...).")
 @click.option("--levels", "levels", type=LevelList(), default=None,
@@ -546,28 +621,28 @@ class LevelList(click.ParamType):
               help="The source image, shown first.")
 @click.option("--tile-width", type=click.IntRange(16, 4096), default=None,
               help="Scale every picture to this width (default: the image's own).")
+@max_pixels_option
 @model_options
 @click.pass_obj
 def montage(settings: Settings, input_path: str, output: str, levels: list[int] | None, samples: int, seed: int,
-            spread: float, original: str | None, tile_width: int | None) -> None:
+            spread: float, original: str | None, tile_width: int | None, max_pixels: int | None) -> None:
     """Decode a SIC file at several levels, several samples each, into one labelled contact sheet
     (level, bpp, sample seed), beside the original if given."""
     from .container import pixel_limit
     from .image_io import open_image
-    from .montage import contact_sheet
+    from .contact_sheet import contact_sheet
 
     with reported_errors(settings, input_path):
         fmt = output_format(output)
         refuse_terminal(output)
-        raw = read_sic_input(input_path, pixel_limit())  # bounded; the budget from the header
+        raw = read_sic_input(input_path, pixel_limit(max_pixels))  # bounded; the budget from the header
         source = None
         if original is not None:
             with reported_errors(settings, original):
                 source = open_image(original).convert("RGB")
-        codec = _codec(settings)
         start = time.perf_counter()
-        sheet = contact_sheet(codec, raw, levels=levels, samples=samples, seed=seed, spread=spread, original=source,
-                              tile_width=tile_width, threads=settings.threads)
+        sheet = contact_sheet(lambda: _codec(settings), raw, levels=levels, samples=samples, seed=seed, spread=spread, original=source,
+                              tile_width=tile_width, threads=settings.threads, max_pixels=max_pixels)
         write_output(output, image_bytes(sheet, fmt, name=output), source=input_path)
         settings.say(f"{display_name(output, output=True)}: {sheet.width}x{sheet.height} contact sheet, "
                      f"{time.perf_counter() - start:.2f} s", 1)

@@ -13,17 +13,18 @@ import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
 from . import container, tiling
 from .coding import Y_BOUND, CodingError, decode_categorical, decode_gaussian, encode_categorical, encode_gaussian
-from .errors import (CorruptError, CorruptLevelWarning, NoLevelWarning, SiccWarning, TruncatedFileWarning,
+from .errors import (ArgumentError, CorruptError, CorruptLevelWarning, NoLevelWarning, SiccWarning, TruncatedFileWarning,
                      UnsupportedError, WeightsError)
 from .image_io import load_rgb
 from .model.config import DEFAULT_SPREAD
-from .model.geometry import hyper_size, latent_size, pad_image
+from .model.geometry import centres, hyper_size, image_offset, latent_size, pad_image
 from .model.probability import Z_BOUND, ProbabilityModel, single_threaded_blas, z_from_symbols, z_symbols
 from .model.transforms import Transforms
 from .model.weights import ModelWeights, default_weights_path, load_weights
@@ -95,11 +96,12 @@ class Codec:
 
     # -- encode ----------------------------------------------------------------------
     def analyse(self, pixels: np.ndarray, threads: int | None = None,
-                progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Integer latents (z, y) of an (H, W, 3) uint8 image, clamped to the codable ranges:
-        z as (hyper, h/4, w/4) int32, y as (latent, h, w) int16."""
+                progress: Progress | None = None, centred: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Integer latents (z, y) of an (H, W, 3) uint8 image on its canvas (``centred``: in the
+        middle of a larger one), clamped to the codable ranges: z as (hyper, h/4, w/4) int32, y as
+        (latent, h, w) int16."""
         threads = threads or tiling.default_threads()
-        y = tiled_analysis(self.transforms.g_a, pad_image(pixels), threads=threads, progress=progress)
+        y = tiled_analysis(self.transforms.g_a, pad_image(pixels, centred), threads=threads, progress=progress)
         z = tiled_hyper_analysis(self.transforms.h_a, y, threads=threads)
         if not (np.isfinite(y).all() and np.isfinite(z).all()):  # only weights that are not a trained model
             raise WeightsError("the model's analysis gives values that are not finite numbers (damaged weights?)")
@@ -112,10 +114,12 @@ class Codec:
 
     def encode(self, image, levels: int | None = None, keep_metadata: bool = True,
                max_pixels: int | None = None, threads: int | None = None,
-               progress: Progress | None = None, bpp: float | None = None, max_bytes: int | None = None) -> bytes:
+               progress: Progress | None = None, bpp: float | None = None, max_bytes: int | None = None,
+               at_least_one: bool = False) -> bytes:
         """Encode an image (path, PIL image, RGB uint8 array) into a SIC file with
         ``levels`` levels (default: all), or the most levels that fit ``bpp`` bits per pixel or
-        ``max_bytes`` bytes (the rule of :func:`sicc.truncate`: at least one level, else an error).
+        ``max_bytes`` bytes (the rule of :func:`sicc.truncate`: at least one level, else an error, or
+        with ``at_least_one`` level 1 and a warning).
         Images over ``max_pixels`` (default: ``sicc.MAX_IMAGE_PIXELS``, the limit the decoder
         applies) are refused."""
         if sum(x is not None for x in (levels, bpp, max_bytes)) > 1:
@@ -125,10 +129,10 @@ class Codec:
 
             full = self.encode(image, keep_metadata=keep_metadata, max_pixels=max_pixels, threads=threads,
                                progress=progress)
-            return truncate(full, bpp=bpp, max_bytes=max_bytes, max_pixels=max_pixels)
+            return truncate(full, bpp=bpp, max_bytes=max_bytes, max_pixels=max_pixels, at_least_one=at_least_one)
         levels = self.config.levels if levels is None else levels
         if not 0 <= levels <= self.config.levels:
-            raise ValueError(f"levels must be in 0..{self.config.levels}")
+            raise ArgumentError(f"levels must be in 0..{self.config.levels}")
         threads = threads or tiling.default_threads()
         with self._preparing("g_a" if threads > 1 else None):  # built on another core while the image is read
             rgb = load_rgb(image, container.pixel_limit(max_pixels))
@@ -137,7 +141,8 @@ class Codec:
     def _encode_levels(self, rgb, levels: int, keep_metadata: bool, threads: int,
                        progress: Progress | None) -> bytes:
         height, width = rgb.pixels.shape[:2]
-        z_int, y_int = self.analyse(rgb.pixels, threads, progress)
+        centred = centres(height, width)  # a small image: no pixel at the canvas border (formats/sic-v1.md)
+        z_int, y_int = self.analyse(rgb.pixels, threads, progress, centred)
         hyper_bytes = encode_categorical(z_symbols(z_int), self.weights.z_frequencies)
         g = self.config.group_size
 
@@ -154,7 +159,7 @@ class Codec:
                 coded.append(data)
                 if progress:
                     progress("levels", len(coded), levels)
-        flags = container.FLAG_GRAYSCALE if rgb.grayscale else 0
+        flags = (container.FLAG_GRAYSCALE if rgb.grayscale else 0) | (container.FLAG_CENTRED if centred else 0)
         header = container.Header(width, height, self.model_id, self.config.levels, flags)
         return container.write(
             header, hyper_bytes, coded,
@@ -168,10 +173,14 @@ class Codec:
         made the file, within the pixel budget; warn about cut or damaged levels."""
         limit = container.pixel_limit(max_pixels)
         parsed = container.parse(container.read(source, limit), max_pixels=limit, strict=strict)
-        if parsed.header.model_id != self.model_id or parsed.header.model_levels != self.config.levels:
+        if parsed.header.model_id != self.model_id:
             raise UnsupportedError(
                 f"file was encoded with model {parsed.header.model_id.hex()}, "
                 f"this sicc has model {self.model_id.hex()}")
+        if parsed.header.model_levels != self.config.levels:  # the same id: a damaged or forged header
+            raise UnsupportedError(
+                f"file declares {parsed.header.model_levels} levels for model {self.model_id.hex()}, "
+                f"which has {self.config.levels}")
         if parsed.truncated:
             warnings.warn(f"file is truncated inside level {len(parsed.levels) + 1}; "
                           f"decoding the {len(parsed.levels)} complete levels", TruncatedFileWarning, stacklevel=3)
@@ -193,8 +202,9 @@ class Codec:
 
     def _decode_latents(self, parsed: container.SicFile, level: int, strict: bool,
                         progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
-        lh, lw = latent_size(parsed.header.height, parsed.header.width)
-        zh, zw = hyper_size(parsed.header.height, parsed.header.width)
+        centred = bool(parsed.header.flags & container.FLAG_CENTRED)
+        lh, lw = latent_size(parsed.header.height, parsed.header.width, centred)
+        zh, zw = hyper_size(parsed.header.height, parsed.header.width, centred)
         try:
             symbols = decode_categorical(parsed.hyper, self.weights.z_frequencies, zh * zw)
         except CodingError as exc:
@@ -231,10 +241,11 @@ class Codec:
         return y
 
     def synthesize(self, y: np.ndarray, height: int, width: int, threads: int | None = None,
-                   progress: Progress | None = None) -> Image.Image:
-        """The RGB image of a complete integer latent (latent, h, w)."""
+                   progress: Progress | None = None, centred: bool = False) -> Image.Image:
+        """The RGB image of a complete integer latent (latent, h, w): its canvas cropped to the
+        ``height`` x ``width`` image (in the middle of the canvas when ``centred``)."""
         return tiled_synthesis_image(self.transforms.g_s, y, height, width, threads=threads or tiling.default_threads(),
-                                     progress=progress)
+                                     progress=progress, offset=image_offset(height, width, centred))
 
     def decode(self, source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
                level: int | None = None, strict: bool = False, max_pixels: int | None = None,
@@ -243,8 +254,20 @@ class Codec:
         of ``source`` (the file's bytes, a path or a binary file object, read in bounded pieces).
 
         Missing levels are sampled with ``spread`` (0: the deterministic mean decode);
-        sample k uses the random stream (seed, k), so results repeat exactly.
+        sample k uses the random stream (seed, k), so results repeat exactly. All samples are held
+        at once: :meth:`decode_iter` gives them one at a time.
         """
+        return list(self.decode_iter(source, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
+                                     max_pixels=max_pixels, threads=threads, progress=progress))
+
+    def decode_iter(self, source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+                    level: int | None = None, strict: bool = False, max_pixels: int | None = None,
+                    threads: int | None = None, progress: Progress | None = None) -> Iterator[Image.Image]:
+        """The samples of :meth:`decode`, synthesized one at a time as the iterator is advanced, so
+        a caller that writes each one before taking the next holds one image, not ``samples``.
+
+        The file is read, parsed and its levels range-decoded before this returns: every error
+        and warning about the file comes from this call, not from the iteration."""
         if samples < 1:
             raise ValueError("samples must be at least 1")
         if seed < 0:
@@ -255,7 +278,8 @@ class Codec:
         available = len(parsed.levels)
         level = available if level is None else level
         if not 0 <= level <= available:
-            raise ValueError(f"level {level} is not in the file (it holds levels 0..{available})")
+            raise ArgumentError(f"level {level} is not in the file (it holds levels "
+                                f"{'1..' + str(available) if available else 'none'})")
         threads = threads or tiling.default_threads()
         with self._preparing("g_s" if threads > 1 else None):  # built while the levels are range-decoded
             return self._decode_parsed(parsed, level, samples, seed, spread, strict, threads, progress)
@@ -283,16 +307,25 @@ class Codec:
             why = ("spread 0 samples nothing" if spread == 0 else
                    "every level is decoded, so nothing is sampled (decode fewer levels for different samples)")
             warnings.warn(f"all {samples} samples are identical: {why}", SiccWarning, stacklevel=3)
-        width, height = parsed.header.width, parsed.header.height
-        images = []
         deterministic = spread == 0 or level == self.config.levels
-        for k in range(1 if deterministic else samples):
+        return self._samples(parsed, coded, base, samples, seed, spread, deterministic, threads, progress)
+
+    def _samples(self, parsed: container.SicFile, coded: np.ndarray, base: np.ndarray, samples: int, seed: int,
+                 spread: float, deterministic: bool, threads: int, progress: Progress | None) -> Iterator[Image.Image]:
+        width, height = parsed.header.width, parsed.header.height
+        centred = bool(parsed.header.flags & container.FLAG_CENTRED)
+        first = None
+        for k in range(samples):
+            if deterministic and first is not None:
+                yield first.copy()  # nothing is sampled: the same pixels, synthesized once
+                continue
             y = self.complete_latent(coded, base, spread, None if deterministic else _seed_generator(seed, k))
-            images.append(self._with_metadata(self.synthesize(y, height, width, threads, progress), parsed))
+            image = self._with_metadata(self.synthesize(y, height, width, threads, progress, centred), parsed)
             del y
-        while len(images) < samples:
-            images.append(images[0].copy())
-        return images
+            if deterministic:
+                first = image
+            yield image
+            del image  # not held while the next sample is synthesized
 
     @staticmethod
     def _with_metadata(image: Image.Image, parsed: container.SicFile) -> Image.Image:

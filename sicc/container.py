@@ -38,7 +38,10 @@ _METADATA_CHUNKS = (CHUNK_ICCP, CHUNK_EXIF)
 
 FLAG_GRAYSCALE = 0x01
 """Header flag bit 0: the source was gray; decoders return one gray channel (formats/sic-v1.md)."""
-KNOWN_FLAGS = FLAG_GRAYSCALE
+FLAG_CENTRED = 0x02
+"""Header flag bit 1: the image sits in the middle of a canvas 64 pixels larger on each axis
+(small images; formats/sic-v1.md, "Geometry")."""
+KNOWN_FLAGS = FLAG_GRAYSCALE | FLAG_CENTRED
 
 MAX_METADATA_BYTES = 1 << 24
 """Largest ICCP or EXIF payload (16 MiB): larger metadata is not carried over by the encoder."""
@@ -59,15 +62,16 @@ NOT_SIC_HEAD = 1 << 16
 is (e.g. a PNG given to decode) without reading the rest."""
 
 
-def padded_size(width: int, height: int) -> tuple[int, int]:
-    """(width, height) padded to multiples of 64: the size the codec works at (model.geometry)."""
-    ph, pw = _padded_height_width(height, width)
+def padded_size(width: int, height: int, flags: int = 0) -> tuple[int, int]:
+    """(width, height) of the canvas the codec works at: padded to multiples of 64, and one more
+    block each way for a centred image (header ``flags``; model.geometry)."""
+    ph, pw = _padded_height_width(height, width, bool(flags & FLAG_CENTRED))
     return pw, ph
 
 
-def padded_pixels(width: int, height: int) -> int:
+def padded_pixels(width: int, height: int, flags: int = 0) -> int:
     """What a decode (or encode) of a ``width`` x ``height`` image costs: its padded pixel count."""
-    pw, ph = padded_size(width, height)
+    pw, ph = padded_size(width, height, flags)
     return pw * ph
 
 
@@ -81,17 +85,17 @@ def pixel_limit(max_pixels: int | None = None) -> int | None:
 
 
 def check_pixel_budget(width: int, height: int, max_pixels: int | None,
-                       error: type[ImageTooLargeError] = ImageTooLargeError) -> None:
+                       error: type[ImageTooLargeError] = ImageTooLargeError, flags: int = 0) -> None:
     """Refuse a size whose padded pixel count is over ``max_pixels`` (None: no budget)."""
-    if max_pixels is not None and padded_pixels(width, height) > max_pixels:
-        raise error(too_large_message(width, height, padded_size(width, height), max_pixels))
+    if max_pixels is not None and padded_pixels(width, height, flags) > max_pixels:
+        raise error(too_large_message(width, height, padded_size(width, height, flags), max_pixels))
 
 
-def max_file_bytes(width: int, height: int, model_levels: int) -> int:
+def max_file_bytes(width: int, height: int, model_levels: int, flags: int = 0) -> int:
     """The largest valid SIC file of this size: header, the two metadata chunks at their largest,
     and the coded chunks at ``MAX_CODED_BYTES_PER_PIXEL`` (formats/sic-v1.md, "Size bound")."""
     return (HEADER_SIZE + 2 * (CHUNK_OVERHEAD + MAX_METADATA_BYTES) + (model_levels + 1) * _CODED_CHUNK_SLACK
-            + MAX_CODED_BYTES_PER_PIXEL * padded_pixels(width, height))
+            + MAX_CODED_BYTES_PER_PIXEL * padded_pixels(width, height, flags))
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ def write(header: Header, hyper: bytes, levels: list[bytes],
     for index, coded in enumerate(levels, 1):
         parts.append(_chunk(CHUNK_LEVL, bytes([index]) + coded))
     data = b"".join(parts)
-    if len(data) > max_file_bytes(header.width, header.height, header.model_levels):
+    if len(data) > max_file_bytes(header.width, header.height, header.model_levels, header.flags):
         raise ValueError(f"coded data of {len(data)} bytes exceeds the format's size bound for "
                          f"{header.width}x{header.height}")
     return data
@@ -181,7 +185,7 @@ def parse_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise CorruptError(f"image size {width}x{height} is outside 1..{MAX_DIMENSION}")
     if not 1 <= levels <= 255:
         raise CorruptError(f"model level count {levels} is invalid")
-    check_pixel_budget(width, height, max_pixels)
+    check_pixel_budget(width, height, max_pixels, flags=flags)
     return Header(width, height, model_id, levels, flags)
 
 
@@ -225,7 +229,7 @@ def _read_chunks(handle, header: Header) -> bytes:
     from the head). A chunk that :func:`parse` will not use (another type, a level past the
     model's) ends the reading, with at most ``STRAY_CHUNK_BYTES`` of it kept so that parse can say
     what is wrong: a header followed by /dev/zero ends after 44 bytes."""
-    cap = max_file_bytes(header.width, header.height, header.model_levels)
+    cap = max_file_bytes(header.width, header.height, header.model_levels, header.flags)
     parts: list[bytes] = []
     total, seen_hyper, levels = HEADER_SIZE, False, 0
     while True:
@@ -292,7 +296,7 @@ def read_up_to(handle, limit: int) -> bytes:
 
 
 def _check_file_size(header: Header, size: int) -> None:
-    cap = max_file_bytes(header.width, header.height, header.model_levels)
+    cap = max_file_bytes(header.width, header.height, header.model_levels, header.flags)
     if size > cap:
         raise CorruptError(_too_large(header, cap))
 
@@ -345,8 +349,12 @@ def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> S
                 raise TruncatedError(f"file is truncated inside level {level}")
             result.truncated = True
             break
-        if problem is None and (kind != CHUNK_LEVL or not payload or payload[0] != level):
-            problem = f"expected level {level}, found {kind!r}"
+        if problem is None and kind != CHUNK_LEVL:
+            problem = f"a {_chunk_name(kind)} chunk where the LEVL chunk of level {level} belongs"
+        elif problem is None and not payload:
+            problem = "an empty LEVL chunk"
+        elif problem is None and payload[0] != level:
+            problem = f"its level byte says level {payload[0]}"
         if problem is None and level > header.model_levels:
             problem = f"more levels than the model's {header.model_levels}"
         if problem is None:
@@ -362,6 +370,12 @@ def parse(data: bytes, max_pixels: int | None = None, strict: bool = False) -> S
     if result is None:
         raise TruncatedError("file is truncated: it ends before the hyperprior chunk")
     return result
+
+
+def _chunk_name(kind: bytes) -> str:
+    """A chunk type for messages: its four letters, or their escaped bytes when not printable."""
+    text = kind.decode("latin-1")
+    return text if text.isascii() and text.isprintable() else repr(kind)[2:-1]
 
 
 def coded_payload_problem(length: int) -> str | None:

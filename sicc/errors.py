@@ -39,6 +39,21 @@ class InputImageError(SiccError):
     """An input image that cannot be read or represented."""
 
 
+class ArgumentError(SiccError, ValueError):
+    """A request that this file or image cannot satisfy: a level the file does not hold, a byte or
+    bpp budget below its level 1, a contact sheet over the pixel budget. Also a ValueError (what
+    these raised before), so ``except ValueError`` keeps working; the command exits 2."""
+
+
+class BudgetError(ArgumentError):
+    """A byte or bpp budget below the end of level 1. ``smallest`` is the size of the smallest file
+    that fits (the prefix that ends with level 1), so a caller can keep level 1 anyway."""
+
+    def __init__(self, message: str, smallest: int):
+        super().__init__(message)
+        self.smallest = smallest
+
+
 class InputTooLargeError(InputImageError, ImageTooLargeError):
     """An image to encode exceeds the pixel limit or the format's size per side."""
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .container import MAX_DIMENSION, check_pixel_budget
+from .container import FLAG_CENTRED, MAX_DIMENSION, check_pixel_budget
+from .model.geometry import centres
 from .errors import InputImageError, InputTooLargeError, SiccWarning
 
 
@@ -52,7 +53,8 @@ def check_size(width: int, height: int, max_pixels: int | None) -> None:
     if max(width, height) > MAX_DIMENSION:
         raise InputTooLargeError(f"image is too large: {width}x{height} exceeds the format's "
                                  f"{MAX_DIMENSION} px per side")
-    check_pixel_budget(width, height, max_pixels, InputTooLargeError)
+    check_pixel_budget(width, height, max_pixels, InputTooLargeError,
+                       flags=FLAG_CENTRED if centres(height, width) else 0)  # the canvas the encoder will use
 
 
 def open_image(source, max_pixels: int | None = None) -> Image.Image:
@@ -61,9 +63,14 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
     try:
         with pillow_bomb_check_lifted():
             image = Image.open(source)
+        if image.format == "SIC":  # the plugin would decode it, and encoding that re-encodes lossy pixels
+            image.close()
+            raise InputImageError("already a SIC file: sicc.truncate (`sicc truncate`) makes it smaller "
+                                  "without re-encoding (or decode it first to re-encode the pixels)")
         check_size(*image.size, max_pixels)
         _warn_about_source(image)
         image.load()
+        _warn_about_missing_jpeg_data(image)
     except Image.DecompressionBombError as exc:  # a later frame of a multi-frame file
         raise InputTooLargeError(f"image is too large: {exc}") from None
     except UnidentifiedImageError:
@@ -92,6 +99,28 @@ def _warn_about_source(image: Image.Image) -> None:
             break
 
 
+JPEG_MISSING_GREY = 128
+"""What libjpeg puts where a baseline JPEG's entropy-coded data ended early: every sample 128."""
+
+
+def _warn_about_missing_jpeg_data(image: Image.Image) -> None:
+    """A baseline JPEG whose data ends before its last rows (a cut file that still ends with an EOI
+    marker, or damaged data) decodes without an error, libjpeg filling the missing blocks with flat
+    grey (128) and its warning swallowed by Pillow. Whole bottom rows of exactly 128 in every
+    channel, at least one 8-row block, are that signature: say so rather than encode a grey image
+    silently."""
+    if image.format != "JPEG" or image.info.get("progressive") or image.info.get("progression"):
+        return
+    pixels = np.asarray(image)
+    if pixels.ndim < 2 or pixels.shape[0] < 8:
+        return
+    flat = (pixels == JPEG_MISSING_GREY).reshape(pixels.shape[0], -1).all(axis=1)
+    grey_rows = int(np.argmin(flat[::-1])) if not flat.all() else pixels.shape[0]
+    if grey_rows >= 8:
+        warnings.warn(f"JPEG data ends early: its last {grey_rows} of {pixels.shape[0]} rows are missing "
+                      "(decoded as flat grey; the file is cut or damaged)", SiccWarning, stacklevel=3)
+
+
 def to_rgb(image: Image.Image) -> RGBImage:
     """Orientation applied; grayscale, palette, CMYK expanded; alpha composited over white;
     16-bit and float scaled to 8 bits."""
@@ -102,8 +131,7 @@ def to_rgb(image: Image.Image) -> RGBImage:
             image = ImageOps.exif_transpose(image)
     except Exception:  # a broken EXIF block must not stop the encode
         warnings.warn("EXIF orientation could not be read; image used as stored", SiccWarning, stacklevel=2)
-    exif = image.getexif()
-    exif_bytes = exif.tobytes() if len(exif) else None
+    exif_bytes = _exif_bytes(image)
     mode = image.mode
     if mode.startswith("I") or mode == "F":
         gray_pixels = _gray_to_8bit(np.asarray(image, dtype=np.float64), mode)
@@ -130,10 +158,31 @@ def to_rgb(image: Image.Image) -> RGBImage:
     return RGBImage(np.ascontiguousarray(pixels), icc, exif_bytes, grayscale=gray)
 
 
+def _exif_bytes(image: Image.Image) -> bytes | None:
+    """The image's EXIF block re-serialised, or None; a block Pillow cannot write back (a tag of the
+    wrong type, such as an ASCII Orientation, or an offset near 2^32) is dropped with a warning."""
+    try:
+        exif = image.getexif()
+        return exif.tobytes() if len(exif) else None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises struct.error, TypeError, ValueError... here
+        warnings.warn(f"EXIF dropped: it is damaged ({one_line_reason(exc)})", SiccWarning, stacklevel=3)
+        return None
+
+
+def one_line_reason(exc: BaseException) -> str:
+    """An exception as a short reason for a warning: its text, else its type's name."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _gray_palette(image: Image.Image) -> bool:
     """A palette image whose colours are all gray."""
     palette = image.getpalette() or []
     return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))
+
+
+_GRAY_DEPTH = {"I;16": "16-bit", "I;16L": "16-bit", "I;16B": "16-bit", "I;16N": "16-bit", "I": "32-bit integer",
+               "F": "32-bit float"}
+"""How the warning names a gray mode's depth."""
 
 
 def _gray_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
@@ -145,7 +194,7 @@ def _gray_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
         scale = 255.0
     else:
         scale = 1.0
-    warnings.warn(f"{mode} image reduced to 8-bit RGB", SiccWarning, stacklevel=3)
+    warnings.warn(f"{_GRAY_DEPTH.get(mode, mode)} gray image reduced to 8-bit gray", SiccWarning, stacklevel=3)
     return np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
 
 

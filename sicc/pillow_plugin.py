@@ -29,15 +29,21 @@ class SicImageFile(ImageFile.ImageFile):
 
         try:  # bounded: the header, then at most what that header allows; sicc's pixel budget
             data = container.read(self.fp, container.pixel_limit())
-            header = container.parse_header(data)
+            parsed = container.parse(data, max_pixels=container.pixel_limit())
         except ImageTooLargeError as exc:  # as Pillow's own bomb check does, at open
             raise Image.DecompressionBombError(str(exc)) from None
         except SiccError as exc:
             raise SyntaxError(f"not a valid SIC file: {exc}") from None
+        header = parsed.header
         self._sic_data = data
         self._size = (header.width, header.height)
         self._mode = "L" if header.flags & container.FLAG_GRAYSCALE else "RGB"
         self.tile = []
+        # The metadata is known from the chunks, before any decoding (as PNG's plugin fills .info at open).
+        if parsed.icc_profile:
+            self.info["icc_profile"] = parsed.icc_profile
+        if parsed.exif:
+            self.info["exif"] = parsed.exif
 
     def load(self):
         if self._sic_data is not None:
@@ -47,6 +53,11 @@ class SicImageFile(ImageFile.ImageFile):
             self.im = decoded.im
             self.info.update(decoded.info)
             self._sic_data = None
+            # Everything was read at open: a file Image.open opened by name is closed now, as
+            # ImageFile.load does for the formats Pillow decodes itself (no ResourceWarning).
+            if getattr(self, "_exclusive_fp", False) and self.fp is not None:
+                self.fp.close()
+            self.fp = None
         return Image.Image.load(self)
 
 

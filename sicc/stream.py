@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from . import container
+from .errors import ArgumentError, BudgetError
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class FileInfo:
     levels: list[LevelInfo] = field(default_factory=list)
     truncated: bool = False
     corrupt_level: int | None = None
+    corrupt_reason: str = ""  # why that level is refused (its CRC, its level byte, ...)
     has_icc_profile: bool = False
     has_exif: bool = False
     grayscale: bool = False  # header flag: decoders return one gray channel
@@ -65,28 +67,29 @@ def file_info(source, max_pixels: int | None = None) -> FileInfo:
     return FileInfo(
         width=header.width, height=header.height, model_id=header.model_id.hex(),
         model_levels=header.model_levels, file_bytes=len(data), base_bytes=ends[0], levels=levels,
-        truncated=parsed.truncated, corrupt_level=parsed.corrupt_level,
+        truncated=parsed.truncated, corrupt_level=parsed.corrupt_level, corrupt_reason=parsed.corrupt_reason,
         has_icc_profile=parsed.icc_profile is not None, has_exif=parsed.exif is not None,
         grayscale=bool(header.flags & container.FLAG_GRAYSCALE),
     )
 
 
 def truncate(source, level: int | None = None, max_bytes: int | None = None,
-             bpp: float | None = None, max_pixels: int | None = None) -> bytes:
+             bpp: float | None = None, at_least_one: bool = False, max_pixels: int | None = None) -> bytes:
     """The longest level prefix of ``source`` (bytes, a path or a binary file object) that fits:
     exactly ``level`` levels, at most ``max_bytes`` bytes, or at most ``bpp`` bits per pixel.
     A byte prefix, nothing rewritten.
 
-    A budget always keeps at least one level: one below level 1 is refused with the smallest
-    size that fits (a file of no level decodes to noise). Only ``level=0`` asks for the bare
-    hyperprior on purpose. ``max_pixels``: the pixel budget, as for :func:`file_info`."""
+    A budget always keeps at least one level: one below level 1 is refused (:class:`BudgetError`)
+    with the smallest size that fits (a file of no level decodes to noise), or, with
+    ``at_least_one``, level 1 is kept anyway, with a warning that names its size. Only ``level=0``
+    asks for the bare hyperprior on purpose. ``max_pixels``: the pixel budget, as for :func:`file_info`."""
     if sum(x is not None for x in (level, max_bytes, bpp)) != 1:
         raise ValueError("give exactly one of level, max_bytes, bpp")
     data, parsed = _read(source, max_pixels)
     ends = parsed.chunk_ends
     if level is not None:
         if not 0 <= level < len(ends):
-            raise ValueError(f"level {level} is not in the file (it holds levels 1..{len(ends) - 1})"
+            raise ArgumentError(f"level {level} is not in the file (it holds levels 1..{len(ends) - 1})"
                              if len(ends) > 1 else f"level {level} is not in the file (it holds no level)")
         return bytes(data[: ends[level]])
     pixels = parsed.header.width * parsed.header.height
@@ -95,9 +98,17 @@ def truncate(source, level: int | None = None, max_bytes: int | None = None,
             raise ValueError("bpp must be a finite number >= 0")
         max_bytes = int(bpp * pixels / 8)
     smallest = ends[min(1, len(ends) - 1)]
+    if max_bytes < smallest and at_least_one and len(ends) > 1:
+        import warnings
+
+        from .errors import SiccWarning
+
+        warnings.warn(f"level 1 alone is {smallest} bytes ({smallest * 8 / pixels:.4f} bpp), over the budget of "
+                      f"{max_bytes} bytes ({max_bytes * 8 / pixels:.4f} bpp); kept level 1", SiccWarning, stacklevel=2)
+        return bytes(data[:smallest])
     if max_bytes < smallest:
         what = "with level 1" if len(ends) > 1 else "(it holds no level)"
-        raise ValueError(f"cannot fit in {max_bytes} bytes ({max_bytes * 8 / pixels:.4f} bpp): the smallest "
-                         f"file {what} is {smallest} bytes ({smallest * 8 / pixels:.4f} bpp)")
+        raise BudgetError(f"cannot fit in {max_bytes} bytes ({max_bytes * 8 / pixels:.4f} bpp): the smallest "
+                          f"file {what} is {smallest} bytes ({smallest * 8 / pixels:.4f} bpp)", smallest)
     fitting = max(i for i, end in enumerate(ends) if end <= max_bytes)
     return bytes(data[: ends[fitting]])

@@ -141,18 +141,24 @@ def tiled_hyper_analysis(h_a: Transform, y: np.ndarray, tile: int = HYPER_TILE, 
 
 
 def _synthesis_tiles(g_s: Transform, y: np.ndarray, height: int, width: int, tile: int, halo: int,
-                     threads: int, progress: Progress | None) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(top, left, uint8 pixels) of each synthesized tile, cropped to the image."""
+                     threads: int, progress: Progress | None, offset: tuple[int, int] = (0, 0),
+                     ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(top, left, uint8 pixels) of each synthesized tile, cropped to the image: the ``height`` x
+    ``width`` region of the canvas at ``offset`` (top, left; not (0, 0) for a centred image)."""
     _, h, w = y.shape
     s = LATENT_STRIDE
-    grid = [cell for cell in tile_grid(h, w, tile or TILE_LATENT, halo) if cell[0][0] * s < height and cell[0][2] * s < width]
+    top, left = offset
+    grid = [cell for cell in tile_grid(h, w, tile or TILE_LATENT, halo)
+            if cell[0][0] * s < top + height and cell[0][1] * s > top
+            and cell[0][2] * s < left + width and cell[0][3] * s > left]
 
     def run(cell):
         (c0, c1, d0, d1), (t0, t1, l0, l1) = cell
         part = g_s(y[None, :, t0:t1, l0:l1].astype(np.float32))
-        rows, cols = min(c1 * s, height) - c0 * s, min(d1 * s, width) - d0 * s
-        r0, q0 = (c0 - t0) * s, (d0 - l0) * s
-        return c0 * s, d0 * s, _to_uint8(part[:, :, r0 : r0 + rows, q0 : q0 + cols])
+        first_row, first_col = max(c0 * s, top), max(d0 * s, left)
+        rows, cols = min(c1 * s, top + height) - first_row, min(d1 * s, left + width) - first_col
+        r0, q0 = first_row - t0 * s, first_col - l0 * s
+        return first_row - top, first_col - left, _to_uint8(part[:, :, r0 : r0 + rows, q0 : q0 + cols])
 
     for index, result in enumerate(ordered_map(run, grid, threads)):
         yield result
@@ -171,9 +177,9 @@ def tiled_synthesis(g_s: Transform, y: np.ndarray, height: int, width: int, tile
 
 def tiled_synthesis_image(g_s: Transform, y: np.ndarray, height: int, width: int, tile: int | None = None,
                           halo: int = SYNTHESIS_HALO, threads: int = 1,
-                          progress: Progress | None = None) -> Image.Image:
+                          progress: Progress | None = None, offset: tuple[int, int] = (0, 0)) -> Image.Image:
     """The same pixels pasted straight into a PIL image: no second full-size copy in numpy."""
     out = Image.new("RGB", (width, height))
-    for top, left, pixels in _synthesis_tiles(g_s, y, height, width, tile, halo, threads, progress):
+    for top, left, pixels in _synthesis_tiles(g_s, y, height, width, tile, halo, threads, progress, offset):
         out.paste(Image.fromarray(pixels, "RGB"), (left, top))
     return out

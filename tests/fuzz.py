@@ -99,13 +99,14 @@ def file_with_symbols(codec, height: int, width: int, seed: int = 0, **encode_op
     import numpy as np
 
     from sicc.coding import Y_BOUND
-    from sicc.model.geometry import hyper_size, latent_size
+    from sicc.model.geometry import centres, hyper_size, latent_size
     from sicc.model.probability import Z_BOUND
     from tests.conftest import synthetic_image
 
     rng = np.random.default_rng(seed)
-    z = rng.normal(0, 3, (codec.weights.z_frequencies.shape[0], *hyper_size(height, width)))
-    y = rng.normal(0, 6, (codec.config.latent, *latent_size(height, width)))
+    centred = centres(height, width)  # the canvas the encoder will use (small images: centred)
+    z = rng.normal(0, 3, (codec.weights.z_frequencies.shape[0], *hyper_size(height, width, centred)))
+    y = rng.normal(0, 6, (codec.config.latent, *latent_size(height, width, centred)))
     latents = (np.clip(np.round(z), -Z_BOUND, Z_BOUND).astype(np.int32),
                np.clip(np.round(y), -Y_BOUND, Y_BOUND).astype(np.int16))
     forger = copy.copy(codec)
@@ -499,7 +500,9 @@ def exercise_cli(weights: Path, workdir: Path, data: bytes, info, images, option
     source.write_bytes(data)
     process = random.Random(zlib.crc32(data) ^ 0x5EED).random() < PROCESS_SHARE
     failed = isinstance(info, sicc.SiccError)
-    result = _run_cli("sicc info", ["info", source, "--json"], workdir, (4,) if failed else (0,), [], process)
+    damaged = not failed and info.corrupt_level is not None  # the report, then exit 4 naming the level
+    result = _run_cli("sicc info", ["info", source, "--json"], workdir, (4,) if failed or damaged else (0,), [],
+                      process)
     if not failed and json.loads(result.stdout)["levels"] != [vars(lv) for lv in info.levels]:
         raise Crash("cli", "sicc info --json differs from sicc.info")
     if not failed and info.levels:

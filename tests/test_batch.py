@@ -1,5 +1,5 @@
 """Batch encode and decode (issue #12): several inputs and folders, -o DIR, -r, -j N, failures
-reported while the rest go on, existing outputs kept unless --force."""
+reported while the rest go on, existing outputs overwritten unless --keep."""
 
 from __future__ import annotations
 
@@ -68,14 +68,21 @@ def test_one_failure_is_reported_and_the_rest_go_on(album, tmp_path, tiny_weight
     assert "(1 failed" in result.stderr_lines[-1]
 
 
-def test_existing_outputs_are_kept_unless_force(album, tmp_path, tiny_weights):
+def test_existing_outputs_are_kept_with_keep_and_overwritten_by_default(album, tmp_path, tiny_weights):
+    """One rule for one file and a folder (issue #47): overwrite, as cjxl does; --keep keeps."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.sic").write_bytes(b"mine")
-    result = run("encode", album, "-o", out, weights=tiny_weights)
+    result = run("encode", album, "-o", out, "--keep", weights=tiny_weights)
     assert result.code == 0 and (out / "a.sic").read_bytes() == b"mine"
-    assert any("a.sic exists, kept (--force to overwrite)" in line for line in result.stderr_lines)
-    assert run("encode", album, "-o", out, "--force", weights=tiny_weights).code == 0
+    assert any("a.sic exists, kept (--keep)" in line for line in result.stderr_lines)
+    single = run("encode", album / "a.png", "-o", out / "a.sic", "-k", weights=tiny_weights)
+    assert single.code == 0 and (out / "a.sic").read_bytes() == b"mine"
+    assert "a.sic exists, kept (--keep)" in single.stderr
+    assert run("encode", album, "-o", out, weights=tiny_weights).code == 0
+    assert (out / "a.sic").read_bytes().startswith(b"\x8bSIC")
+    (out / "a.sic").write_bytes(b"mine")
+    assert run("encode", album / "a.png", "-o", out / "a.sic", weights=tiny_weights).code == 0
     assert (out / "a.sic").read_bytes().startswith(b"\x8bSIC")
 
 
@@ -91,7 +98,7 @@ def test_decode_a_folder_with_samples_and_format(album, tmp_path, tiny_weights, 
     expected = tiny_codec.decode((sics / "b.sic").read_bytes(), samples=2, level=3)
     assert np.array_equal(np.asarray(Image.open(out / "b-1.webp")), np.asarray(expected[1]))
     again = run("decode", sics / "a.sic", sics / "b.sic", "-o", out, "--samples", 2, "--level", 3, "--format",
-                "webp", weights=tiny_weights)
+                "webp", "--keep", weights=tiny_weights)
     assert again.code == 0 and sum("exists, kept" in line for line in again.stderr_lines) == 2
 
 

@@ -9,15 +9,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import TORCH_MISSING  # noqa: E402
+pytest.importorskip("torch", reason=TORCH_MISSING)
+
 import torch
 from PIL import Image, ImageFilter
 
 from sicc.bench.images import default_kodak_dir
+from sicc.train.perceptual import metric_weights_dir
 from tests.conftest import KODAK_MISSING, synthetic_image
 
 KODAK = default_kodak_dir()
 LEVELS = [1, 2, 4, 8, 16]
-pytestmark = pytest.mark.skipif(not (KODAK / "kodim01.png").is_file(), reason=KODAK_MISSING)
+METRIC_WEIGHTS_MISSING = (f"LPIPS/DISTS weights not found in {metric_weights_dir()}: set SICC_METRIC_WEIGHTS to a "
+                          "folder holding alexnet_features.pth, lpips_v0.1/alex.pth, vgg16_features_fp16.pth and "
+                          "dists_alpha_beta.pt (see README, 'Run the tests')")
+pytestmark = [pytest.mark.skipif(not (KODAK / "kodim01.png").is_file(), reason=KODAK_MISSING),
+              pytest.mark.skipif(not (metric_weights_dir() / "vgg16_features_fp16.pth").is_file(),
+                                 reason=METRIC_WEIGHTS_MISSING)]
 
 
 @pytest.fixture(scope="module", autouse=True)

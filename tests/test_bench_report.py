@@ -9,6 +9,10 @@ import math
 import numpy as np
 import pytest
 
+from tests.conftest import TORCH_MISSING
+
+pytest.importorskip("torch", reason=TORCH_MISSING)  # the benchmark package scores with torch metrics
+
 
 def test_log_bpp_interpolation_reproduces_published_ms_illm_dists():
     from sicc.bench.curves import interpolate, matched

@@ -418,7 +418,7 @@ def test_internal_errors_are_one_line_with_exit_1(files, monkeypatch):
     def broken(self, *args, **kwargs):
         raise RuntimeError("something deep\nwent wrong")
 
-    monkeypatch.setattr(Codec, "decode", broken)
+    monkeypatch.setattr(Codec, "decode_iter", broken)
     assert_error(run("decode", files.sic, "-o", files.dir / "o.png", *files.weights), 1,
                  "internal error: RuntimeError: something deep went wrong")
 

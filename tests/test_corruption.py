@@ -122,8 +122,8 @@ def test_cli_corrupt_level_warns_and_strict_fails(tmp_path, sample, tiny_weights
     assert_error(cli_inprocess(["decode", str(damaged), "-o", str(out), "--strict", *weights]), 4,
                  "level 7 is corrupt")
     assert not out.exists()
-    report = cli_inprocess(["info", str(damaged)])
-    assert report.code == 0 and b"level 7 is corrupt" in report.stdout
+    report = cli_inprocess(["info", str(damaged)])  # the report, then an error naming the level (issue #47)
+    assert report.code == 4 and b"level 7 is corrupt" in report.stdout and "level 7 is corrupt" in report.stderr
 
 
 # -- forged headers (valid CRC) ---------------------------------------------------------------
@@ -158,9 +158,9 @@ def test_huge_forged_size_is_refused_before_allocation(tiny_codec, sample):
     ({"height": (1 << 20) + 1}, sicc.CorruptError, "outside"),
     ({"width": 0xFFFFFFFF, "height": 0xFFFFFFFF}, sicc.CorruptError, "outside"),
     ({"levels": 0}, sicc.CorruptError, "level count 0"),
-    ({"levels": 8}, sicc.UnsupportedError, "encoded with model"),
+    ({"levels": 8}, sicc.UnsupportedError, "declares 8 levels for model"),
     ({"model_id": 1}, sicc.UnsupportedError, "encoded with model"),
-    ({"flags": 2}, sicc.UnsupportedError, "flags"), ({"flags": 0x81}, sicc.UnsupportedError, "flags"),
+    ({"flags": 4}, sicc.UnsupportedError, "flags"), ({"flags": 0x81}, sicc.UnsupportedError, "flags"),
     ({"reserved": 0x80}, sicc.UnsupportedError, "flags"),
     ({"version": 0}, sicc.UnsupportedError, "version 0"),
 ])
@@ -178,14 +178,15 @@ def test_more_levels_than_the_header_declares(sample):
 
 
 def test_pixel_limit_is_configurable(tiny_codec, sample, monkeypatch):
-    """max_pixels= wins; else sicc.MAX_IMAGE_PIXELS is read at call time (None disables it)."""
-    with pytest.raises(sicc.ImageTooLargeError, match="4096 pixels, over the limit of 4095"):
-        tiny_codec.decode(sample.data, max_pixels=4095)
-    assert tiny_codec.decode(sample.data, max_pixels=4096, spread=0.0)[0].size == (64, 64)
-    monkeypatch.setattr(sicc, "MAX_IMAGE_PIXELS", 4000)
-    with pytest.raises(sicc.ImageTooLargeError, match="limit of 4000"):
+    """max_pixels= wins; else sicc.MAX_IMAGE_PIXELS is read at call time (None disables it). The
+    64x64 sample is coded centred on a 128x128 canvas (issue #47): the budget counts the canvas."""
+    with pytest.raises(sicc.ImageTooLargeError, match=r"\(padded to 128x128\) = 16384 pixels, over the limit of 16383"):
+        tiny_codec.decode(sample.data, max_pixels=16383)
+    assert tiny_codec.decode(sample.data, max_pixels=16384, spread=0.0)[0].size == (64, 64)
+    monkeypatch.setattr(sicc, "MAX_IMAGE_PIXELS", 16000)
+    with pytest.raises(sicc.ImageTooLargeError, match="limit of 16000"):
         tiny_codec.decode(sample.data)
-    assert tiny_codec.decode(sample.data, max_pixels=5000, spread=0.0)[0].size == (64, 64)
+    assert tiny_codec.decode(sample.data, max_pixels=17000, spread=0.0)[0].size == (64, 64)
     monkeypatch.setattr(sicc, "MAX_IMAGE_PIXELS", None)
     assert tiny_codec.decode(forge_header(sample.data, width=60), spread=0.0)[0].size == (60, 64)
 
@@ -195,10 +196,10 @@ def test_cli_max_pixels(tmp_path, sample, tiny_weights):
     path.write_bytes(sample.data)
     out = tmp_path / "out.png"
     weights = ["--weights", str(tiny_weights)]
-    assert_error(cli_inprocess(["decode", str(path), "-o", str(out), "--max-pixels", "4095", *weights]), 4,
-                 "over the limit of 4095", "--max-pixels")
+    assert_error(cli_inprocess(["decode", str(path), "-o", str(out), "--max-pixels", "16383", *weights]), 4,
+                 "over the limit of 16383", "--max-pixels")  # 64x64, centred on a 128x128 canvas
     assert not out.exists()
-    assert cli_inprocess(["decode", str(path), "-o", str(out), "--max-pixels", "4096", *weights]).code == 0
+    assert cli_inprocess(["decode", str(path), "-o", str(out), "--max-pixels", "16384", *weights]).code == 0
     path.write_bytes(forge_header(sample.data, width=1 << 20, height=1 << 20))
     assert_error(cli_inprocess(["decode", str(path), "-o", str(out), *weights]), 4, "over the limit")
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED, synthetic_image
+from tests.conftest import SHARED, TORCH_MISSING, synthetic_image
+
+pytest.importorskip("torch", reason=TORCH_MISSING)
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu-burst.sh"

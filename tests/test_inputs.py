@@ -92,12 +92,12 @@ def test_sicc_pixel_limit_replaces_pillows(monkeypatch, tiny_codec):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow alone would refuse 4096 px
     assert sicc.container.parse(tiny_codec.encode(io.BytesIO(data))).header.width == 64
     assert Image.MAX_IMAGE_PIXELS == 1000
-    monkeypatch.setattr(sicc, "MAX_IMAGE_PIXELS", 4095)
-    with pytest.raises(sicc.InputTooLargeError, match="4096 pixels, over the limit of 4095"):
+    monkeypatch.setattr(sicc, "MAX_IMAGE_PIXELS", 16383)  # 64x64 is coded on a 128x128 canvas (centred)
+    with pytest.raises(sicc.InputTooLargeError, match="16384 pixels, over the limit of 16383"):
         tiny_codec.encode(io.BytesIO(data))
     with pytest.raises(sicc.ImageTooLargeError):  # one class to catch on encode and decode
         tiny_codec.encode(synthetic_image(64, 64))
-    assert tiny_codec.encode(io.BytesIO(data), max_pixels=4096)  # an explicit limit wins
+    assert tiny_codec.encode(io.BytesIO(data), max_pixels=16384)  # an explicit limit wins
 
 
 def test_pixel_limit_is_checked_before_decoding_pixels(tiny_codec):
@@ -119,8 +119,10 @@ def test_encode_budget_counts_the_padded_size(tiny_codec, tmp_path, tiny_weights
     with pytest.raises(sicc.InputTooLargeError, match=r"1x1048576 \(padded to 64x1048576\) = 67108864 pixels, "
                                                       r"over the limit of 1048576"):
         tiny_codec.encode(io.BytesIO(bomb_png(1, 1 << 20)), max_pixels=1 << 20)
-    with pytest.raises(sicc.InputTooLargeError, match="padded to 64x64"):
+    with pytest.raises(sicc.InputTooLargeError, match="padded to 128x128"):  # small: centred (issue #47)
         tiny_codec.encode(synthetic_image(1, 64), max_pixels=64 * 63)
+    with pytest.raises(sicc.InputTooLargeError, match="padded to 128x64"):
+        tiny_codec.encode(synthetic_image(1, 65), max_pixels=64 * 127)
     source = tmp_path / "tall.png"
     source.write_bytes(bomb_png(1, 1 << 20))
     result = cli_inprocess(["encode", str(source), "-o", str(tmp_path / "x.sic"), "--max-pixels", str(1 << 20),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.conftest import TORCH_MISSING  # noqa: E402
+pytest.importorskip("torch", reason=TORCH_MISSING)
+
 import torch
 
 from sicc.model.config import TINY

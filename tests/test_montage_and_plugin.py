@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import sicc
-from sicc.montage import GAP, LABEL_HEIGHT, contact_sheet
+from sicc.contact_sheet import GAP, LABEL_HEIGHT, contact_sheet
 from tests.clitools import one_torch_thread  # noqa: F401  (autouse)
 from tests.clitools import assert_error, cli_inprocess
 from tests.conftest import synthetic_image
@@ -90,3 +90,116 @@ def test_pillow_saves_sic_with_a_rate(tmp_path):
     with pytest.raises(ValueError, match="smallest file with level 1"):
         image.save(tmp_path / "tiny.sic", bpp=0.001)
     assert not (tmp_path / "bad.sic").exists() and not (tmp_path / "tiny.sic").exists()
+
+
+# -- bounded memory (issue #47, defect 8) -----------------------------------------------------
+def test_a_sheet_over_the_pixel_budget_is_refused_before_the_model_loads(tmp_path, tiny_codec):
+    """A 1x2048 file with --tile-width 256 would make a sheet of billions of pixels: exit 2, one
+    line, no output, and before the model is loaded (the weights named here do not exist)."""
+    strip = tmp_path / "strip.sic"
+    strip.write_bytes(tiny_codec.encode(np.full((2048, 1, 3), 100, np.uint8)))
+    out = tmp_path / "sheet.png"
+    result = cli_inprocess(["montage", strip, "-o", out, "--tile-width", 256, "--weights", tmp_path / "none.npz"])
+    assert_error(result, 2, str(strip), "contact sheet would be", "over the pixel budget of 67108864")
+    assert not out.exists()
+    with pytest.raises(sicc.SiccError, match="over the pixel budget of 1000"):
+        contact_sheet(tiny_codec, strip.read_bytes(), tile_width=16, max_pixels=1000)
+
+
+def test_the_sheet_holds_one_decoded_picture_at_a_time(tiny_codec, small_file):
+    """Each picture is pasted and dropped before the next is decoded."""
+    import gc
+    import weakref
+
+    alive: list[weakref.ref] = []
+    most = 0
+
+    class Counting:
+        def decode_iter(self, *args, **kwargs):
+            nonlocal most
+            for image in tiny_codec.decode_iter(*args, **kwargs):
+                gc.collect()
+                most = max(most, sum(ref() is not None for ref in alive))
+                alive.append(weakref.ref(image))
+                yield image
+                del image
+
+    contact_sheet(Counting(), small_file, levels=[1, 2, 3], samples=3)
+    assert len(alive) == 9 and most == 0
+
+
+def test_decode_iter_synthesizes_each_sample_when_asked(tiny_codec, small_file, monkeypatch):
+    """The file is checked and its levels decoded by the call; each sample is synthesized only when
+    the iterator reaches it, and the samples equal decode()'s."""
+    calls = []
+    synthesize = tiny_codec.synthesize
+    monkeypatch.setattr(tiny_codec, "synthesize", lambda *a, **k: calls.append(1) or synthesize(*a, **k))
+    samples = tiny_codec.decode_iter(small_file, samples=3, level=2, seed=4)
+    assert calls == []
+    first = next(samples)
+    assert len(calls) == 1
+    rest = list(samples)
+    assert len(calls) == 3
+    expected = tiny_codec.decode(small_file, samples=3, level=2, seed=4)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip([first, *rest], expected))
+    with pytest.raises(sicc.ArgumentError, match="level 9 is not in the file"):
+        tiny_codec.decode_iter(sicc.truncate(small_file, level=4), level=9)
+
+
+def test_decode_samples_are_written_one_at_a_time(tmp_path, tiny_codec, small_file):
+    """``sicc decode --samples N`` stages each sample before the next is synthesized: at most one
+    decoded image is alive when the next is made."""
+    import gc
+    import weakref
+
+    from sicc import batch
+
+    alive: list[weakref.ref] = []
+    most = 0
+
+    class Counting:
+        def decode_iter(self, *args, **kwargs):
+            nonlocal most
+            for image in tiny_codec.decode_iter(*args, **kwargs):
+                gc.collect()
+                most = max(most, sum(ref() is not None for ref in alive))
+                alive.append(weakref.ref(image))
+                yield image
+                del image
+
+    source = tmp_path / "in.sic"
+    source.write_bytes(small_file)
+    outcome = batch.decode_file(Counting(), str(source), str(tmp_path / "out.png"), samples=4, level=2)
+    assert len(alive) == 4 and most == 0
+    assert sorted(p.name for p in tmp_path.glob("out-*.png")) == [f"out-{k}.png" for k in range(4)]
+    assert outcome.output_bytes == sum(p.stat().st_size for p in tmp_path.glob("out-*.png"))
+
+
+# -- the Pillow plugin as PNG behaves (issue #47) -------------------------------------------------
+def test_plugin_info_is_filled_at_open(tmp_path, tiny_codec):
+    from tests.conftest import image_with_metadata
+
+    path = tmp_path / "m.sic"
+    path.write_bytes(tiny_codec.encode(image_with_metadata(40, 56, 3, "a note", b"icc-bytes")))
+    with Image.open(path) as image:  # the tiny model made it: .info must come without decoding
+        assert image.info["icc_profile"] == b"icc-bytes"
+        exif = Image.Exif()
+        exif.load(image.info["exif"])
+        assert exif[0x010E] == "a note"
+
+
+def test_plugin_closes_the_file_after_load(tmp_path):
+    import gc
+    import warnings
+
+    path = tmp_path / "s.sic"
+    Image.fromarray(synthetic_image(32, 48)).save(path)  # the shipped model, through the plugin's save
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = Image.open(path)
+        handle = image.fp
+        image.load()
+        assert handle.closed and image.fp is None
+        del image, handle
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

@@ -84,6 +84,9 @@ def test_a_failed_export_changes_nothing(clone, tmp_path):
 def test_missing_codec_tools_are_refused_before_the_export(clone, tmp_path):
     """Without SHIP_ALLOW_MISSING_TOOLS, a machine lacking cjxl/djxl/avifenc/avifdec stops at the tool check
     (before the export, so nothing changes); one that has them goes on to the export, which fails here."""
+    from tests.conftest import TORCH_MISSING
+
+    pytest.importorskip("torch", reason=TORCH_MISSING)  # the benchmark package
     from sicc.bench.speed import baseline_tools
 
     bogus = tmp_path / "checkpoint.pt"

@@ -27,12 +27,42 @@ def _session_options(weights: ModelWeights, name: str):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    options.log_severity_level = 3  # errors only: nothing on a user's terminal
+    options.log_severity_level = 4  # fatal only: a failure is raised (one line), never logged in colour
     options.enable_cpu_mem_arena = True  # its memory patterns peak lower than plain malloc (measured at 4K)
     keys = weights.graph_keys[name]
     buffers = [np.ascontiguousarray(weights.model_state[k], dtype="<f4").reshape(-1).view(np.uint8) for k in keys]
     options.add_external_initializers_from_files_in_memory(keys, buffers, [b.size for b in buffers])
     return options, buffers
+
+
+_RUN_OPTIONS = None
+
+
+def _quiet_onnxruntime(ort) -> None:
+    """onnxruntime's process-wide logger prints failures as coloured multi-line text on stderr; sicc
+    reports them itself, in one line (issue #47)."""
+    ort.set_default_logger_severity(4)
+
+
+def _run_options():
+    global _RUN_OPTIONS
+    if _RUN_OPTIONS is None:
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        options.log_severity_level = 4
+        _RUN_OPTIONS = options
+    return _RUN_OPTIONS
+
+
+def _ort_reason(text: str) -> str:
+    """The useful part of an onnxruntime error: its status message, without the source path."""
+    for marker in ("Status Message:", "FAIL :", "] :"):
+        if marker in text:
+            text = text.split(marker, 1)[1].strip()
+    if " was false. " in text:  # "file.h:91 function(...) condition was false. What went wrong."
+        text = text.split(" was false. ", 1)[1]
+    return text[:300]
 
 
 class Transforms:
@@ -47,6 +77,8 @@ class Transforms:
         with self._lock:
             if name not in self._sessions:
                 import onnxruntime as ort
+
+                _quiet_onnxruntime(ort)
 
                 options, buffers = _session_options(self.weights, name)
                 try:
@@ -85,8 +117,21 @@ class Transforms:
         return thread
 
     def run(self, name: str, x: np.ndarray) -> np.ndarray:
-        """One transform on a (1, C, h, w) float32 array (thread-safe: tiles run concurrently)."""
-        return self.session(name).run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        """One transform on a (1, C, h, w) float32 array (thread-safe: tiles run concurrently).
+
+        onnxruntime's own failures become one-line errors: memory it cannot allocate is a
+        MemoryError, anything else a graph that does not compute what the runtime expects
+        (WeightsError)."""
+        session = self.session(name)
+        try:
+            return session.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)}, _run_options())[0]
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # onnxruntime's exception types live in its compiled module
+            text = " ".join(str(exc).split())
+            if "alloc" in text.lower():
+                raise MemoryError(f"onnxruntime could not allocate memory for {name}") from None
+            raise WeightsError(f"the {name} graph of the weights file failed: {_ort_reason(text)}") from None
 
     def g_a(self, x: np.ndarray) -> np.ndarray:
         return self.run("g_a", x)
