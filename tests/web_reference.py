@@ -144,11 +144,47 @@ def reference(name: str, weights: Path | None, out: Path) -> None:
     (out / f"{name}.json").write_text(json.dumps(reference))
 
 
+def coding_cases(out: Path, seed: int = 20261206) -> None:
+    """Random symbols coded by constriction (through sicc.coding) under the whole range of
+    parameters the model can give: means far outside [-255, 255], every scale of the scale table,
+    symbols deep in the tails (where only the leaky floor of one count codes them)."""
+    from sicc.coding import encode_categorical, encode_gaussian
+
+    rng = np.random.default_rng(seed)
+    table = Codec.default().weights.scale_table
+    cases = []
+    for n in (1, 2, 3, 7, 64, 1000, 50000):
+        means = rng.normal(0, 30, n) * rng.random(n) ** 3 + rng.choice([0, 0, 0, 0.5, -0.25], n)
+        means[: n // 50] = rng.uniform(-400, 400, n // 50)
+        scales = rng.choice(table, n)
+        noise = rng.normal(size=n) * rng.choice([1, 1, 1, 3, 10, 100], n)
+        symbols = np.clip(np.rint(means + scales * noise), -255, 255).astype(np.int32)
+        data = encode_gaussian(symbols, means, scales)
+        cases.append({"kind": "gaussian", "data": data.hex(), "means": means.tolist(), "scales": scales.tolist(),
+                      "symbols": symbols.tolist()})
+    freq = Codec.default().weights.z_frequencies
+    symbols = np.stack([rng.choice(129, size=500, p=row / row.sum()) for row in freq]).astype(np.int32)
+    symbols[:, :3] = [0, 128, 64]  # the extremes: frequency-1 symbols
+    cases.append({"kind": "categorical", "data": encode_categorical(symbols, freq).hex(), "frequencies": freq.tolist(),
+                  "count": 500, "symbols": symbols.ravel().tolist()})
+    (out / "coding.json").write_text(json.dumps(cases))
+    # Left cumulative frequencies: a single symbol coded from the initial state seals to one word
+    # (2**40 - 1) * left + 2**32 - 1 >> 32 = 256 * left, so constriction's own integer comes back.
+    lefts = []
+    for _ in range(6000):
+        mean, scale = float(rng.normal(0, 20) * rng.random() ** 2), float(rng.choice(table))
+        symbol = int(np.clip(np.rint(mean + scale * rng.normal() * rng.choice([0.5, 1, 2, 4])), -254, 255))
+        words = np.frombuffer(encode_gaussian(np.array([symbol]), np.array([mean]), np.array([scale])), "<u4")
+        lefts.append([symbol, mean, scale, int(words[0]) // 256])
+    (out / "lefts.json").write_text(json.dumps(lefts))
+
+
 def main(argv: list[str]) -> int:
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)
     export_web(out / "bundle-shipped", None)
     export_web(out / "bundle-tiny", DATA / "golden-tiny.npz")
+    coding_cases(out)
     for name, weights in GOLDENS.items():
         reference(name, weights, out)
     return 0

@@ -9,7 +9,9 @@ import { ProbabilityModel } from './probability.js';
 export const WEB_FORMAT = 'sicc-web-1';
 
 async function sha256Hex(bytes) {
-  const digest = await globalThis.crypto.subtle.digest('SHA-256', bytes);
+  // Browsers and node >= 19 have crypto.subtle as a global; node 18 has it in node:crypto.
+  const subtle = globalThis.crypto?.subtle ?? (await import('node:crypto')).webcrypto.subtle;
+  const digest = await subtle.digest('SHA-256', bytes);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
