@@ -116,14 +116,16 @@ export class Codec {
   }
 
   /**
-   * The complete latent (Int16Array (C, h, w)): the coded levels, then each missing level as
-   * round(mean + spread * u), u ~ U(-1, 1) from `generator` (null or spread 0: the mean).
+   * The complete latent (Int16Array (C, h, w)): the first `levels` coded levels, then each
+   * missing level as round(mean + spread * u), u ~ U(-1, 1) from `generator` (null or spread 0:
+   * the mean).
    */
-  completeLatent(decoder, spread, generator) {
+  completeLatent(decoder, spread, generator, levels = decoder.levels) {
     const g = this.config.group_size, n = g * decoder.h * decoder.w;
+    if (!(levels >= 0 && levels <= decoder.levels)) throw new RangeError(`level ${levels} is not decoded`);
     const y = new Int16Array(this.config.latent * decoder.h * decoder.w);
-    y.set(decoder.y.subarray(0, decoder.levels * n));
-    for (let index = decoder.levels; index < this.config.levels; index++) {
+    y.set(decoder.y.subarray(0, levels * n));
+    for (let index = levels; index < this.config.levels; index++) {
       const [means] = this.probability.levelParameters(y, decoder.hyper, index);
       const noise = spread === 0 || generator === null ? null : uniform(generator, -1.0, 1.0, means.length);
       const base = index * n;
