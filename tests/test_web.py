@@ -36,3 +36,36 @@ def test_npm_test_decodes_the_golden_files_as_python_does():
     run = subprocess.run(["npm", "test", "--silent"], cwd=WEB, env=_env(), capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert "# fail 0" in run.stdout and "# skipped 0" in run.stdout, run.stdout[-3000:]
+
+
+def test_page_streams_a_file_in_headless_chromium(tmp_path):
+    """Headless Chromium loads web/index.html from a throttled local server: level 1 is displayed
+    before the download ends, and the final canvas is within +-1 of the Python decode.
+    SICC_UPDATE_SCREENSHOT=1 also writes the README's screenshot, docs/web.png."""
+    why = _node_ready()
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    if why or not chromium:
+        pytest.skip(why or "chromium is not installed (CI installs it: apt-get install chromium chromium-driver)")
+    import numpy as np
+
+    import sicc
+    from sicc.export.web import export_web, vendor_onnxruntime
+
+    export_web(tmp_path / "model")
+    vendor_onnxruntime(WEB / "node_modules" / "onnxruntime-web" / "dist", tmp_path / "vendor")
+    data = sicc.encode(REPO / "examples" / "kodim23.png")
+    (tmp_path / "kodim23.sic").write_bytes(data)
+    image = sicc.decode(data)[0]
+    (tmp_path / "kodim23.rgb").write_bytes(np.asarray(image.convert("RGB"), dtype=np.uint8).tobytes())
+    env = {**_env(), "CHROMIUM": chromium, "SICC_WEB_MODEL": str(tmp_path / "model"),
+           "SICC_WEB_VENDOR": str(tmp_path / "vendor"), "SICC_WEB_FILE": str(tmp_path / "kodim23.sic"),
+           "SICC_WEB_EXPECTED": str(tmp_path / "kodim23.rgb"), "SICC_WEB_SCREENSHOT": str(tmp_path / "shot.png"),
+           "SICC_WEB_CHUNK": "256", "SICC_WEB_DELAY_MS": "60"}
+    run = subprocess.run(["node", "test/browser.mjs"], cwd=WEB, env=env, capture_output=True, text=True, timeout=600)
+    print(run.stdout)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    if os.environ.get("SICC_UPDATE_SCREENSHOT"):
+        from PIL import Image
+
+        shot = Image.open(tmp_path / "shot.png").convert("RGB")
+        shot.quantize(colors=96, method=Image.Quantize.MEDIANCUT).save(REPO / "docs" / "web.png", optimize=True)
