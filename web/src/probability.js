@@ -22,30 +22,56 @@ export class Tensor {
   }
 }
 
-/** Cross-correlation (as torch) of `x` by weight (O, C, kh, kw), stride 1, zero padding (ph, pw). */
+/**
+ * Cross-correlation (as torch) of `x` by weight (O, C, kh, kw), stride 1, zero padding (ph, pw).
+ *
+ * As in Python's conv2d: the input is copied once into a zero-padded, row-major buffer (one spare
+ * row), where tap (i, j) of every output position is the input at the constant offset
+ * i * wp + j. Each (output, input, tap) is then one flat multiply-add over the whole image,
+ * computed on the padded width; the kw - 1 wrap-around columns are dropped at the end. Every
+ * partial sum of every order stays below 2**52 (the bound the Python loader proves), so summing
+ * nine taps at once gives the same integers as any other order.
+ */
 export function conv2d(x, weight, [o, c, kh, kw], ph, pw) {
   const { h, w } = x;
-  const ho = h + 2 * ph - kh + 1, wo = w + 2 * pw - kw + 1;
+  const hp = h + 2 * ph, wp = w + 2 * pw;
+  const ho = hp - kh + 1, wo = wp - kw + 1;
+  const plane = (hp + 1) * wp;
+  const padded = new Float64Array(c * plane);
+  for (let ic = 0; ic < c; ic++) {
+    for (let r = 0; r < h; r++) {
+      padded.set(x.data.subarray((ic * h + r) * w, (ic * h + r + 1) * w), ic * plane + (r + ph) * wp + pw);
+    }
+  }
+  const n = ho * wp;
+  const acc = new Float64Array(n);
   const out = new Tensor(o, ho, wo);
-  const src = x.data, dst = out.data;
   for (let oc = 0; oc < o; oc++) {
-    const obase = oc * ho * wo;
+    acc.fill(0);
     for (let ic = 0; ic < c; ic++) {
-      const ibase = ic * h * w;
+      const base = ic * plane;
+      const t = ((oc * c + ic) * kh) * kw;
+      if (kh === 3 && kw === 3) { // the 3x3 kernels of sicc: all nine taps in one pass
+        const k0 = weight[t], k1 = weight[t + 1], k2 = weight[t + 2], k3 = weight[t + 3], k4 = weight[t + 4];
+        const k5 = weight[t + 5], k6 = weight[t + 6], k7 = weight[t + 7], k8 = weight[t + 8];
+        const r1 = wp, r2 = 2 * wp;
+        for (let p = 0, q = base; p < n; p++, q++) {
+          acc[p] += k0 * padded[q] + k1 * padded[q + 1] + k2 * padded[q + 2]
+            + k3 * padded[q + r1] + k4 * padded[q + r1 + 1] + k5 * padded[q + r1 + 2]
+            + k6 * padded[q + r2] + k7 * padded[q + r2 + 1] + k8 * padded[q + r2 + 2];
+        }
+        continue;
+      }
       for (let i = 0; i < kh; i++) {
         for (let j = 0; j < kw; j++) {
-          const k = weight[((oc * c + ic) * kh + i) * kw + j];
+          const k = weight[t + i * kw + j];
           if (k === 0) continue;
-          // output (y, x) reads input (y + i - ph, x + j - pw)
-          const y0 = Math.max(0, ph - i), y1 = Math.min(ho, h + ph - i);
-          const x0 = Math.max(0, pw - j), x1 = Math.min(wo, w + pw - j);
-          for (let y = y0; y < y1; y++) {
-            const orow = obase + y * wo, irow = ibase + (y + i - ph) * w + (j - pw);
-            for (let xx = x0; xx < x1; xx++) dst[orow + xx] += k * src[irow + xx];
-          }
+          const off = base + i * wp + j;
+          for (let p = 0; p < n; p++) acc[p] += k * padded[off + p];
         }
       }
     }
+    for (let y = 0; y < ho; y++) out.data.set(acc.subarray(y * wp, y * wp + wo), (oc * ho + y) * wo);
   }
   return out;
 }
@@ -57,22 +83,20 @@ export function convTranspose2d(x, weight, [c, o, kh, kw], stride, padding, outp
   const wo = (w - 1) * stride - 2 * padding + kw + outputPadding;
   const out = new Tensor(o, ho, wo);
   const src = x.data, dst = out.data;
-  for (let ic = 0; ic < c; ic++) {
-    const ibase = ic * h * w;
-    for (let oc = 0; oc < o; oc++) {
-      const obase = oc * ho * wo;
-      for (let a = 0; a < kh; a++) {
-        for (let b = 0; b < kw; b++) {
+  for (let oc = 0; oc < o; oc++) {
+    const obase = oc * ho * wo;
+    for (let a = 0; a < kh; a++) {
+      // input rows i whose output row i * stride + a - padding lies inside
+      const i0 = Math.max(0, Math.ceil((padding - a) / stride)), i1 = Math.min(h, Math.floor((ho - 1 + padding - a) / stride) + 1);
+      for (let b = 0; b < kw; b++) {
+        const j0 = Math.max(0, Math.ceil((padding - b) / stride)), j1 = Math.min(w, Math.floor((wo - 1 + padding - b) / stride) + 1);
+        for (let ic = 0; ic < c; ic++) {
           const k = weight[((ic * o + oc) * kh + a) * kw + b];
           if (k === 0) continue;
-          for (let i = 0; i < h; i++) {
-            const y = i * stride + a - padding;
-            if (y < 0 || y >= ho) continue;
-            const orow = obase + y * wo, irow = ibase + i * w;
-            for (let j = 0; j < w; j++) {
-              const xx = j * stride + b - padding;
-              if (xx >= 0 && xx < wo) dst[orow + xx] += k * src[irow + j];
-            }
+          const ibase = ic * h * w;
+          for (let i = i0; i < i1; i++) {
+            const orow = obase + (i * stride + a - padding) * wo + b - padding, irow = ibase + i * w;
+            for (let j = j0; j < j1; j++) dst[orow + j * stride] += k * src[irow + j];
           }
         }
       }
