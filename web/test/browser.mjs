@@ -59,6 +59,7 @@ export async function launch() {
   return puppeteer.launch({
     executablePath: env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
+    protocolTimeout: 600000,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-extensions'],
   });
 }
