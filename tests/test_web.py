@@ -69,3 +69,61 @@ def test_page_streams_a_file_in_headless_chromium(tmp_path):
 
         shot = Image.open(tmp_path / "shot.png").convert("RGB")
         shot.quantize(colors=96, method=Image.Quantize.MEDIANCUT).save(REPO / "docs" / "web.png", optimize=True)
+
+
+def test_export_web_writes_a_bundle_that_matches_the_runtime(tmp_path):
+    """`python -m sicc.export web DIR`: a manifest with the model id and each file's SHA-256, the
+    runtime's own integer tables, and a self-contained g_s graph that computes what the runtime's
+    g_s computes."""
+    import hashlib
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from sicc.codec import Codec
+
+    run = subprocess.run([sys.executable, "-m", "sicc.export", "web", str(tmp_path / "model")], env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    codec = Codec.default()
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["model_id"] == codec.model_id.hex() and manifest["format"] == "sicc-web-1"
+    for name, info in manifest["files"].items():
+        data = (tmp_path / "model" / name).read_bytes()
+        assert len(data) == info["bytes"] and hashlib.sha256(data).hexdigest() == info["sha256"]
+    tables = (tmp_path / "model" / "tables.bin").read_bytes()
+
+    def table(entry):
+        dtype = {"int32": "<i4", "float64": "<f8"}[entry["dtype"]]
+        count = int(np.prod(entry["shape"]))
+        return np.frombuffer(tables, dtype, count, entry["offset"]).reshape(entry["shape"])
+
+    layers = manifest["tables"]["level_layers"]
+    for level in (0, 7, 15):
+        assert np.array_equal(table(layers[level]["causal_w"]), codec.probability.level_layers[level].causal_w)
+        assert np.array_equal(table(layers[level]["out_b"]), codec.probability.level_layers[level].out_b)
+    assert np.array_equal(table(manifest["tables"]["hyper_layers"][2]["weight"]), codec.probability.hyper_layers[2].weight)
+    assert np.array_equal(table(manifest["tables"]["z_frequencies"]), codec.weights.z_frequencies)
+    assert np.array_equal(table(manifest["tables"]["scale_table"]), codec.weights.scale_table)
+    session = ort.InferenceSession(str(tmp_path / "model" / "g_s.onnx"), providers=["CPUExecutionProvider"])
+    y = np.random.default_rng(0).integers(-3, 4, (1, 128, 5, 6)).astype(np.float32)
+    assert np.allclose(session.run(None, {"input": y})[0], codec.transforms.g_s(y), atol=1e-5)
+
+
+def test_export_web_fails_in_one_line_and_keeps_the_previous_bundle(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "sicc.export", "web", str(tmp_path / "model")], env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    before = (tmp_path / "model" / "manifest.json").read_text()
+    run = subprocess.run([sys.executable, "-m", "sicc.export", "web", str(tmp_path / "model"),
+                          "--vendor", str(tmp_path / "no-such-dist")], env=_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 1
+    assert run.stderr.startswith("sicc.export: error: ") and run.stderr.count("\n") == 1, run.stderr
+    assert "npm ci" in run.stderr
+    assert (tmp_path / "model" / "manifest.json").read_text() == before
+    run = subprocess.run([sys.executable, "-m", "sicc.export", "web", str(tmp_path / "m2"), "--weights",
+                          str(tmp_path / "missing.npz")], env=_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and run.stderr.startswith("sicc.export: error: ") and "Traceback" not in run.stderr
+    assert not (tmp_path / "m2").exists()
