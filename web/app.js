@@ -91,6 +91,7 @@ class Viewer {
           break;
         }
         record('level', { level: this.decoder.levels, received: this.bytes.length });
+        if (!this.shown) break; // show the first level at once; the next ones are decoded after it
       }
     } catch (error) {
       return this.fail(error);
@@ -114,7 +115,8 @@ class Viewer {
     if (this.rendering) { this.again = true; return; }
     this.rendering = this.draw().catch((error) => this.fail(error)).finally(() => {
       this.rendering = null;
-      if (this.again) { this.again = false; this.render(); }
+      if (this.parsed && !this.failed && !this.error && this.decoder.levels < this.parsed.levels.length) this.update();
+      else if (this.again) { this.again = false; this.render(); }
     });
   }
 
