@@ -29,11 +29,15 @@ def _env() -> dict[str, str]:
     return {**os.environ, "SICC_PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
 
 
-def test_npm_test_decodes_the_golden_files_as_python_does():
+def test_npm_test_decodes_the_golden_files_as_python_does(tmp_path):
     why = _node_ready()
     if why:
         pytest.skip(why)
-    run = subprocess.run(["npm", "test", "--silent"], cwd=WEB, env=_env(), capture_output=True, text=True, timeout=900)
+    from tests.web_reference import main as write_reference
+
+    write_reference([str(tmp_path)])  # once for all the node test files (each would make its own)
+    env = {**_env(), "SICC_WEB_REFERENCE": str(tmp_path)}
+    run = subprocess.run(["npm", "test", "--silent"], cwd=WEB, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert "# fail 0" in run.stdout and "# skipped 0" in run.stdout, run.stdout[-3000:]
 
