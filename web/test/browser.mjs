@@ -7,6 +7,8 @@
 //   SICC_WEB_VENDOR=DIR     onnxruntime-web's vendored files (served as /vendor/onnxruntime-web/)
 //   SICC_WEB_FILE=FILE.sic  the file to stream
 //   SICC_WEB_EXPECTED=FILE  the Python decode's RGB bytes (all levels)
+//   SICC_WEB_EXPECTED_SAMPLE=FILE  Python's RGB bytes of level 3, seed 7 (optional: then the
+//                           slider and "new sample" are driven to it and compared)
 //   SICC_WEB_SCREENSHOT=PNG where to save a screenshot (optional)
 //   SICC_WEB_CHUNK, SICC_WEB_DELAY_MS  the throttle: bytes per piece, milliseconds between pieces
 //   CHROMIUM                the browser (default /usr/bin/chromium)
@@ -113,13 +115,34 @@ async function main() {
     }
     if (worst > 1) failures.push(`final pixels differ from Python's by up to ${worst}`);
     const mse = squared / (3 * n);
+    let sampledWorst = null;
+    if (env.SICC_WEB_EXPECTED_SAMPLE) { // level 3, seed 7 through the page's controls: sicc decode --level 3 --seed 7
+      const want = fs.readFileSync(env.SICC_WEB_EXPECTED_SAMPLE);
+      await page.evaluate(() => {
+        document.getElementById('seed').value = '6';
+        const slider = document.getElementById('level');
+        slider.value = '3';
+        slider.dispatchEvent(new Event('input'));
+      });
+      await page.waitForFunction(() => window.sicc.state.level === 3, { timeout: 120000, polling: 50 });
+      await page.click('#sample'); // seed 6 -> 7
+      await page.waitForFunction(() => window.sicc.state.level === 3 && window.sicc.state.seed === 7, { timeout: 120000, polling: 50 });
+      const got = await page.evaluate(() => {
+        const c = document.getElementById('canvas');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
+      });
+      sampledWorst = 0;
+      for (let p = 0; p < n; p++) for (let ch = 0; ch < 3; ch++) sampledWorst = Math.max(sampledWorst, Math.abs(got[4 * p + ch] - want[3 * p + ch]));
+      if (sampledWorst > 1) failures.push(`level 3, seed 7 differs from Python's by up to ${sampledWorst}`);
+    }
     if (env.SICC_WEB_SCREENSHOT) await page.screenshot({ path: env.SICC_WEB_SCREENSHOT, type: 'png' });
     console.log(JSON.stringify({
       bytes: total, throttle: `${chunk} bytes every ${delay} ms`,
       level1_arrived_ms: arrived && arrived.t - events[0].t, level1_shown_ms: firstShown && firstShown.t - events[0].t,
       level1_shown_after_its_bytes_ms: arrived && firstShown && firstShown.t - arrived.t,
       download_done_ms: done && done.t - events[0].t, levels_shown: events.filter((e) => e.type === 'shown').map((e) => e.level),
-      worst_pixel_difference: worst, psnr_vs_python_db: mse ? 10 * Math.log10((255 * 255) / mse) : Infinity, failures,
+      worst_pixel_difference: worst, psnr_vs_python_db: mse ? 10 * Math.log10((255 * 255) / mse) : Infinity,
+      level3_seed7_worst_difference: sampledWorst, failures,
     }));
   } finally {
     await browser.close();
