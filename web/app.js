@@ -129,11 +129,22 @@ class Viewer {
     const complete = level === codec.config.levels || spread === 0;
     const y = codec.completeLatent(this.decoder, spread, complete ? null : seedGenerator(seed, 0), level);
     const { header } = this.parsed;
-    const rgba = await codec.synthesize(y, header, this.decoder);
     const canvas = $('canvas');
-    canvas.width = header.width;
-    canvas.height = header.height;
-    canvas.getContext('2d').putImageData(new ImageData(rgba, header.width, header.height), 0, 0);
+    if (canvas.width !== header.width || canvas.height !== header.height) {
+      canvas.width = header.width;
+      canvas.height = header.height;
+    }
+    const context = canvas.getContext('2d');
+    const gray = header.flags & container.FLAG_GRAYSCALE;
+    // Each tile is drawn as soon as g_s has made it (over the previous picture), and the
+    // browser gets a moment between tiles to paint and to take in more of the download.
+    // (A gray file's tiles are drawn once its whole picture is converted.)
+    const drawTile = async (done, total, [top, left, rows, cols], rgba) => {
+      if (!gray) context.putImageData(new ImageData(rgba, header.width, header.height), 0, 0, left, top, cols, rows);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    };
+    const rgba = await codec.synthesize(y, header, this.decoder, drawTile);
+    context.putImageData(new ImageData(rgba, header.width, header.height), 0, 0);
     this.shown = key;
     record('shown', { level, seed, spread, received: this.bytes.length });
     window.sicc.state = { level, seed, spread, width: header.width, height: header.height, levels: this.decoder.levels, done: this.done };

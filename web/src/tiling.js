@@ -66,7 +66,7 @@ export async function tiledSynthesis(synthesis, y, c, h, w, height, width, onTil
       for (let q = 0; q < cols; q++) out[row + 4 * q] = 255;
     }
     done += 1;
-    if (onTile) onTile(done, grid.length);
+    if (onTile) await onTile(done, grid.length, [c0 * s, d0 * s, rows, cols], out);
   }
   return out;
 }
