@@ -69,7 +69,7 @@ def test_page_streams_a_file_in_headless_chromium(tmp_path):
            "SICC_WEB_VENDOR": str(tmp_path / "vendor"), "SICC_WEB_FILE": str(tmp_path / "kodim23.sic"),
            "SICC_WEB_EXPECTED": str(tmp_path / "kodim23.rgb"),
            "SICC_WEB_EXPECTED_SAMPLE": str(tmp_path / "kodim23-l3-s7.rgb"), "SICC_WEB_SCREENSHOT": str(tmp_path / "shot.png"),
-           "SICC_WEB_CHUNK": "256", "SICC_WEB_DELAY_MS": "60"}
+           "SICC_WEB_CHUNK": "256", "SICC_WEB_DELAY_MS": "100"}
     run = subprocess.run(["node", "test/browser.mjs"], cwd=WEB, env=env, capture_output=True, text=True, timeout=600)
     print(run.stdout)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
