@@ -1,7 +1,7 @@
 PYTHON ?= python3
 STEPS ?= 40000
 
-.PHONY: install test train pack gpu-bundle profile width-cost bench bench-quick fuzz golden readme ci montage
+.PHONY: install test train pack gpu-bundle profile width-cost bench bench-quick fuzz golden readme ci montage web bench-web
 
 install:  ## install sicc with training, benchmark and test extras
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -48,3 +48,9 @@ montage:  ## the README figure docs/montage.png: kodim23, shipped model, levels 
 	$(PYTHON) -m sicc.cli montage /tmp/sicc-montage.sic -o /tmp/sicc-montage.png --levels 1,2,4,8,16 \
 		--samples 3 --seed 0 --original $(KODAK)/kodim23.png --tile-width 224
 	$(PYTHON) -c "from PIL import Image; Image.open('/tmp/sicc-montage.png').quantize(256).save('docs/montage.png', optimize=True)"
+
+web:  ## the JavaScript decoder's page: npm packages, model bundle and onnxruntime-web in web/ (serve: python -m http.server -d web)
+	cd web && npm ci --no-audit --no-fund && SICC_PYTHON=$(PYTHON) npm run build
+
+bench-web:  ## decode time of a Kodak image in node and headless Chromium beside the Python decoder (web/bench/bench.mjs)
+	cd web && SICC_PYTHON=$(PYTHON) npm run bench --silent

@@ -1,0 +1,194 @@
+"""Reference data for the JavaScript decoder's tests (web/test/), computed by the Python decoder.
+
+    python -m tests.web_reference OUT_DIR
+
+Writes, for each committed golden file, ``OUT_DIR/<name>.json`` (exact decoded latents, sampled
+latents for a few seeds and levels, the outcome of every prefix of the file and of a set of
+corrupted files) and ``OUT_DIR/<name>-<case>.rgb`` (the Python decode's pixels), plus the web
+bundles of the shipped and tiny models in ``OUT_DIR/bundle-shipped`` and ``OUT_DIR/bundle-tiny``.
+Nothing here is typed in: every expected value is what ``sicc`` itself computes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from sicc import container
+from sicc.codec import Codec, _seed_generator
+from sicc.errors import SiccError
+from sicc.export.web import export_web
+
+DATA = Path(__file__).resolve().parent / "data"
+GOLDENS = {"shipped": None, "tiny": DATA / "golden-tiny.npz", "tiny-gray": DATA / "golden-tiny.npz"}
+SAMPLE_CASES = [(0, 7, 0), (1, 0, 0), (1, 0, 1), (3, 7, 0), (8, 123456789012, 2), (15, 1, 0)]
+"""(level, seed, sample) of the sampled latents compared exactly (spread 2)."""
+PIXEL_CASES = {"det": dict(level=None, seed=0, spread=0.0), "l3-s7": dict(level=3, seed=7, spread=2.0),
+               "l1-s0": dict(level=1, seed=0, spread=2.0)}
+
+
+def _outcome(codec: Codec, data: bytes, decode: bool, strict: bool = False) -> dict:
+    """What the Python decoder does with ``data``: the error (class, message) or the levels it
+    decodes and its warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            parsed = codec.parse(data, strict=strict)
+            levels = len(parsed.levels)
+            if decode:
+                _, y = codec.decode_latents(parsed, levels, strict=strict)
+                levels = y.shape[0] // codec.config.group_size
+        except SiccError as exc:
+            return {"error": type(exc).__name__, "message": str(exc)}
+    return {"levels": levels, "warnings": [str(w.message) for w in caught]}
+
+
+def _chunks(data: bytes) -> list[tuple[int, bytes, int]]:
+    """(start, type, end) of each chunk."""
+    out, pos = [], container.HEADER_SIZE
+    while pos < len(data):
+        kind, length = struct.unpack_from("<4sI", data, pos)
+        out.append((pos, kind, pos + 12 + length))
+        pos += 12 + length
+    return out
+
+
+def _rechunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack("<4sI", kind, len(payload)) + payload + struct.pack("<I", zlib.crc32(kind + payload))
+
+
+def corruptions(data: bytes) -> dict[str, bytes]:
+    """Damaged copies of a file: each kind of problem the decoder must name."""
+    chunks = _chunks(data)
+    hypr = next(c for c in chunks if c[1] == b"HYPR")
+    levels = [c for c in chunks if c[1] == b"LEVL"]
+    out = {}
+    bad = bytearray(data)
+    bad[0] ^= 0xFF
+    out["bad-magic"] = bytes(bad)
+    bad = bytearray(data)
+    bad[8] = 2
+    out["version-2"] = bytes(bad)
+    bad = bytearray(data)
+    bad[14] ^= 1
+    out["header-crc"] = bytes(bad)
+    bad = bytearray(data[:28])
+    bad[20] ^= 1
+    out["other-model"] = bytes(bad) + struct.pack("<I", zlib.crc32(bytes(bad))) + data[32:]
+    bad = bytearray(data)
+    bad[hypr[0] + 12] ^= 0x10
+    out["hyper-crc"] = bytes(bad)
+    payload = bytearray(data[hypr[0] + 8 : hypr[2] - 4])
+    payload[len(payload) // 2] ^= 0x55
+    out["hyper-forged"] = data[: hypr[0]] + _rechunk(b"HYPR", bytes(payload)) + data[hypr[2] :]
+    out["hyper-short"] = data[: hypr[0]] + _rechunk(b"HYPR", data[hypr[0] + 8 : hypr[0] + 12]) + data[hypr[2] :]
+    for index in (1, min(5, len(levels)), len(levels)):
+        start, _, end = levels[index - 1]
+        bad = bytearray(data)
+        bad[end - 6] ^= 0x01
+        out[f"level{index}-crc"] = bytes(bad)
+        payload = bytearray(data[start + 8 : end - 4])
+        payload[1 + (len(payload) - 1) // 2] ^= 0x5A
+        out[f"level{index}-forged"] = data[:start] + _rechunk(b"LEVL", bytes(payload)) + data[end:]
+        payload = data[start + 8 : end - 4] + b"\0\0\0\0"
+        out[f"level{index}-extra-word"] = data[:start] + _rechunk(b"LEVL", payload) + data[end:]
+        if len(payload) > 9:
+            out[f"level{index}-short"] = data[:start] + _rechunk(b"LEVL", data[start + 8 : end - 8]) + data[end:]
+    start, _, end = levels[1]
+    out["level2-wrong-index"] = data[:start] + _rechunk(b"LEVL", b"\x07" + data[start + 9 : end - 4]) + data[end:]
+    out["junk-after-hyper"] = data[: hypr[2]] + _rechunk(b"JUNK", b"1234")
+    return out
+
+
+def reference(name: str, weights: Path | None, out: Path) -> None:
+    codec = Codec.load(weights)
+    data = (DATA / f"golden-{name}.sic").read_bytes()
+    parsed = codec.parse(data)
+    _, y = codec.decode_latents(parsed, len(parsed.levels))
+    from sicc.coding import decode_categorical
+    from sicc.model.geometry import hyper_size
+
+    zh, zw = hyper_size(parsed.header.height, parsed.header.width)
+    z = decode_categorical(parsed.hyper, codec.weights.z_frequencies, zh * zw) - 64
+    base = codec.probability.hyper_base(z.reshape(-1, zh, zw))
+    g = codec.config.group_size
+    sampled = []
+    for level, seed, sample in SAMPLE_CASES:
+        latent = codec.complete_latent(y[: level * g], base, 2.0, _seed_generator(seed, sample))
+        sampled.append({"level": level, "seed": seed, "sample": sample, "spread": 2.0,
+                        "y": latent.astype(int).ravel().tolist()})
+    pixels = {}
+    for case, kw in PIXEL_CASES.items():
+        image = codec.decode(data, **kw)[0]
+        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        (out / f"{name}-{case}.rgb").write_bytes(array.tobytes())
+        pixels[case] = {**kw, "file": f"{name}-{case}.rgb", "mode": image.mode}
+    prefixes = [_outcome(codec, data[:n], decode=False) for n in range(len(data) + 1)]
+    damaged = {}
+    for label, bad in corruptions(data).items():
+        (out / f"{name}-{label}.sic").write_bytes(bad)
+        damaged[label] = {"file": f"{name}-{label}.sic", "lenient": _outcome(codec, bad, decode=True),
+                          "strict": _outcome(codec, bad, decode=True, strict=True)}
+    reference = {
+        "name": name, "file": str(DATA / f"golden-{name}.sic"), "bundle": "bundle-" + ("shipped" if weights is None else "tiny"),
+        "width": parsed.header.width, "height": parsed.header.height, "levels": len(parsed.levels),
+        "z": z.astype(int).ravel().tolist(), "y": y.astype(int).ravel().tolist(),
+        "sampled": sampled, "pixels": pixels, "prefixes": prefixes, "corrupted": damaged,
+    }
+    (out / f"{name}.json").write_text(json.dumps(reference))
+
+
+def coding_cases(out: Path, seed: int = 20261206) -> None:
+    """Random symbols coded by constriction (through sicc.coding) under the whole range of
+    parameters the model can give: means far outside [-255, 255], every scale of the scale table,
+    symbols deep in the tails (where only the leaky floor of one count codes them)."""
+    from sicc.coding import encode_categorical, encode_gaussian
+
+    rng = np.random.default_rng(seed)
+    table = Codec.default().weights.scale_table
+    cases = []
+    for n in (1, 2, 3, 7, 64, 1000, 50000):
+        means = rng.normal(0, 30, n) * rng.random(n) ** 3 + rng.choice([0, 0, 0, 0.5, -0.25], n)
+        means[: n // 50] = rng.uniform(-400, 400, n // 50)
+        scales = rng.choice(table, n)
+        noise = rng.normal(size=n) * rng.choice([1, 1, 1, 3, 10, 100], n)
+        symbols = np.clip(np.rint(means + scales * noise), -255, 255).astype(np.int32)
+        data = encode_gaussian(symbols, means, scales)
+        cases.append({"kind": "gaussian", "data": data.hex(), "means": means.tolist(), "scales": scales.tolist(),
+                      "symbols": symbols.tolist()})
+    freq = Codec.default().weights.z_frequencies
+    symbols = np.stack([rng.choice(129, size=500, p=row / row.sum()) for row in freq]).astype(np.int32)
+    symbols[:, :3] = [0, 128, 64]  # the extremes: frequency-1 symbols
+    cases.append({"kind": "categorical", "data": encode_categorical(symbols, freq).hex(), "frequencies": freq.tolist(),
+                  "count": 500, "symbols": symbols.ravel().tolist()})
+    (out / "coding.json").write_text(json.dumps(cases))
+    # Left cumulative frequencies: a single symbol coded from the initial state seals to one word
+    # (2**40 - 1) * left + 2**32 - 1 >> 32 = 256 * left, so constriction's own integer comes back.
+    lefts = []
+    for _ in range(6000):
+        mean, scale = float(rng.normal(0, 20) * rng.random() ** 2), float(rng.choice(table))
+        symbol = int(np.clip(np.rint(mean + scale * rng.normal() * rng.choice([0.5, 1, 2, 4])), -254, 255))
+        words = np.frombuffer(encode_gaussian(np.array([symbol]), np.array([mean]), np.array([scale])), "<u4")
+        lefts.append([symbol, mean, scale, int(words[0]) // 256])
+    (out / "lefts.json").write_text(json.dumps(lefts))
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0])
+    out.mkdir(parents=True, exist_ok=True)
+    export_web(out / "bundle-shipped", None)
+    export_web(out / "bundle-tiny", DATA / "golden-tiny.npz")
+    coding_cases(out)
+    for name, weights in GOLDENS.items():
+        reference(name, weights, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,68 @@
+// The web model bundle written by `python -m sicc.export web DIR` (sicc/export/web.py): the
+// manifest, the exact probability model's integer tables and the g_s graph. Every file is checked
+// against the SHA-256 in the manifest on load, and a SIC file is decoded only with the bundle
+// whose model id its header names (codec.js).
+
+import { WeightsError } from './errors.js';
+import { ProbabilityModel } from './probability.js';
+
+export const WEB_FORMAT = 'sicc-web-1';
+
+async function sha256Hex(bytes) {
+  // Browsers and node >= 19 have crypto.subtle as a global; node 18 has it in node:crypto.
+  const subtle = globalThis.crypto?.subtle ?? (await import('node:crypto')).webcrypto.subtle;
+  const digest = await subtle.digest('SHA-256', bytes);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function view(buffer, entry) {
+  const count = entry.shape.reduce((a, b) => a * b, 1);
+  if (entry.dtype === 'int32') return Float64Array.from(new Int32Array(buffer, entry.offset, count));
+  if (entry.dtype === 'float64') return new Float64Array(buffer.slice(entry.offset, entry.offset + 8 * count));
+  throw new WeightsError(`unknown table type ${entry.dtype}`);
+}
+
+/**
+ * Load a bundle through `readFile(name) -> Promise<Uint8Array>` (fetch in a browser, the file
+ * system in node). Returns {manifest, modelId, probability: ProbabilityModel, synthesisGraph}.
+ */
+export async function loadBundle(readFile) {
+  let manifest;
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(await readFile('manifest.json')));
+  } catch (error) {
+    throw new WeightsError(`model bundle has no readable manifest.json (${error.message})`);
+  }
+  if (manifest.format !== WEB_FORMAT) throw new WeightsError(`model bundle format ${manifest.format} is not ${WEB_FORMAT}`);
+  const files = {};
+  for (const [name, info] of Object.entries(manifest.files)) {
+    const bytes = await readFile(name);
+    if (bytes.length !== info.bytes || (await sha256Hex(bytes)) !== info.sha256) {
+      throw new WeightsError(`model bundle file ${name} does not match its manifest (damaged or from another model)`);
+    }
+    files[name] = bytes;
+  }
+  const tablesBytes = files['tables.bin'];
+  const buffer = tablesBytes.buffer.slice(tablesBytes.byteOffset, tablesBytes.byteOffset + tablesBytes.length);
+  const t = manifest.tables;
+  const probability = new ProbabilityModel({
+    config: manifest.config,
+    scaleOffset: manifest.scale_offset,
+    scaleTable: view(buffer, t.scale_table),
+    zFrequencies: (() => {
+      const flat = view(buffer, t.z_frequencies);
+      const [rows, cols] = t.z_frequencies.shape;
+      return Array.from({ length: rows }, (_, r) => flat.subarray(r * cols, (r + 1) * cols));
+    })(),
+    hyperLayers: t.hyper_layers.map((layer) => ({
+      weight: view(buffer, layer.weight), shape: layer.weight.shape, bias: view(buffer, layer.bias),
+      transposed: layer.transposed, stride: layer.stride, relu: layer.relu,
+    })),
+    levelLayers: t.level_layers.map((level) => ({
+      causalW: view(buffer, level.causal_w), causalShape: level.causal_w.shape, causalB: view(buffer, level.causal_b),
+      midW: view(buffer, level.mid_w), midB: view(buffer, level.mid_b),
+      outW: view(buffer, level.out_w), outB: view(buffer, level.out_b),
+    })),
+  });
+  return { manifest, modelId: manifest.model_id, probability, synthesisGraph: files['g_s.onnx'] };
+}

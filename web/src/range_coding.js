@@ -1,0 +1,272 @@
+// Range decoding compatible with constriction's `stream.queue.RangeEncoder` (64-bit state,
+// 32-bit words, 24-bit probability precision), for the two models sicc uses (mirrors
+// sicc/coding/range_coding.py):
+//
+// - gaussian: constriction `QuantizedGaussian(-255, 255)`, a leaky quantization of N(mean, scale)
+//   to unit bins, one (mean, scale) per symbol, for the levels of y;
+// - categorical: constriction `Categorical(freq / sum(freq), perfect=False)`, one integer
+//   frequency table per channel, for the hyper latent z.
+//
+// As in Python, decoding checks that the data is exactly what the encoder writes for the decoded
+// symbols (re-encoding them), so a payload too short (the decoder would read past its end) or
+// too long is refused, never decoded into a latent made up from padding.
+
+import { erf } from './erf.js';
+
+export const Y_BOUND = 255;
+const PRECISION = 24;
+const ONE = 1 << PRECISION; // 2**24
+const WORD = 32n;
+const MASK64 = (1n << 64n) - 1n;
+const RENORM = 1n << 32n; // range below this: shift a word in or out
+
+export class CodingError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'CodingError';
+  }
+}
+
+// -- the quantized Gaussian --------------------------------------------------------------------
+const GAUSSIAN_FREE_WEIGHT = ONE - 1 - 2 * Y_BOUND; // mass left after each symbol's minimum 1
+
+/**
+ * The left cumulative frequency of symbol `t` (t in -Y_BOUND .. Y_BOUND + 1; the last is the
+ * total 2**24) under N(mean, scale): floor(free_weight * cdf(t - 0.5)) plus one per symbol
+ * below t, as constriction's LeakyQuantizer computes it (cdf = (1 + erf((x-mu)/(sigma*sqrt2)))/2).
+ */
+export function gaussianLeft(t, mean, scale) {
+  if (t <= -Y_BOUND) return 0;
+  if (t > Y_BOUND) return ONE;
+  const cdf = (1 + erf((t - 0.5 - mean) / (scale * Math.SQRT2))) / 2;
+  return Math.floor(GAUSSIAN_FREE_WEIGHT * cdf) + (t + Y_BOUND);
+}
+
+/**
+ * The symbol whose interval [left(s), left(s+1)) holds `quantile`, found by galloping from
+ * round(mean) and bisecting. Writes the symbol's left cumulative and probability to `out`.
+ */
+function gaussianSymbol(quantile, mean, scale, out) {
+  let start = Math.round(mean);
+  start = start < -Y_BOUND ? -Y_BOUND : start > Y_BOUND ? Y_BOUND : start;
+  let lo, hi, leftLo, leftHi;
+  const leftStart = gaussianLeft(start, mean, scale);
+  if (leftStart <= quantile) { // search upwards for the first t with left(t) > quantile
+    lo = start; leftLo = leftStart;
+    for (let step = 1; ; step *= 2) {
+      const t = Math.min(lo + step, Y_BOUND + 1);
+      const left = gaussianLeft(t, mean, scale);
+      if (left > quantile) { hi = t; leftHi = left; break; }
+      lo = t; leftLo = left;
+    }
+  } else { // search downwards for the last t with left(t) <= quantile
+    hi = start; leftHi = leftStart;
+    for (let step = 1; ; step *= 2) {
+      const t = Math.max(hi - step, -Y_BOUND);
+      const left = gaussianLeft(t, mean, scale);
+      if (left <= quantile) { lo = t; leftLo = left; break; }
+      hi = t; leftHi = left;
+    }
+  }
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    const left = gaussianLeft(mid, mean, scale);
+    if (left <= quantile) { lo = mid; leftLo = left; } else { hi = mid; leftHi = left; }
+  }
+  out[0] = leftLo;
+  out[1] = leftHi - leftLo;
+  return lo;
+}
+
+// -- the categorical model ----------------------------------------------------------------------
+/**
+ * Left cumulative frequencies (length K + 1, the last 2**24) of constriction's fast quantization
+ * of the probabilities freq / sum(freq): floor(cumulative * free_weight / normalization) + index.
+ * The arithmetic is float64, in the order constriction uses (exact for sicc's tables, whose
+ * rows sum to 2**16).
+ */
+export function categoricalCdf(frequencies) {
+  const k = frequencies.length;
+  let total = 0;
+  for (let i = 0; i < k; i++) total += Number(frequencies[i]);
+  const probabilities = Array.from(frequencies, (f) => Number(f) / total);
+  let normalization = 0;
+  for (const p of probabilities) normalization += p;
+  const scale = (ONE - k) / normalization;
+  const cdf = new Float64Array(k + 1);
+  let cumulative = 0;
+  for (let i = 0; i < k; i++) {
+    cdf[i] = Math.floor(cumulative * scale) + i;
+    cumulative += probabilities[i];
+  }
+  cdf[k] = ONE;
+  for (let i = 0; i < k; i++) {
+    if (!(cdf[i + 1] > cdf[i])) throw new CodingError('categorical model has a symbol of zero probability');
+  }
+  return cdf;
+}
+
+function categoricalSymbol(quantile, cdf, out) {
+  let lo = 0, hi = cdf.length - 1; // cdf[lo] <= quantile < cdf[hi]
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (cdf[mid] <= quantile) lo = mid; else hi = mid;
+  }
+  out[0] = cdf[lo];
+  out[1] = cdf[lo + 1] - cdf[lo];
+  return lo;
+}
+
+// -- the coder -----------------------------------------------------------------------------------
+function toWords(data) {
+  if (data.length % 4) throw new CodingError(`coded data of ${data.length} bytes is not a whole number of 32-bit words`);
+  const words = new Uint32Array(data.length / 4);
+  for (let i = 0, j = 0; i < words.length; i++, j += 4) {
+    words[i] = (data[j] | (data[j + 1] << 8) | (data[j + 2] << 16) | (data[j + 3] << 24)) >>> 0;
+  }
+  return words;
+}
+
+/** constriction's queue RangeDecoder: reads words front to back, zeros past the end. */
+export class RangeDecoder {
+  constructor(words) {
+    this.words = words;
+    this.pos = 0;
+    this.lower = 0n;
+    this.range = MASK64;
+    this.point = (BigInt(this.next()) << WORD) | BigInt(this.next());
+  }
+
+  next() {
+    return this.pos < this.words.length ? this.words[this.pos++] : 0;
+  }
+
+  /** The quantile of the next symbol, in [0, 2**24). */
+  quantile() {
+    const scale = this.range >> 24n;
+    const quantile = ((this.point - this.lower) & MASK64) / scale;
+    if (quantile >= BigInt(ONE)) throw new CodingError('range decoder failed: invalid compressed data');
+    this.scale = scale;
+    return Number(quantile);
+  }
+
+  /** Consume the symbol of interval [left, left + probability). */
+  advance(left, probability) {
+    const scale = this.scale;
+    this.lower = (this.lower + scale * BigInt(left)) & MASK64;
+    this.range = scale * BigInt(probability);
+    if (this.range < RENORM) {
+      this.lower = (this.lower << WORD) & MASK64;
+      this.range <<= WORD;
+      this.point = ((this.point << WORD) & MASK64) | BigInt(this.next());
+    }
+  }
+}
+
+/** constriction's queue RangeEncoder, driven by (left, probability) pairs. */
+export class RangeEncoder {
+  constructor() {
+    this.words = [];
+    this.lower = 0n;
+    this.range = MASK64;
+    this.inverted = 0; // count of words held back while a carry is undecided
+    this.firstInverted = 0n;
+  }
+
+  encode(left, probability) {
+    const scale = this.range >> 24n;
+    this.range = scale * BigInt(probability);
+    const newLower = (this.lower + scale * BigInt(left)) & MASK64;
+    if (this.inverted && ((newLower + this.range) & MASK64) > newLower) {
+      const carried = newLower < this.lower;
+      this.words.push(Number(carried ? (this.firstInverted + 1n) & 0xffffffffn : this.firstInverted));
+      for (let i = 1; i < this.inverted; i++) this.words.push(carried ? 0 : 0xffffffff);
+      this.inverted = 0;
+    }
+    this.lower = newLower;
+    if (this.range < RENORM) {
+      this.range <<= WORD;
+      const lowerWord = this.lower >> WORD;
+      this.lower = (this.lower << WORD) & MASK64;
+      if (this.inverted) this.inverted += 1;
+      else if (((this.lower + this.range) & MASK64) > this.lower) this.words.push(Number(lowerWord));
+      else { this.inverted = 1; this.firstInverted = lowerWord; }
+    }
+  }
+
+  /** The sealed words (what get_compressed() returns). */
+  finish() {
+    const out = this.words.slice();
+    if (this.range === MASK64) return out;
+    const point = (this.lower + ((1n << 32n) - 1n)) & MASK64;
+    if (this.inverted) {
+      const first = point >= this.lower ? this.firstInverted : (this.firstInverted + 1n) & 0xffffffffn;
+      const rest = point >= this.lower ? 0xffffffff : 0;
+      out.push(Number(first));
+      for (let i = 1; i < this.inverted; i++) out.push(rest);
+    }
+    const pointWord = point >> WORD;
+    out.push(Number(pointWord));
+    if (((this.lower + this.range) & MASK64) >> WORD === pointWord) out.push(0);
+    return out;
+  }
+}
+
+/**
+ * The range decoder cannot tell where its data ends (past the end it reads zeros, and it never
+ * looks at words it does not need), so a payload is valid only if re-encoding the decoded symbols
+ * gives it back word for word (sicc/coding/range_coding.py _check_exact).
+ */
+function checkExact(words, intervals, count) {
+  const encoder = new RangeEncoder();
+  for (let i = 0; i < count; i++) encoder.encode(intervals[2 * i], intervals[2 * i + 1]);
+  const again = encoder.finish();
+  const bytes = words.length * 4, rebytes = again.length * 4;
+  if (rebytes > bytes) {
+    throw new CodingError(`range decoder ran past the end of its data (${bytes} bytes; the symbols it decoded take ${rebytes})`);
+  }
+  if (rebytes < bytes) throw new CodingError(`range decoder left data unused (${bytes - rebytes} of ${bytes} bytes)`);
+  for (let i = 0; i < words.length; i++) {
+    if (again[i] !== words[i]) throw new CodingError('range-coded data is not the encoding of the symbols it decodes to');
+  }
+}
+
+/** Integer symbols coded under N(means[i], scales[i]) quantized to unit bins: Int32Array. */
+export function decodeGaussian(data, means, scales) {
+  const words = toWords(data);
+  const n = means.length;
+  const out = new Int32Array(n);
+  const intervals = new Float64Array(2 * n);
+  const pair = [0, 0];
+  const decoder = new RangeDecoder(words);
+  for (let i = 0; i < n; i++) {
+    out[i] = gaussianSymbol(decoder.quantile(), means[i], scales[i], pair);
+    decoder.advance(pair[0], pair[1]);
+    intervals[2 * i] = pair[0];
+    intervals[2 * i + 1] = pair[1];
+  }
+  checkExact(words, intervals, n);
+  return out;
+}
+
+/** `count` symbols per channel, channel c with frequency table frequencies[c]: Int32Array (C*count). */
+export function decodeCategorical(data, frequencies, count) {
+  const words = toWords(data);
+  const rows = frequencies.length;
+  const out = new Int32Array(rows * count);
+  const intervals = new Float64Array(2 * rows * count);
+  const pair = [0, 0];
+  const decoder = new RangeDecoder(words);
+  let i = 0;
+  for (let c = 0; c < rows; c++) {
+    const cdf = categoricalCdf(frequencies[c]);
+    for (let j = 0; j < count; j++, i++) {
+      out[i] = categoricalSymbol(decoder.quantile(), cdf, pair);
+      decoder.advance(pair[0], pair[1]);
+      intervals[2 * i] = pair[0];
+      intervals[2 * i + 1] = pair[1];
+    }
+  }
+  checkExact(words, intervals, rows * count);
+  return out;
+}
