@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Callable
 
 from . import container
@@ -74,33 +74,68 @@ def _loaded(codec):
     return codec() if callable(codec) else codec
 
 
-def encode_file(codec, source: str, target: str, levels: int | None = None, bpp: float | None = None,
-                max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
-                threads: int | None = None, progress=None) -> Outcome:
-    """Encode ``source`` ('-': stdin) into ``target`` ('-': stdout), atomically. ``codec`` may be a
-    loader: the input is read, decoded and size-checked and the output folder checked first."""
-    import io
-
-    from .image_io import load_rgb
-    from .stream import file_info
-
-    refuse_terminal(target)
-    raw = read_input(source, pixel_limit(max_pixels))  # in pieces; a pipe capped from the budget
+def refuse_sic_input(raw: bytes, source: str) -> None:
+    """``sicc encode`` takes images: a SIC file given to it is refused (exit 2) with the right command."""
     if raw.startswith(container.MAGIC):
         raise CommandError(f"{display_name(source)} is already a SIC file; `sicc truncate` makes it smaller "
                            "without re-encoding (or decode it first to re-encode the pixels)", EXIT_USAGE)
-    check_output_folders([target])
+
+
+def encode_data(codec, raw: bytes, source: str, target: str, levels: int | None = None, bpp: float | None = None,
+                max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
+                threads: int | None = None, progress=None) -> tuple[bytes, Outcome]:
+    """The SIC file of ``raw``, the bytes of the image file ``source``, and its summary (to be
+    written to ``target``): sicc's own image reader and pixel budget, then the codec. Shared by
+    :func:`encode_file` and the Ray workers of ``sicc.cluster``, so both write the same bytes."""
+    import io
+
+    from .image_io import load_rgb
+
+    refuse_sic_input(raw, source)
     start = time.perf_counter()
     rgb = load_rgb(io.BytesIO(raw), pixel_limit(max_pixels))
     data = _loaded(codec).encode(rgb, levels=levels, bpp=bpp, max_bytes=max_bytes, keep_metadata=not strip,
                                  max_pixels=max_pixels, threads=threads, progress=progress)
     seconds = time.perf_counter() - start
-    write_output(target, data, source=source)
     info = file_info(data)
     details = [f"  level {lv.index:2d}: cumulative {lv.cumulative_bytes} bytes, {lv.cumulative_bpp:.4f} bpp"
                for lv in info.levels]
-    return Outcome(source, target, info.width, info.height, len(data), len(info.levels), info.model_levels,
-                   seconds=seconds, details=details)
+    return data, Outcome(source, target, info.width, info.height, len(data), len(info.levels), info.model_levels,
+                         seconds=seconds, details=details)
+
+
+def encode_file(codec, source: str, target: str, levels: int | None = None, bpp: float | None = None,
+                max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
+                threads: int | None = None, progress=None) -> Outcome:
+    """Encode ``source`` ('-': stdin) into ``target`` ('-': stdout), atomically. ``codec`` may be a
+    loader: the input is read, decoded and size-checked and the output folder checked first."""
+    refuse_terminal(target)
+    raw = read_input(source, pixel_limit(max_pixels))  # in pieces; a pipe capped from the budget
+    refuse_sic_input(raw, source)
+    check_output_folders([target])
+    data, outcome = encode_data(codec, raw, source, target, levels=levels, bpp=bpp, max_bytes=max_bytes,
+                                strip=strip, max_pixels=max_pixels, threads=threads, progress=progress)
+    write_output(target, data, source=source)
+    return outcome
+
+
+def decode_data(codec, raw: bytes, source: str, target: str, samples: int = 1, seed: int = 0,
+                spread: float = 2.0, level: int | None = None, strict: bool = False, max_pixels: int | None = None,
+                quality: int | None = None, threads: int | None = None, progress=None) -> tuple[list[bytes], Outcome]:
+    """The image files (one per name of ``sample_paths(target, samples)``, in ``target``'s format)
+    decoded from ``raw``, a SIC file already checked by :func:`read_sic_input`, and the summary.
+    Shared by :func:`decode_file` and the Ray workers of ``sicc.cluster``."""
+    fmt = output_format(target, quality)
+    paths = sample_paths(target, samples)
+    start = time.perf_counter()
+    images = _loaded(codec).decode(raw, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
+                                   max_pixels=max_pixels, threads=threads, progress=progress)
+    encoded = [image_bytes(image, fmt, quality, name=path) for image, path in zip(images, paths)]
+    seconds = time.perf_counter() - start
+    info = file_info(raw)
+    used = len(info.levels) if level is None else level
+    return encoded, Outcome(source, target, images[0].width, images[0].height, len(raw), used, info.model_levels,
+                            samples=samples, seconds=seconds)
 
 
 def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0, spread: float = 2.0,
@@ -108,21 +143,16 @@ def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0
                 quality: int | None = None, threads: int | None = None, progress=None) -> Outcome:
     """Decode ``source`` into ``target`` (or its numbered sample names), all or nothing. ``codec``
     may be a loader: the output folder, the SIC header and the pixel limit are checked first."""
-    fmt = output_format(target, quality)
+    output_format(target, quality)
     paths = sample_paths(target, samples)
     refuse_terminal(target)
     raw = read_sic_input(source, pixel_limit(max_pixels))  # bounded; the budget from the header
     check_output_folders(paths)
-    start = time.perf_counter()
-    images = _loaded(codec).decode(raw, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
-                                   max_pixels=max_pixels, threads=threads, progress=progress)
-    encoded = [image_bytes(image, fmt, quality, name=path) for image, path in zip(images, paths)]
-    seconds = time.perf_counter() - start
+    encoded, outcome = decode_data(codec, raw, source, target, samples=samples, seed=seed, spread=spread,
+                                   level=level, strict=strict, max_pixels=max_pixels, quality=quality,
+                                   threads=threads, progress=progress)
     write_outputs(paths, encoded, source=source)
-    info = file_info(raw)
-    used = len(info.levels) if level is None else level
-    return Outcome(source, target, images[0].width, images[0].height, len(raw), used, info.model_levels,
-                   samples=samples, seconds=seconds)
+    return outcome
 
 
 # -- many files ------------------------------------------------------------------------------
@@ -132,24 +162,37 @@ def is_batch(inputs: list[str], output: str) -> bool:
     return len(inputs) > 1 or any(os.path.isdir(p) for p in inputs) or output.endswith(os.sep)
 
 
-def plan(inputs: list[str], output: str, suffix: str, take: Callable[[Path], bool], recursive: bool) -> list[Job]:
+def folder_files(given: str, recursive: bool) -> list[str] | None:
+    """The files of the local folder ``given`` as paths relative to it, sorted (those of sub-folders
+    too with ``recursive``); None when ``given`` is not a folder (a file, or a name to fail on)."""
+    root = Path(given)
+    if not root.is_dir():
+        return None
+    found = sorted(root.rglob("*") if recursive else root.iterdir())
+    return [path.relative_to(root).as_posix() for path in found if path.is_file()]
+
+
+def plan(inputs: list[str], output: str, suffix: str, take: Callable[[PurePath], bool], recursive: bool,
+         listing: Callable[[str, bool], list[str] | None] = folder_files, path_type: type = Path) -> list[Job]:
     """The (source, target) pairs of a batch: each named file, and the files of each named folder
-    that ``take`` accepts (sub-folders too with ``recursive``, mirrored under ``output``)."""
+    that ``take`` accepts (sub-folders too with ``recursive``, mirrored under ``output``); hidden
+    files and folders are left out. ``listing`` and ``path_type`` give another file system's folders
+    and paths (``sicc.cluster`` passes pyarrow's), under the same naming rule."""
     if output == "-" or "-" in inputs:
         raise CommandError("standard input and output ('-') take one file; give file names with -o DIR", EXIT_USAGE)
-    out = Path(output)
-    if out.exists() and not out.is_dir():
+    out = path_type(output)
+    if isinstance(out, Path) and out.exists() and not out.is_dir():
         raise CommandError(f"with several inputs, -o must be a folder; {output} is a file", EXIT_USAGE)
     jobs: list[Job] = []
     for given in inputs:
-        root = Path(given)
-        if root.is_dir():
-            found = sorted(root.rglob("*") if recursive else root.iterdir())
-            for path in found:
-                if path.is_file() and take(path) and not any(part.startswith(".") for part in path.relative_to(root).parts):
-                    jobs.append(Job(str(path), str((out / path.relative_to(root)).with_suffix(suffix))))
-        else:
-            jobs.append(Job(given, str(out / (root.stem + suffix))))
+        files = listing(given, recursive)
+        if files is None:
+            jobs.append(Job(given, str(out / (path_type(given).stem + suffix))))
+            continue
+        for name in files:
+            relative = PurePosixPath(name)
+            if take(relative) and not any(part.startswith(".") for part in relative.parts):
+                jobs.append(Job(str(path_type(given) / relative), str((out / relative).with_suffix(suffix))))
     seen: dict[str, str] = {}
     for job in jobs:
         key = os.path.normpath(job.target)
