@@ -412,8 +412,10 @@ def plan_job(mode: str, inputs: list[str], output: str, recursive: bool, suffix:
 def run(mode: str, inputs: list[str], output: str, *, options: dict, recursive: bool = False,
         force: bool = False, weights: str | None = None, actors: int | None = None, threads: int = 1,
         actor_memory: int | None = None, address: str | None = None, results: str | None = None,
-        progress: bool = False, suffix: str | None = None, worker_class: type = Worker) -> Report:
-    """The job behind :func:`encode` and :func:`decode`."""
+        progress: bool = False, suffix: str | None = None, worker_class: type = Worker,
+        on_result=None) -> Report:
+    """The job behind :func:`encode` and :func:`decode`. ``on_result(row)`` is called with each
+    row of the results table as it is recorded (a dict of :data:`COLUMNS`)."""
     suffix = suffix or (batch.SIC_SUFFIX if mode == "encode" else ".png")
     if mode == "decode":
         from .fileio import output_format
@@ -447,6 +449,8 @@ def run(mode: str, inputs: list[str], output: str, *, options: dict, recursive: 
             first_failure.append((index_of.get(row["_source"], len(jobs)), int(row["exit_code"]), row["error"]))
         clean = {name: (row[name] if row[name] != "" else None) for name in COLUMNS}
         pending.append(clean)
+        if on_result is not None:
+            on_result(clean)
         if len(pending) >= 1024:
             flush()
 
@@ -552,8 +556,10 @@ def _stream(ray, todo, in_place, job_spec, worker_class, actors, threads, actor_
     paths = [job.source for job in todo]
     cpus = ray.cluster_resources().get("CPU", 1)
     size = actors or max(1, min(len(paths), int(cpus // max(1, threads))))
-    # reading is I/O: its tasks take no CPU, so a pool that holds every CPU cannot starve them
-    ds = ray.data.read_binary_files(paths, include_paths=True, filesystem=in_place.filesystem, num_cpus=0)
+    # reading is I/O: its tasks take no CPU, so a pool that holds every CPU cannot starve them, and
+    # as many run at once as there are actors (each read task reads several files)
+    ds = ray.data.read_binary_files(paths, include_paths=True, filesystem=in_place.filesystem, num_cpus=0,
+                                    concurrency=size)
     extra = {"memory": actor_memory} if actor_memory else {}
     pool = ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=IN_FLIGHT_PER_ACTOR)
     with warnings.catch_warnings():  # the retry settings have no named parameter yet
@@ -569,7 +575,8 @@ def encode(inputs: list[str] | str, output: str, *, levels: int | None = None, b
            max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
            recursive: bool = False, force: bool = False, weights: str | None = None, actors: int | None = None,
            threads: int = 1, actor_memory: int | None = None, address: str | None = None,
-           results: str | None = None, progress: bool = False, worker_class: type = Worker) -> Report:
+           results: str | None = None, progress: bool = False, worker_class: type = Worker,
+           on_result=None) -> Report:
     """Encode images (files, folders, globs, or URIs pyarrow reads) into ``output`` with Ray Data,
     as ``sicc encode INPUTS -o OUTPUT`` would (same names, folder layout and bytes), and write the
     results table (``OUTPUT/results.parquet`` unless ``results``).
@@ -578,21 +585,23 @@ def encode(inputs: list[str] | str, output: str, *, levels: int | None = None, b
     file at a time with ``threads`` tile threads; ``actor_memory`` (bytes) reserves memory per
     actor for Ray's scheduler. Ray: the session of this process if one is running, else the
     cluster at ``address``, else a local Ray started for the job. ``worker_class``: a subclass of
-    :class:`Worker` to run instead (instrumentation)."""
+    :class:`Worker` to run instead (instrumentation); ``on_result(row)``: called with each row of
+    the results table as it comes."""
     if sum(x is not None for x in (levels, bpp, max_bytes)) > 1:
         raise CommandError("give at most one of --levels, --bytes, --bpp", EXIT_USAGE)
     options = dict(levels=levels, bpp=bpp, max_bytes=max_bytes, strip=strip, max_pixels=max_pixels)
     return run("encode", [inputs] if isinstance(inputs, str) else list(inputs), output, options=options,
                recursive=recursive, force=force, weights=weights, actors=actors, threads=threads,
                actor_memory=actor_memory, address=address, results=results, progress=progress,
-               worker_class=worker_class)
+               worker_class=worker_class, on_result=on_result)
 
 
 def decode(inputs: list[str] | str, output: str, *, samples: int = 1, seed: int = 0, spread: float = 2.0,
            level: int | None = None, strict: bool = False, max_pixels: int | None = None, quality: int | None = None,
            format: str = "png", recursive: bool = False, force: bool = False, weights: str | None = None,
            actors: int | None = None, threads: int = 1, actor_memory: int | None = None, address: str | None = None,
-           results: str | None = None, progress: bool = False, worker_class: type = Worker) -> Report:
+           results: str | None = None, progress: bool = False, worker_class: type = Worker,
+           on_result=None) -> Report:
     """Decode SIC files into ``output`` with Ray Data, as ``sicc decode INPUTS -o OUTPUT --format
     FORMAT`` would; the other arguments as in :func:`encode`."""
     options = dict(samples=samples, seed=seed, spread=spread, level=level, strict=strict, max_pixels=max_pixels,
@@ -600,7 +609,7 @@ def decode(inputs: list[str] | str, output: str, *, samples: int = 1, seed: int 
     return run("decode", [inputs] if isinstance(inputs, str) else list(inputs), output, options=options,
                recursive=recursive, force=force, weights=weights, actors=actors, threads=threads,
                actor_memory=actor_memory, address=address, results=results, progress=progress,
-               suffix="." + format.lstrip("."), worker_class=worker_class)
+               suffix="." + format.lstrip("."), worker_class=worker_class, on_result=on_result)
 
 
 def summary(report: Report, what: str) -> str:
