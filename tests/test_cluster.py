@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.clitools import cli_inprocess, cli_subprocess, temp_files
+from tests.clitools import INTERRUPTIBLE, cli_inprocess, cli_subprocess, temp_files
 from tests.clitools import one_torch_thread  # noqa: F401  (autouse)
 from tests.conftest import synthetic_image
 
@@ -251,3 +251,49 @@ def test_the_command_starts_its_own_ray_and_reports_like_the_batch_command(album
     assert names(out) == ["img01.sic", "img02.sic", "results.parquet"]
     for name in ("img01.sic", "img02.sic"):
         assert (out / name).read_bytes() == (reference / name).read_bytes()
+
+
+def processes_in_session(sid: int) -> list[str]:
+    """Processes of the session ``sid`` (a child started with start_new_session: it and whatever
+    it spawned, Ray's processes included, unless they left the session)."""
+    import subprocess
+
+    listing = subprocess.run(["ps", "-eo", "sid=,pid=,args="], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if line.split(None, 1)[0] == str(sid)]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_job_and_the_ray_it_started(album, tiny_weights, tmp_path, signal_name):
+    """A killed or interrupted command exits 130 with one line, leaves no results table or
+    temporary file, and shuts down the local Ray it had started (no process of it is left)."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "sics"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SICC_WEIGHTS")}
+    proc = subprocess.Popen([sys.executable, "-m", "sicc.cli", "cluster", "encode", str(album), "-r", "-o", str(out),
+                             "--weights", str(tiny_weights)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=env, start_new_session=True, **INTERRUPTIBLE)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.rglob("*.sic")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)  # the job is running: its first files are written
+        assert proc.poll() is None, proc.stderr.read().decode()
+        proc.send_signal(getattr(signal, signal_name))
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = stderr.decode().splitlines()
+    assert proc.returncode == 130, lines
+    assert [line for line in lines if line.startswith("sicc:")] == ["sicc: error: interrupted"]
+    assert "Traceback" not in stderr.decode()
+    assert not (out / "results.parquet").exists()
+    assert [p for p in out.rglob("*") if p.name.endswith(".tmp")] == []
+    deadline = time.monotonic() + 30
+    while processes_in_session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_in_session(proc.pid) == []
+    for sic in out.rglob("*.sic"):  # what was written before the signal is whole
+        __import__("sicc").info(sic.read_bytes())
