@@ -325,8 +325,6 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield 0.0
         return
     start = time.perf_counter()
-    # Ray's C++ notes on the driver's stderr (RAY_BACKEND_LOG_LEVEL=error shows them again)
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     kwargs: dict = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         if address:
