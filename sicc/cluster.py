@@ -490,6 +490,7 @@ def run(mode: str, inputs: list[str], output: str, *, options: dict, recursive: 
             job_spec = _Job(mode, options, weights, threads, out_place,
                             {job.source: (in_place.show(job.source), job.target) for job in todo})
             seen: set[str] = set()
+            stopped = f"its Ray task failed {TASK_RETRIES + 1} times (see the Ray logs)"
             if todo:
                 bar = batch._progress_bar(len(todo)) if progress else None
                 try:
@@ -501,13 +502,18 @@ def run(mode: str, inputs: list[str], output: str, *, options: dict, recursive: 
                         record({**row, "_source": source})
                         if bar is not None:
                             bar.update(1)
+                except Exception as exc:  # noqa: BLE001 - Ray gave up (a call that kept killing its worker):
+                    # the files not done yet get their rows, and the table is written; a rerun resumes
+                    first = (str(exc).strip().splitlines() or [""])[0][:300]
+                    stopped = f"the Ray job stopped ({type(exc).__name__}: {first})"
                 finally:
                     if bar is not None:
                         bar.close()
             for job in todo:
                 if job.source not in seen:
-                    record(shown_row(job, "failed", f"{in_place.show(job.source)}: not processed: its Ray task failed "
-                                     f"{TASK_RETRIES + 1} times (see the Ray logs); a rerun retries it", EXIT_INTERNAL))
+                    record(shown_row(job, "failed", f"{in_place.show(job.source)}: not processed (no result came "
+                                     f"back): {stopped}; a rerun retries it, or skips it if its output was written",
+                                     EXIT_INTERNAL))
             flush()
             if "writer" not in writer_box:
                 writer_box["writer"] = pq.ParquetWriter(writer_box["sink"], schema)

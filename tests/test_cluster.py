@@ -194,6 +194,38 @@ def test_a_killed_actor_is_restarted_and_the_job_completes(ray_local, album, ref
     assert_same_files(out, reference)
 
 
+class DiesOnOneFile(cluster.Worker):
+    """A worker whose process exits whenever it is handed img05 (a file that crashes its worker)."""
+
+    def __call__(self, rows):
+        if any(str(path).endswith("img05.webp") for path in rows["path"]):
+            os._exit(1)
+        return super().__call__(rows)
+
+
+def test_a_file_that_keeps_killing_its_worker_is_recorded_and_a_rerun_finishes(ray_local, album, reference,
+                                                                              tiny_weights, tmp_path,
+                                                                              monkeypatch):
+    """After its retries Ray gives up: every input still has its row (the files without a result
+    are 'not processed', exit 1), and the rerun of the same job with sound workers does the rest."""
+    monkeypatch.setattr(cluster, "TASK_RETRIES", 1)  # each retry restarts a worker: seconds
+    out = tmp_path / "sics"
+    report = cluster.encode([str(album)], str(out), recursive=True, bpp=1.5, weights=str(tiny_weights), actors=2,
+                            worker_class=DiesOnOneFile)
+    rows = table(out / "results.parquet")
+    assert len(rows) == 30 and len({row["path"] for row in rows}) == 30
+    poisoned = next(row for row in rows if row["path"].endswith("img05.webp"))
+    assert poisoned["status"] == "failed" and poisoned["exit_code"] == 1 and "not processed" in poisoned["error"]
+    done = [row for row in rows if row["status"] == "done"]
+    assert report.done == len(done) and report.failed == 30 - len(done) and report.exit_code in (1, 3)
+    for row in rows:
+        assert row["status"] == "done" or "not processed" in row["error"] or row["exit_code"] == 3
+    again = cluster.encode([str(album)], str(out), recursive=True, bpp=1.5, weights=str(tiny_weights), actors=2)
+    # a file whose output was written but whose row never came back is skipped, not redone
+    assert again.failed == 2 and again.done + again.skipped == 28 and again.skipped >= len(done)
+    assert_same_files(out, reference)
+
+
 def test_decode_job_writes_the_batch_commands_images(ray_local, reference, tiny_weights, tmp_path):
     expected = tmp_path / "expected"
     result = cli_inprocess(["decode", reference, "-r", "-o", expected, "--samples", "2", "--seed", "5",
