@@ -558,10 +558,11 @@ def montage(settings: Settings, input_path: str, output: str, levels: list[int] 
 
 
 # -- many machines (Ray Data; sicc/cluster.py) ----------------------------------------------
-@main.group(short_help="Encode or decode many files on a Ray cluster (pip install \"sicc[ray]\").",
+@main.group(short_help="Encode or decode many files on a Ray cluster.",
             context_settings={"help_option_names": ["-h", "--help"]})
 def cluster() -> None:
-    """Many files on many machines with Ray Data: the outputs of `sicc encode`/`sicc decode`
+    """Many files on many machines with Ray Data (pip install "sicc[ray]"; docs/cluster.md):
+    the outputs of `sicc encode`/`sicc decode`
     (same names, folders and bytes), written by an actor pool with one model per actor, and a
     results table (one row per input; DST/results.parquet). A rerun skips the outputs that exist
     and parse. Inputs: files, folders, globs, or URIs pyarrow reads (s3://...)."""
