@@ -189,8 +189,7 @@ class Worker:
     atomically; every failure of a file is caught and becomes its row."""
 
     def __init__(self, job: _Job):
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        from .codec import Codec
+        from .codec import Codec  # numpy's BLAS is held to one thread by the codec itself
 
         self.job = job
         self.codec = Codec.load(job.weights)
