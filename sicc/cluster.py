@@ -59,6 +59,12 @@ and parses); error and exit_code: the batch command's line and code; bytes: the 
 (the input's for decode); seconds: the codec's work; warnings: one line each; node: the Ray node
 that did the work."""
 
+ONE_FILE_PER_BLOCK = 1
+"""Ray Data's ``target_max_block_size`` for the job (bytes): every block is cut after one row, so
+each file is its own block and each actor call its own file. Otherwise a read task packs many
+small files into one block, one actor takes the whole block (the others idle), and a retry after a
+killed worker redoes every file of it."""
+
 IN_FLIGHT_PER_ACTOR = 2
 """Files queued at an actor (one at work, one ready): with one file per call, what an actor holds
 in the object store is at most two input files."""
@@ -466,7 +472,8 @@ def run(mode: str, inputs: list[str], output: str, *, options: dict, recursive: 
                 "bpp": facts.get("bpp", 0.0), "levels": facts.get("levels", 0), "seconds": 0.0,
                 "model_id": facts.get("model_id", ""), "warnings": "", "node": ""}
 
-    with ray_session(address) as startup, _data_context(enable_progress_bars=False, max_errored_blocks=-1):
+    with ray_session(address) as startup, _data_context(enable_progress_bars=False, max_errored_blocks=-1,
+                                                       target_max_block_size=ONE_FILE_PER_BLOCK):
         report.startup_seconds = startup
         # the table is written beside its target and renamed at the end (locally), so a killed
         # driver never leaves a partial table; an object store gets it in one put when complete

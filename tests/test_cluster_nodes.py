@@ -31,7 +31,10 @@ def two_nodes():
         cluster.shutdown()
 
 
-def test_a_job_runs_on_both_nodes_of_a_cluster(two_nodes, tmp_path, tiny_weights):
+def test_a_job_runs_on_both_nodes_of_a_cluster(two_nodes, tmp_path, tiny_weights, monkeypatch):
+    # Ray Data starts handing out files when the first actor is up; with files of milliseconds it
+    # could finish them alone before the second starts: wait for both (Ray Data's own setting)
+    monkeypatch.setenv("RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S", "240")
     album = make_album(tmp_path / "photos")
     expected = tmp_path / "expected"
     assert cli_inprocess(["encode", album, "-r", "-o", expected, "--levels", "3", "--weights", tiny_weights]).code == 3
