@@ -1,7 +1,7 @@
 PYTHON ?= python3
 STEPS ?= 40000
 
-.PHONY: install test train pack gpu-bundle profile width-cost bench bench-quick fuzz golden readme ci montage web bench-web
+.PHONY: install test train pack gpu-bundle profile width-cost bench bench-quick bench-ray fuzz golden readme ci montage web bench-web
 
 install:  ## install sicc with training, benchmark and test extras
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -30,6 +30,9 @@ bench:  ## the full Kodak benchmark: bench/results.json, bench/rd.png, README ta
 
 bench-quick:
 	$(PYTHON) -m sicc.bench run --quick --out /tmp/sicc-bench-quick
+
+bench-ray:  ## Ray (2 actors) against `sicc encode -j 2` on the 24 Kodak images (needs the ray extra; docs/cluster.md)
+	$(PYTHON) -m sicc.bench.ray_speed
 
 fuzz:  ## 30 minutes of fuzzing (API and command writers): 20 with the tiny model, 10 with the shipped one
 	$(PYTHON) -m tests.fuzz --seconds 1200; tiny=$$?; \

@@ -14,8 +14,8 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Callable, Iterator
 
 from . import container
 from .container import pixel_limit
@@ -78,56 +78,98 @@ def _loaded(codec):
     return codec() if callable(codec) else codec
 
 
-def encode_file(codec, source: str, target: str, levels: int | None = None, bpp: float | None = None,
-                max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
-                threads: int | None = None, progress=None, at_least_one: bool = False) -> Outcome:
-    """Encode ``source`` ('-': stdin) into ``target`` ('-': stdout), atomically. ``codec`` may be a
-    loader: the input is read, decoded and size-checked and the output folder checked first."""
-    import io
-
-    from .image_io import load_rgb
-    from .stream import file_info
-
-    refuse_terminal(target)
-    raw = read_input(source, pixel_limit(max_pixels))  # in pieces; a pipe capped from the budget
+def refuse_sic_input(raw: bytes, source: str) -> None:
+    """``sicc encode`` takes images: a SIC file given to it is refused (exit 2) with the right command."""
     if raw.startswith(container.MAGIC):
         raise CommandError(f"{display_name(source)} is already a SIC file; `sicc truncate` makes it smaller "
                            "without re-encoding (or decode it first to re-encode the pixels)", EXIT_USAGE)
-    check_output_folders([target])
+
+
+def encode_data(codec, raw: bytes, source: str, target: str, levels: int | None = None, bpp: float | None = None,
+                max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
+                threads: int | None = None, progress=None, at_least_one: bool = False) -> tuple[bytes, Outcome]:
+    """The SIC file of ``raw``, the bytes of the image file ``source``, and its summary (to be
+    written to ``target``): sicc's own image reader and pixel budget, then the codec. Shared by
+    :func:`encode_file` and the Ray workers of ``sicc.cluster``, so both write the same bytes."""
+    import io
+
+    from .image_io import load_rgb
+
+    refuse_sic_input(raw, source)
     start = time.perf_counter()
     rgb = load_rgb(io.BytesIO(raw), pixel_limit(max_pixels))
     data = _loaded(codec).encode(rgb, levels=levels, bpp=bpp, max_bytes=max_bytes, keep_metadata=not strip,
                                  max_pixels=max_pixels, threads=threads, progress=progress, at_least_one=at_least_one)
     seconds = time.perf_counter() - start
-    write_output(target, data, source=source)
     info = file_info(data, max_pixels)
     details = [f"  level {lv.index:2d}: cumulative {lv.cumulative_bytes} bytes, {lv.cumulative_bpp:.4f} bpp"
                for lv in info.levels]
-    return Outcome(source, target, info.width, info.height, len(data), len(info.levels), info.model_levels,
-                   seconds=seconds, details=details)
+    return data, Outcome(source, target, info.width, info.height, len(data), len(info.levels), info.model_levels,
+                         seconds=seconds, output_bytes=len(data), details=details)
 
 
-def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0, spread: float = 2.0,
+def encode_file(codec, source: str, target: str, levels: int | None = None, bpp: float | None = None,
+                max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
+                threads: int | None = None, progress=None, at_least_one: bool = False) -> Outcome:
+    """Encode ``source`` ('-': stdin) into ``target`` ('-': stdout), atomically. ``codec`` may be a
+    loader: the input is read, decoded and size-checked and the output folder checked first."""
+    refuse_terminal(target)
+    raw = read_input(source, pixel_limit(max_pixels))  # in pieces; a pipe capped from the budget
+    refuse_sic_input(raw, source)
+    check_output_folders([target])
+    data, outcome = encode_data(codec, raw, source, target, levels=levels, bpp=bpp, max_bytes=max_bytes,
+                                strip=strip, max_pixels=max_pixels, threads=threads, progress=progress,
+                                at_least_one=at_least_one)
+    write_output(target, data, source=source)
+    return outcome
+
+
+def decode_data(codec, raw: bytes, source: str, target: str, samples: int = 1, seed: int = 0,
+                spread: float | None = None, level: int | None = None, strict: bool = False,
+                max_pixels: int | None = None, quality: int | None = None, threads: int | None = None,
+                progress=None) -> tuple[Iterator[bytes], Outcome]:
+    """The image files (one per name of ``sample_paths(target, samples)``, in ``target``'s format)
+    decoded from ``raw``, a SIC file already checked by :func:`read_sic_input`, and the summary.
+    Shared by :func:`decode_file` and the Ray workers of ``sicc.cluster``.
+
+    The levels are range-decoded (and every error about the file raised) here; the files come one
+    at a time as the iterator is advanced (each sample synthesized and encoded, then dropped before
+    the next is made), and ``outcome.seconds`` counts the whole decode once it is exhausted."""
+    fmt = output_format(target, quality)
+    paths = sample_paths(target, samples)
+    start = time.perf_counter()
+    images = _loaded(codec).decode_iter(raw, samples=samples, seed=seed, spread=spread, level=level,
+                                        strict=strict, max_pixels=max_pixels, threads=threads, progress=progress)
+    info = file_info(raw, max_pixels)
+    used = len(info.levels) if level is None else level
+    outcome = Outcome(source, target, info.width, info.height, len(raw), used, info.model_levels, samples=samples)
+
+    def encoded() -> Iterator[bytes]:
+        for data in _encoded_one_by_one(images, paths, fmt, quality):
+            outcome.output_bytes += len(data)
+            yield data
+        outcome.seconds = time.perf_counter() - start
+
+    return encoded(), outcome
+
+
+def decode_file(codec, source: str, target: str, samples: int = 1, seed: int = 0, spread: float | None = None,
                 level: int | None = None, strict: bool = False, max_pixels: int | None = None,
                 quality: int | None = None, threads: int | None = None, progress=None) -> Outcome:
     """Decode ``source`` into ``target`` (or its numbered sample names), all or nothing. ``codec``
     may be a loader: the output folder, the SIC header and the pixel limit are checked first."""
-    fmt = output_format(target, quality)
+    output_format(target, quality)
     paths = sample_paths(target, samples)
     refuse_terminal(target)
     raw = read_sic_input(source, pixel_limit(max_pixels))  # bounded; the budget from the header
     check_output_folders(paths)
-    start = time.perf_counter()
-    images = _loaded(codec).decode_iter(raw, samples=samples, seed=seed, spread=spread, level=level,
-                                        strict=strict, max_pixels=max_pixels, threads=threads, progress=progress)
+    encoded, outcome = decode_data(codec, raw, source, target, samples=samples, seed=seed, spread=spread,
+                                   level=level, strict=strict, max_pixels=max_pixels, quality=quality,
+                                   threads=threads, progress=progress)
     # One sample at a time: each is synthesized, encoded and staged to its temporary file before the
     # next is made, so N samples hold one image in memory, not N; the set is renamed at the end.
-    write_outputs(paths, _encoded_one_by_one(images, paths, fmt, quality), source=source)
-    seconds = time.perf_counter() - start
-    info = file_info(raw, max_pixels)
-    used = len(info.levels) if level is None else level
-    return Outcome(source, target, info.width, info.height, len(raw), used, info.model_levels,
-                   samples=samples, seconds=seconds, output_bytes=sum(_size(p) for p in paths))
+    write_outputs(paths, encoded, source=source)
+    return outcome
 
 
 def _encoded_one_by_one(images, paths: list[str], fmt: str, quality: int | None):
@@ -141,13 +183,6 @@ def _encoded_one_by_one(images, paths: list[str], fmt: str, quality: int | None)
         yield data
 
 
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path) if path != "-" else 0
-    except OSError:
-        return 0
-
-
 # -- many files ------------------------------------------------------------------------------
 def is_batch(inputs: list[str], output: str) -> bool:
     """Several inputs, an input folder, or an output named as a folder (a trailing slash). One file
@@ -155,35 +190,55 @@ def is_batch(inputs: list[str], output: str) -> bool:
     return len(inputs) > 1 or any(os.path.isdir(p) for p in inputs) or output.endswith(os.sep)
 
 
-def plan(inputs: list[str], output: str, suffix: str, take: Callable[[Path], bool], recursive: bool,
-         what: str = "input") -> list[Job]:
+def folder_files(given: str, recursive: bool) -> list[str] | None:
+    """The files of the local folder ``given`` as paths relative to it, sorted (those of sub-folders
+    too with ``recursive``); None when ``given`` is not a folder (a file, or a name to fail on)."""
+    root = Path(given)
+    if not root.is_dir():
+        return None
+    found = sorted(root.rglob("*") if recursive else root.iterdir())
+    return [path.relative_to(root).as_posix() for path in found if path.is_file()]
+
+
+def _sub_folders(given: str) -> list[str]:
+    """The visible sub-folders of the local folder ``given`` (none for another file system's)."""
+    root = Path(given)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def plan(inputs: list[str], output: str, suffix: str, take: Callable[[PurePath], bool], recursive: bool,
+         what: str = "input", listing: Callable[[str, bool], list[str] | None] = folder_files,
+         path_type: type = Path) -> list[Job]:
     """The (source, target) pairs of a batch: each named file, and the files of each named folder
     that ``take`` accepts (sub-folders too with ``recursive``, mirrored under ``output``; without
-    it, skipped sub-folders are reported in a warning). A folder with no file to take is an error
-    (exit 3: nothing would be done); ``what`` names those files in the message ("image", "SIC")."""
+    it, skipped sub-folders are reported in a warning); hidden files and folders are left out. A
+    folder with no file to take is an error (exit 3: nothing would be done); ``what`` names those
+    files in the message ("image", "SIC"). ``listing`` and ``path_type`` give another file system's
+    folders and paths (``sicc.cluster`` passes pyarrow's), under the same naming rule."""
     if output == "-" or "-" in inputs:
         raise CommandError("standard input and output ('-') take one file; give file names with -o DIR", EXIT_USAGE)
-    out = Path(output)
-    if out.exists() and not out.is_dir():
+    out = path_type(output)
+    if isinstance(out, Path) and out.exists() and not out.is_dir():
         raise CommandError(f"with several inputs, -o must be a folder; {output} is a file", EXIT_USAGE)
     jobs: list[Job] = []
     skipped: list[str] = []  # said once the plan stands (an error is one line on its own)
     for given in inputs:
-        root = Path(given)
-        if root.is_dir():
-            found = sorted(root.rglob("*") if recursive else root.iterdir())
-            visible = [path for path in found if not any(part.startswith(".") for part in path.relative_to(root).parts)]
-            taken = [path for path in visible if path.is_file() and take(path)]
-            jobs.extend(Job(str(path), str((out / path.relative_to(root)).with_suffix(suffix))) for path in taken)
-            folders = [path for path in visible if path.is_dir()]
-            if not taken:
-                raise CommandError(f"{given}: no {what} files in this folder"
-                                   f"{'' if recursive or not folders else ' (its sub-folders need -r)'}", EXIT_READ)
-            if folders and not recursive:
-                skipped.append(f"{given}: {len(folders)} sub-folder{'s' if len(folders) > 1 else ''} skipped "
-                               f"({folders[0].name}{', ...' if len(folders) > 1 else ''}); -r takes them too")
-        else:
-            jobs.append(Job(given, str(out / (root.stem + suffix))))
+        files = listing(given, recursive)
+        if files is None:
+            jobs.append(Job(given, str(out / (path_type(given).stem + suffix))))
+            continue
+        taken = [PurePosixPath(name) for name in files]
+        taken = [rel for rel in taken if take(rel) and not any(part.startswith(".") for part in rel.parts)]
+        jobs.extend(Job(str(path_type(given) / rel), str((out / rel).with_suffix(suffix))) for rel in taken)
+        folders = [] if recursive else _sub_folders(given)
+        if not taken:
+            raise CommandError(f"{given}: no {what} files in this folder"
+                               f"{' (its sub-folders need -r)' if folders else ''}", EXIT_READ)
+        if folders:
+            skipped.append(f"{given}: {len(folders)} sub-folder{'s' if len(folders) > 1 else ''} skipped "
+                           f"({folders[0]}{', ...' if len(folders) > 1 else ''}); -r takes them too")
     seen: dict[str, str] = {}
     for job in jobs:
         key = os.path.normpath(job.target)

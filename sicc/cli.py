@@ -648,6 +648,110 @@ def montage(settings: Settings, input_path: str, output: str, levels: list[int] 
                      f"{time.perf_counter() - start:.2f} s", 1)
 
 
+# -- many machines (Ray Data; sicc/cluster.py) ----------------------------------------------
+@main.group(short_help="Encode or decode many files on a Ray cluster.",
+            context_settings={"help_option_names": ["-h", "--help"]})
+def cluster() -> None:
+    """Many files on many machines with Ray Data (pip install "sicc[ray]"; docs/cluster.md):
+    the outputs of `sicc encode`/`sicc decode`
+    (same names, folders and bytes), written by an actor pool with one model per actor, and a
+    results table (one row per input; DST/results.parquet). A rerun skips the outputs that exist
+    and parse. Inputs: files, folders, globs, or URIs pyarrow reads (s3://...)."""
+
+
+def cluster_options(command):
+    for option in (
+        click.option("--address", default=None,
+                     help="Ray cluster to run on (ray://HOST:10001, or HOST:6379 on a node of it); "
+                          "default: a local Ray started for the job, with every CPU."),
+        click.option("--actors", type=click.IntRange(1), default=None,
+                     help="Workers, each with the model loaded once (default: the cluster's CPUs / --threads)."),
+        click.option("--actor-memory", type=click.IntRange(1), default=None, metavar="MB",
+                     help="Memory reserved per worker for Ray's scheduler (docs/cluster.md: sizing)."),
+        click.option("--results", default=None, help=f"Where the results table goes (default DST/{'results.parquet'})."),
+        click.option("-r", "--recursive", is_flag=True, help="Take the files of sub-folders too."),
+        click.option("-f", "--force", is_flag=True, help="Redo outputs that exist (they are skipped if they parse)."),
+    ):
+        command = option(command)
+    return command
+
+
+def _cluster_run(settings: Settings, what: str, call, **kwargs) -> None:
+    from . import cluster as ray_jobs
+
+    if settings.weights:  # a damaged or missing weights file stops here, before Ray starts
+        _codec(settings)
+        kwargs["weights"] = str(Path(settings.weights).resolve())
+    report = call(threads=settings.threads or 1, progress=not settings.quiet and sys.stderr.isatty(), **kwargs)
+    if report.failed:
+        more = f" (and {report.failed - 1} more failures)" if report.failed > 1 else ""
+        click.echo(f"sicc: error: {one_line(report.first_error)}{more}; see {report.results}", err=True)
+    settings.say(ray_jobs.summary(report, what))
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+@cluster.command("encode", epilog=EPILOG, short_help="Encode images into SIC files on Ray.")
+@click.argument("inputs", metavar="SRC...", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output folder (a local path or a URI).")
+@click.option("--levels", type=click.IntRange(1, LEVELS), default=None, help="Keep levels 1..N (default: all).")
+@click.option("--bytes", "max_bytes", type=click.IntRange(1), default=None,
+              help="Keep the most levels that fit in B bytes (at least level 1).")
+@click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
+              help="Keep the most levels that fit in R bits per pixel (at least level 1).")
+@click.option("--strip", is_flag=True, help="Do not carry the ICC profile and EXIF over.")
+@max_pixels_option
+@cluster_options
+@model_options
+@click.pass_obj
+def cluster_encode(settings: Settings, inputs: tuple[str, ...], output: str, levels: int | None,
+                   max_bytes: int | None, bpp: float | None, strip: bool, max_pixels: int | None, address: str | None,
+                   actors: int | None, actor_memory: int | None, results: str | None, recursive: bool,
+                   force: bool) -> None:
+    """Encode images into SIC files on a Ray cluster, as `sicc encode SRC... -o DST` does."""
+    from . import cluster as ray_jobs
+
+    with reported_errors(settings):
+        _one_rate(levels, max_bytes, bpp)
+        _cluster_run(settings, "encoded", ray_jobs.encode, inputs=list(inputs), output=output, levels=levels,
+                     bpp=bpp, max_bytes=max_bytes, strip=strip, max_pixels=max_pixels, recursive=recursive,
+                     force=force, actors=actors, actor_memory=actor_memory and actor_memory << 20,
+                     address=address, results=results)
+
+
+@cluster.command("decode", epilog=EPILOG, short_help="Decode SIC files into images on Ray.")
+@click.argument("inputs", metavar="SRC...", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output folder (a local path or a URI).")
+@click.option("--samples", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Number of synonymous reconstructions.")
+@click.option("--seed", type=SeedRange(0, 2**63 - 1), default=0, show_default=True,
+              help="Seed of the sampled details; same seed, same pixels.")
+@click.option("--spread", type=click.FloatRange(0, 16), default=2.0, show_default=True,
+              help="Detail sampling spread s in round(mu + s*u); 0 gives the deterministic mean decode.")
+@click.option("--level", type=click.IntRange(1, LEVELS), default=None,
+              help="Decode from the first L levels only (default: all levels in the file).")
+@click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG output quality (default 90).")
+@click.option("--format", "out_format", type=click.Choice(sorted({s[1:] for s in OUTPUT_FORMATS})), default="png",
+              show_default=True, help="Image format of the outputs.")
+@click.option("--strict", is_flag=True, help="Fail on a truncated or corrupt level instead of decoding before it.")
+@max_pixels_option
+@cluster_options
+@model_options
+@click.pass_obj
+def cluster_decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: int, seed: int, spread: float,
+                   level: int | None, quality: int | None, out_format: str, strict: bool, max_pixels: int | None,
+                   address: str | None, actors: int | None, actor_memory: int | None, results: str | None,
+                   recursive: bool, force: bool) -> None:
+    """Decode SIC files into images on a Ray cluster, as `sicc decode SRC... -o DST` does."""
+    from . import cluster as ray_jobs
+
+    with reported_errors(settings):
+        _cluster_run(settings, "decoded", ray_jobs.decode, inputs=list(inputs), output=output, samples=samples,
+                     seed=seed, spread=spread, level=level, strict=strict, max_pixels=max_pixels, quality=quality,
+                     format=out_format, recursive=recursive, force=force, actors=actors,
+                     actor_memory=actor_memory and actor_memory << 20, address=address, results=results)
+
+
 def _handle_sigterm() -> None:
     """SIGTERM raises :class:`Terminated` in the main thread, unless it is ignored (a parent chose
     so) or this is not the main thread."""

@@ -255,16 +255,17 @@ def _known_image_signature(prefix: bytes) -> bool:
     return False
 
 
-def read_sic_input(path: str, max_pixels: int | None = None) -> bytes:
+def read_sic_input(path: str, max_pixels: int | None = None, data: bytes | None = None) -> bytes:
     """A SIC file from ``path`` ('-': standard input), read in bounded pieces by
     ``container.read``: the signature and header (with the pixel budget ``max_pixels``, when
     given) are checked from the first 32 bytes, the rest is read up to what the header allows.
-    An image given instead gets a hint at `sicc encode`."""
+    An image given instead gets a hint at `sicc encode`. ``data``: the file's bytes, already read
+    (by Ray, in ``sicc.cluster``), get the same checks and messages."""
     from .container import read
     from .errors import NotSicError
 
     try:
-        return read(standard_input() if path == "-" else path, max_pixels)
+        return read(data if data is not None else standard_input() if path == "-" else path, max_pixels)
     except NotSicError as exc:
         fmt = sniff_image_format(exc.head)
         if fmt is None:
