@@ -37,7 +37,7 @@ from .stream import FileInfo, LevelInfo, file_info, truncate
 if TYPE_CHECKING:
     from .codec import Codec
 
-from .model.config import DEFAULT_SPREAD
+from .model.config import DEFAULT_SPREAD, SAMPLES_SPREAD, SINGLE_SPREAD  # noqa: F401 - public
 
 __version__ = "0.1.0"
 
@@ -69,10 +69,12 @@ def encode(image, levels: int | None = None, keep_metadata: bool = True, max_pix
                                   at_least_one=at_least_one)
 
 
-def decode(source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+def decode(source, samples: int = 1, seed: int = 0, spread: float | None = None,
            level: int | None = None, strict: bool = False, max_pixels: int | None = None,
            threads: int | None = None, progress=None) -> list[Image.Image]:
-    """Decode ``samples`` synonymous reconstructions (spread=0: the deterministic mean decode).
+    """Decode ``samples`` synonymous reconstructions (spread=0: the deterministic mean decode; by
+    default 0 for one decode, the best-scoring one, and 2 for several samples: ``SINGLE_SPREAD``,
+    ``SAMPLES_SPREAD``).
 
     ``source`` is the file's bytes, a path or a binary file object; a file is read in bounded
     pieces (``container.read``). ``max_pixels`` overrides ``sicc.MAX_IMAGE_PIXELS``.
@@ -84,7 +86,7 @@ def decode(source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPRE
                                   max_pixels=max_pixels, threads=threads, progress=progress)
 
 
-def decode_iter(source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+def decode_iter(source, samples: int = 1, seed: int = 0, spread: float | None = None,
                 level: int | None = None, strict: bool = False, max_pixels: int | None = None,
                 threads: int | None = None, progress=None) -> Iterator[Image.Image]:
     """The samples of :func:`decode`, one at a time: each is synthesized when the iterator is
@@ -98,7 +100,7 @@ def decode_iter(source, samples: int = 1, seed: int = 0, spread: float = DEFAULT
 
 
 def montage(data: bytes, levels: list[int] | None = None, samples: int = 3, seed: int = 0,
-            spread: float = DEFAULT_SPREAD, original=None, tile_width: int | None = None,
+            spread: float | None = None, original=None, tile_width: int | None = None,
             max_pixels: int | None = None) -> Image.Image:
     """A labelled contact sheet: a row per level (default 1, 2, 4, 8, ... and the last), a
     column per sample, the original (a PIL image) first if given. A sheet over the pixel budget

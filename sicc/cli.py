@@ -55,6 +55,9 @@ from .model.config import ModelConfig
 __all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_READ", "EXIT_DATA", "EXIT_WRITE", "EXIT_INTERRUPTED", "EXIT_TERMINATED",
            "OUTPUT_FORMATS", "main", "run"]
 
+SPREAD_HELP = ("Detail sampling spread s in round(mu + s*u); 0 gives the deterministic mean decode. Default: 0 for "
+               "one picture (the best-scoring decode, README 'Which decode by default'), 2 for --samples N > 1.")
+
 EPILOG_ONE = """\b
 Exit codes: 0 ok, 1 internal error, 2 bad arguments, 3 cannot read input,
 4 invalid/corrupt/unsupported data, 5 cannot write output, 130 interrupted,
@@ -462,8 +465,7 @@ def encode(settings: Settings, inputs: tuple[str, ...], output: str, levels: int
               help="Number of synonymous reconstructions.")
 @click.option("--seed", type=SeedRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of the sampled details; same seed, same pixels.")
-@click.option("--spread", type=click.FloatRange(0, 16), default=2.0, show_default=True,
-              help="Detail sampling spread s in round(mu + s*u); 0 gives the deterministic mean decode.")
+@click.option("--spread", type=click.FloatRange(0, 16), default=None, help=SPREAD_HELP)
 @click.option("--level", type=click.IntRange(1, LEVELS), default=None,
               help="Decode from the first L levels only (default: all levels in the file).")
 @click.option("--quality", type=click.IntRange(1, 100), default=None,
@@ -615,8 +617,7 @@ class LevelList(click.ParamType):
 @click.option("--samples", type=click.IntRange(1, 16), default=3, show_default=True,
               help="Columns: synonymous samples per level.")
 @click.option("--seed", type=SeedRange(0, 2**63 - 1), default=0, show_default=True, help="Seed of the samples.")
-@click.option("--spread", type=click.FloatRange(0, 16), default=2.0, show_default=True,
-              help="Detail sampling spread (0: one mean decode per level).")
+@click.option("--spread", type=click.FloatRange(0, 16), default=None, help=SPREAD_HELP)
 @click.option("--original", type=click.Path(dir_okay=False), default=None,
               help="The source image, shown first.")
 @click.option("--tile-width", type=click.IntRange(16, 4096), default=None,
@@ -726,8 +727,7 @@ def cluster_encode(settings: Settings, inputs: tuple[str, ...], output: str, lev
               help="Number of synonymous reconstructions.")
 @click.option("--seed", type=SeedRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of the sampled details; same seed, same pixels.")
-@click.option("--spread", type=click.FloatRange(0, 16), default=2.0, show_default=True,
-              help="Detail sampling spread s in round(mu + s*u); 0 gives the deterministic mean decode.")
+@click.option("--spread", type=click.FloatRange(0, 16), default=None, help=SPREAD_HELP)
 @click.option("--level", type=click.IntRange(1, LEVELS), default=None,
               help="Decode from the first L levels only (default: all levels in the file).")
 @click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG output quality (default 90).")

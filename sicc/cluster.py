@@ -606,7 +606,7 @@ def encode(inputs: list[str] | str, output: str, *, levels: int | None = None, b
                worker_class=worker_class, on_result=on_result)
 
 
-def decode(inputs: list[str] | str, output: str, *, samples: int = 1, seed: int = 0, spread: float = 2.0,
+def decode(inputs: list[str] | str, output: str, *, samples: int = 1, seed: int = 0, spread: float | None = None,
            level: int | None = None, strict: bool = False, max_pixels: int | None = None, quality: int | None = None,
            format: str = "png", recursive: bool = False, force: bool = False, weights: str | None = None,
            actors: int | None = None, threads: int = 1, actor_memory: int | None = None, address: str | None = None,

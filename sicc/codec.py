@@ -23,7 +23,7 @@ from .coding import Y_BOUND, CodingError, decode_categorical, decode_gaussian, e
 from .errors import (ArgumentError, CorruptError, CorruptLevelWarning, NoLevelWarning, SiccWarning, TruncatedFileWarning,
                      UnsupportedError, WeightsError)
 from .image_io import load_rgb
-from .model.config import DEFAULT_SPREAD
+from .model.config import default_spread
 from .model.geometry import centres, hyper_size, image_offset, latent_size, pad_image
 from .model.probability import Z_BOUND, ProbabilityModel, single_threaded_blas, z_from_symbols, z_symbols
 from .model.transforms import Transforms
@@ -247,7 +247,7 @@ class Codec:
         return tiled_synthesis_image(self.transforms.g_s, y, height, width, threads=threads or tiling.default_threads(),
                                      progress=progress, offset=image_offset(height, width, centred))
 
-    def decode(self, source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+    def decode(self, source, samples: int = 1, seed: int = 0, spread: float | None = None,
                level: int | None = None, strict: bool = False, max_pixels: int | None = None,
                threads: int | None = None, progress: Progress | None = None) -> list[Image.Image]:
         """Decode ``samples`` reconstructions from the first ``level`` levels (default: all present)
@@ -260,7 +260,7 @@ class Codec:
         return list(self.decode_iter(source, samples=samples, seed=seed, spread=spread, level=level, strict=strict,
                                      max_pixels=max_pixels, threads=threads, progress=progress))
 
-    def decode_iter(self, source, samples: int = 1, seed: int = 0, spread: float = DEFAULT_SPREAD,
+    def decode_iter(self, source, samples: int = 1, seed: int = 0, spread: float | None = None,
                     level: int | None = None, strict: bool = False, max_pixels: int | None = None,
                     threads: int | None = None, progress: Progress | None = None) -> Iterator[Image.Image]:
         """The samples of :meth:`decode`, synthesized one at a time as the iterator is advanced, so
@@ -272,6 +272,7 @@ class Codec:
             raise ValueError("samples must be at least 1")
         if seed < 0:
             raise ValueError("seed must be a non-negative integer")
+        spread = default_spread(spread, samples)
         if not (spread >= 0 and np.isfinite(spread)):
             raise ValueError("spread must be a finite number >= 0")
         parsed = self.parse(source, strict=strict, max_pixels=max_pixels)

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import container
 from .errors import ArgumentError
-from .model.config import DEFAULT_SPREAD
+from .model.config import default_spread
 from .stream import file_info
 
 LABEL_HEIGHT = 18
@@ -26,7 +26,7 @@ class Tile:
 
 
 def contact_sheet(codec, data: bytes, levels: list[int] | None = None, samples: int = 3, seed: int = 0,
-                  spread: float = DEFAULT_SPREAD, original: Image.Image | None = None,
+                  spread: float | None = None, original: Image.Image | None = None,
                   tile_width: int | None = None, threads: int | None = None,
                   max_pixels: int | None = None) -> Image.Image:
     """The sheet as an RGB image (``codec``: a Codec, or a function that loads one). ``levels`` default to 1, 2, 4, 8 ... and the file's last level;
@@ -49,6 +49,7 @@ def contact_sheet(codec, data: bytes, levels: list[int] | None = None, samples: 
         raise ArgumentError(f"level {bad[0]} is not in the file (it holds levels 1..{available})")
     if samples < 1:
         raise ValueError("samples must be at least 1")
+    spread = default_spread(spread, samples)
     counts = [1 if level == info.model_levels or spread == 0 else samples for level in levels]
     width = tile_width or info.width
     height = max(1, round(info.height * width / info.width))

@@ -45,8 +45,8 @@ def test_npm_test_decodes_the_golden_files_as_python_does(tmp_path):
 def test_page_streams_a_file_in_headless_chromium(tmp_path):
     """Headless Chromium loads web/index.html from a throttled local server: level 1 is displayed
     before the download ends, the final canvas is within +-1 of the Python decode, and level 3
-    with seed 7 (set through the slider and "new sample") within +-1 of `sicc decode --level 3
-    --seed 7`.
+    with seed 7 (set through the slider and "new sample", which samples with spread 2) within +-1 of
+    `sicc decode --level 3 --seed 7 --spread 2`.
     SICC_UPDATE_SCREENSHOT=1 also writes the README's screenshot, docs/web.png."""
     why = _node_ready()
     chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
@@ -63,7 +63,7 @@ def test_page_streams_a_file_in_headless_chromium(tmp_path):
     (tmp_path / "kodim23.sic").write_bytes(data)
     image = sicc.decode(data)[0]
     (tmp_path / "kodim23.rgb").write_bytes(np.asarray(image.convert("RGB"), dtype=np.uint8).tobytes())
-    sample = sicc.decode(data, level=3, seed=7)[0]
+    sample = sicc.decode(data, level=3, seed=7, spread=sicc.SAMPLES_SPREAD)[0]  # "new sample" samples
     (tmp_path / "kodim23-l3-s7.rgb").write_bytes(np.asarray(sample.convert("RGB"), dtype=np.uint8).tobytes())
     env = {**_env(), "CHROMIUM": chromium, "SICC_WEB_MODEL": str(tmp_path / "model"),
            "SICC_WEB_VENDOR": str(tmp_path / "vendor"), "SICC_WEB_FILE": str(tmp_path / "kodim23.sic"),

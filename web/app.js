@@ -7,7 +7,7 @@
 
 import * as ort from './vendor/onnxruntime-web/ort.wasm.min.mjs';
 import { loadBundle } from './src/bundle.js';
-import { Codec, LatentDecoder } from './src/codec.js';
+import { Codec, LatentDecoder, SAMPLES_SPREAD } from './src/codec.js';
 import * as container from './src/container.js';
 import { CorruptError, SiccError, TruncatedError } from './src/errors.js';
 import { seedGenerator } from './src/sampler.js';
@@ -235,6 +235,7 @@ $('level').addEventListener('input', () => {
 for (const id of ['seed', 'spread']) $(id).addEventListener('change', () => current?.render());
 $('sample').addEventListener('click', () => {
   $('seed').value = String((Number($('seed').value) || 0) + 1);
+  if (!(Number($('spread').value) > 0)) $('spread').value = String(SAMPLES_SPREAD); // spread 0 samples nothing
   current?.render();
 });
 $('save').addEventListener('click', () => {

@@ -13,7 +13,16 @@ import { rint, seedGenerator, uniform } from './sampler.js';
 import { Synthesis } from './transforms.js';
 import { tiledSynthesis } from './tiling.js';
 
-export const DEFAULT_SPREAD = 2.0;
+/** sicc.model.config: the spread of synonymous samples, and of a single decode when none is given. */
+export const SAMPLES_SPREAD = 2.0;
+export const SINGLE_SPREAD = 0.0;
+export const DEFAULT_SPREAD = SAMPLES_SPREAD;
+
+/** `spread` where given, else SINGLE_SPREAD for one decode and SAMPLES_SPREAD for several (default_spread). */
+export function defaultSpread(spread, samples) {
+  if (spread !== null && spread !== undefined) return spread;
+  return samples === 1 ? SINGLE_SPREAD : SAMPLES_SPREAD;
+}
 
 /** Integer y of the levels decoded so far, from one parsed file's header and hyperprior. */
 export class LatentDecoder {
@@ -149,9 +158,10 @@ export class Codec {
    * sicc.decode: sample k uses the stream (seed, k). Returns {images: [{width, height, rgba,
    * gray}], level, warnings, header}.
    */
-  async decode(data, { samples = 1, seed = 0, spread = DEFAULT_SPREAD, level = null, strict = false } = {}) {
+  async decode(data, { samples = 1, seed = 0, spread = null, level = null, strict = false } = {}) {
     if (samples < 1) throw new RangeError('samples must be at least 1');
     if (seed < 0) throw new RangeError('seed must be a non-negative integer');
+    spread = defaultSpread(spread, samples);
     if (!(spread >= 0 && Number.isFinite(spread))) throw new RangeError('spread must be a finite number >= 0');
     const { parsed, warnings } = this.parse(data, { strict });
     const available = parsed.levels.length;
