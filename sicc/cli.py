@@ -781,11 +781,16 @@ def run(standalone: bool = True) -> None:
 
 
 def _hold_late_signals() -> None:
+    """Ignore SIGINT and SIGTERM from here on. Ignoring is process-wide (a signal sent to the process
+    may be delivered to any thread, and onnxruntime's and the tile workers' threads do not block it),
+    and Python's finalization leaves an ignored signal ignored, where it resets a Python handler to
+    the default action, which would kill the finished process (exit -15)."""
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _run_command() -> None:

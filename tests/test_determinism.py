@@ -78,8 +78,22 @@ def test_sampled_decodes_differ_across_seeds_and_samples(tiny_codec, small_file)
     b = decode_at(tiny_codec, small_file, 1, level=3, samples=2, seed=1)
     assert not np.array_equal(a[0], b[0])
     assert not np.array_equal(a[0], a[1])
-    single = decode_at(tiny_codec, small_file, 1, level=3, samples=1, seed=0)
+    single = decode_at(tiny_codec, small_file, 1, level=3, samples=1, seed=0, spread=2.0)
     assert np.array_equal(single[0], a[0])
+
+
+def test_one_picture_decodes_with_spread_0_and_several_with_spread_2_unless_told(tiny_codec, small_file):
+    """The default spread: one picture is the mean decode (the best-scoring one, README 'Which decode
+    by default'); several samples are sampled with spread 2, so they differ."""
+    from sicc.model.config import SAMPLES_SPREAD, SINGLE_SPREAD, default_spread
+
+    assert (SINGLE_SPREAD, SAMPLES_SPREAD) == (0.0, 2.0)
+    assert default_spread(None, 1) == 0.0 and default_spread(None, 4) == 2.0 and default_spread(1.5, 1) == 1.5
+    one = decode_at(tiny_codec, small_file, 1, level=3, samples=1, seed=5)
+    assert np.array_equal(one[0], decode_at(tiny_codec, small_file, 1, level=3, samples=1, seed=9, spread=0.0)[0])
+    several = decode_at(tiny_codec, small_file, 1, level=3, samples=2, seed=5)
+    assert np.array_equal(several[0], decode_at(tiny_codec, small_file, 1, level=3, samples=1, seed=5, spread=2.0)[0])
+    assert not np.array_equal(several[0], several[1])
 
 
 def test_spread_zero_ignores_the_seed(tiny_codec, small_file):

@@ -53,7 +53,7 @@ def test_a_graph_that_fails_at_run_time_is_one_line_and_exit_4(tmp_path, tiny_we
 
     from onnx import TensorProto, helper
 
-    from sicc.model.weights import load_weights, write_weights
+    from sicc.model.weights import compute_model_id, graph_digest, load_weights, write_weights
 
     weights = load_weights(tiny_weights)
     model = onnx.load_from_string(weights.graphs["g_s"])
@@ -63,12 +63,31 @@ def test_a_graph_that_fails_at_run_time_is_one_line_and_exit_4(tmp_path, tiny_we
     model.graph.initializer.append(helper.make_tensor("bad_shape", TensorProto.INT64, [4], [1, 3, 7, 7]))
     model.graph.node.append(helper.make_node("Reshape", [out + "_pre", "bad_shape"], [out]))
     bad = tmp_path / "bad.npz"
-    write_weights(bad, dataclasses.replace(weights, graphs={**weights.graphs, "g_s": model.SerializeToString()}))
+    graphs = {**weights.graphs, "g_s": model.SerializeToString()}
+    model_id = compute_model_id(weights.config, weights.model_state, weights.z_frequencies, weights.scale_table,
+                                graph_digest(graphs, weights.graph_keys, weights.scale_offset))  # signed, as a forger would
+    write_weights(bad, dataclasses.replace(weights, graphs=graphs, model_id=model_id))
     source = tmp_path / "in.sic"
     from sicc import Codec
 
-    source.write_bytes(Codec.load(bad).encode(np.zeros((40, 40, 3), np.uint8)))  # g_a and h_a are intact
-    result = cli_subprocess(["decode", source, "-o", tmp_path / "out.png", "--weights", bad])
+    source.write_bytes(Codec.load(tiny_weights).encode(np.zeros((40, 40, 3), np.uint8)))
+
+    refused = cli_subprocess(["decode", source, "-o", tmp_path / "out.png", "--weights", bad])
+    assert_error(refused, 4, "its g_s graph is refused")  # the load-time check catches this one ...
+    # ... so, to see what a graph that fails inside onnxruntime gives, the check is switched off in the child
+    import sys
+
+    from tests.clitools import CliResult
+
+    child = ("import sicc.model.graph_check as g; g.check_graphs = lambda *a, **k: None; "
+             "import sys; sys.argv[0] = 'sicc'; from sicc.cli import run; run()")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sicc.model.graph_check.check_graphs", lambda *a, **k: None)
+        source.write_bytes(Codec.load(bad).encode(np.zeros((40, 40, 3), np.uint8)))  # g_a and h_a are intact
+    proc = subprocess.run([sys.executable, "-c", child, "decode", str(source), "-o", str(tmp_path / "out.png"),
+                           "--weights", str(bad)], capture_output=True, timeout=180,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = CliResult(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
     line = assert_error(result, 4, "the g_s graph of the weights file failed", "cannot be reshaped")
     assert "\x1b[" not in result.stderr and "onnxruntime_src" not in line
     assert not (tmp_path / "out.png").exists()
