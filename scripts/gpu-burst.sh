@@ -76,8 +76,12 @@ watch() {
     collect
 }
 
-# A new run's settings, session 25's recipe (a resumed run takes them from its checkpoint; arguments given win).
-START_SETTINGS=(--batch 64 --crop 256 --channels-last --texture 0.5 --lr 2e-4 --lr-warmup 200 --lr-min 5e-6)
+# A new run's settings (a resumed run takes them from its checkpoint; arguments given win): session 25's
+# batch, crop and rate, with issue 48's objective aimed at levels 1-8 and the spread-0 decode (the arm that
+# won the A/B on the validation split, docs/training.md), a weight average, and no re-warming: AdamW's
+# moments are filled at rate 0 first (--moment-steps, 50 by default when no optimizer state is continued).
+START_SETTINGS=(--batch 64 --crop 256 --channels-last --texture 0.5 --lr 2e-4 --lr-warmup 0 --lr-min 5e-6
+                --deterministic-share 0.5 --low-levels 0.75 --full-weight 0.25 --low-mse 2 --ema 0.999)
 
 launch() {
     local minutes=${1:?minutes} steps=$2; shift 2

@@ -267,6 +267,37 @@ max_pixels_option = click.option(
 the SIC side it also bounds the bytes a header may make sicc read."""
 
 
+def rate_options(command):
+    """--levels/--bytes/--bpp/--strip/--at-least-one: what `encode` keeps (and `cluster encode`)."""
+    for option in reversed((  # applied last to first: listed in this order by --help
+        click.option("--levels", type=click.IntRange(1, LEVELS), default=None, help="Keep levels 1..N (default: all)."),
+        click.option("--bytes", "max_bytes", type=click.IntRange(1), default=None,
+                     help="Keep the most levels that fit in B bytes (at least level 1)."),
+        click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
+                     help="Keep the most levels that fit in R bits per pixel (at least level 1)."),
+        click.option("--strip", is_flag=True, help="Do not carry the ICC profile and EXIF over."),
+        click.option("--at-least-one", is_flag=True,
+                     help="A --bytes/--bpp budget below level 1 keeps level 1 (with a warning) instead of failing."),
+    )):
+        command = option(command)
+    return command
+
+
+def sample_options(command):
+    """--samples/--seed/--spread/--level: which pictures `decode` makes (and `cluster decode`)."""
+    for option in reversed((  # applied last to first: listed in this order by --help
+        click.option("--samples", type=click.IntRange(1, 1024), default=1, show_default=True,
+                     help="Number of synonymous reconstructions."),
+        click.option("--seed", type=SeedRange(0, 2**63 - 1), default=0, show_default=True,
+                     help="Seed of the sampled details; same seed, same pixels."),
+        click.option("--spread", type=click.FloatRange(0, 16), default=None, help=SPREAD_HELP),
+        click.option("--level", type=click.IntRange(1, LEVELS), default=None,
+                     help="Decode from the first L levels only (default: all levels in the file)."),
+    )):
+        command = option(command)
+    return command
+
+
 def output_options(command):
     """-q/-v work after the subcommand too, as in `sicc info -q`."""
     for option in (
@@ -402,15 +433,7 @@ def _mkdirs(target: str) -> None:
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("-o", "--output", required=True,
               help="Output .sic file ('-' = standard output), or a folder for several inputs.")
-@click.option("--levels", type=click.IntRange(1, LEVELS), default=None,
-              help="Keep levels 1..N (default: all).")
-@click.option("--bytes", "max_bytes", type=click.IntRange(1), default=None,
-              help="Keep the most levels that fit in B bytes (at least level 1).")
-@click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
-              help="Keep the most levels that fit in R bits per pixel (at least level 1).")
-@click.option("--strip", is_flag=True, help="Do not carry the ICC profile and EXIF over.")
-@click.option("--at-least-one", is_flag=True,
-              help="A --bytes/--bpp budget below level 1 keeps level 1 (with a warning) instead of failing.")
+@rate_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on standard output (one object "
               "per file: input, output, size, bytes, bpp, levels, seconds).")
 @max_pixels_option
@@ -461,13 +484,7 @@ def encode(settings: Settings, inputs: tuple[str, ...], output: str, levels: int
 @click.option("-o", "--output", required=True,
               help="Output image (.png .jpg .webp .tif .ppm .bmp; '-' = PNG on standard output), or a folder "
                    "for several inputs. With N samples: OUT-0.png ... OUT-{N-1}.png.")
-@click.option("--samples", type=click.IntRange(1, 1024), default=1, show_default=True,
-              help="Number of synonymous reconstructions.")
-@click.option("--seed", type=SeedRange(0, 2**63 - 1), default=0, show_default=True,
-              help="Seed of the sampled details; same seed, same pixels.")
-@click.option("--spread", type=click.FloatRange(0, 16), default=None, help=SPREAD_HELP)
-@click.option("--level", type=click.IntRange(1, LEVELS), default=None,
-              help="Decode from the first L levels only (default: all levels in the file).")
+@sample_options
 @click.option("--quality", type=click.IntRange(1, 100), default=None,
               help="JPEG output quality (default 90).")
 @click.option("--format", "out_format", type=click.Choice(sorted({s[1:] for s in OUTPUT_FORMATS})), default=None,
@@ -695,18 +712,14 @@ def _cluster_run(settings: Settings, what: str, call, **kwargs) -> None:
 @cluster.command("encode", epilog=EPILOG, short_help="Encode images into SIC files on Ray.")
 @click.argument("inputs", metavar="SRC...", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, help="Output folder (a local path or a URI).")
-@click.option("--levels", type=click.IntRange(1, LEVELS), default=None, help="Keep levels 1..N (default: all).")
-@click.option("--bytes", "max_bytes", type=click.IntRange(1), default=None,
-              help="Keep the most levels that fit in B bytes (at least level 1).")
-@click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
-              help="Keep the most levels that fit in R bits per pixel (at least level 1).")
-@click.option("--strip", is_flag=True, help="Do not carry the ICC profile and EXIF over.")
+@rate_options
 @max_pixels_option
 @cluster_options
 @model_options
 @click.pass_obj
 def cluster_encode(settings: Settings, inputs: tuple[str, ...], output: str, levels: int | None,
-                   max_bytes: int | None, bpp: float | None, strip: bool, max_pixels: int | None, address: str | None,
+                   max_bytes: int | None, bpp: float | None, strip: bool, at_least_one: bool,
+                   max_pixels: int | None, address: str | None,
                    actors: int | None, actor_memory: int | None, results: str | None, recursive: bool,
                    force: bool) -> None:
     """Encode images into SIC files on a Ray cluster, as `sicc encode SRC... -o DST` does."""
@@ -715,7 +728,8 @@ def cluster_encode(settings: Settings, inputs: tuple[str, ...], output: str, lev
     with reported_errors(settings):
         _one_rate(levels, max_bytes, bpp)
         _cluster_run(settings, "encoded", ray_jobs.encode, inputs=list(inputs), output=output, levels=levels,
-                     bpp=bpp, max_bytes=max_bytes, strip=strip, max_pixels=max_pixels, recursive=recursive,
+                     bpp=bpp, max_bytes=max_bytes, strip=strip, at_least_one=at_least_one, max_pixels=max_pixels,
+                     recursive=recursive,
                      force=force, actors=actors, actor_memory=actor_memory and actor_memory << 20,
                      address=address, results=results)
 
@@ -723,13 +737,7 @@ def cluster_encode(settings: Settings, inputs: tuple[str, ...], output: str, lev
 @cluster.command("decode", epilog=EPILOG, short_help="Decode SIC files into images on Ray.")
 @click.argument("inputs", metavar="SRC...", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, help="Output folder (a local path or a URI).")
-@click.option("--samples", type=click.IntRange(1, 1024), default=1, show_default=True,
-              help="Number of synonymous reconstructions.")
-@click.option("--seed", type=SeedRange(0, 2**63 - 1), default=0, show_default=True,
-              help="Seed of the sampled details; same seed, same pixels.")
-@click.option("--spread", type=click.FloatRange(0, 16), default=None, help=SPREAD_HELP)
-@click.option("--level", type=click.IntRange(1, LEVELS), default=None,
-              help="Decode from the first L levels only (default: all levels in the file).")
+@sample_options
 @click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG output quality (default 90).")
 @click.option("--format", "out_format", type=click.Choice(sorted({s[1:] for s in OUTPUT_FORMATS})), default="png",
               show_default=True, help="Image format of the outputs.")

@@ -583,6 +583,7 @@ def _stream(ray, todo, in_place, job_spec, worker_class, actors, threads, actor_
 # -- the Python entries ------------------------------------------------------------------------
 def encode(inputs: list[str] | str, output: str, *, levels: int | None = None, bpp: float | None = None,
            max_bytes: int | None = None, strip: bool = False, max_pixels: int | None = None,
+           at_least_one: bool = False,
            recursive: bool = False, force: bool = False, weights: str | None = None, actors: int | None = None,
            threads: int = 1, actor_memory: int | None = None, address: str | None = None,
            results: str | None = None, progress: bool = False, worker_class: type = Worker,
@@ -599,7 +600,8 @@ def encode(inputs: list[str] | str, output: str, *, levels: int | None = None, b
     the results table as it comes."""
     if sum(x is not None for x in (levels, bpp, max_bytes)) > 1:
         raise CommandError("give at most one of --levels, --bytes, --bpp", EXIT_USAGE)
-    options = dict(levels=levels, bpp=bpp, max_bytes=max_bytes, strip=strip, max_pixels=max_pixels)
+    options = dict(levels=levels, bpp=bpp, max_bytes=max_bytes, strip=strip, max_pixels=max_pixels,
+                   at_least_one=at_least_one)
     return run("encode", [inputs] if isinstance(inputs, str) else list(inputs), output, options=options,
                recursive=recursive, force=force, weights=weights, actors=actors, threads=threads,
                actor_memory=actor_memory, address=address, results=results, progress=progress,

@@ -697,3 +697,13 @@ def sample_paths(path: str, samples: int) -> list[str]:
     p = Path(path)
     return [str(p.with_name(f"{p.stem}-{k}{p.suffix}")) for k in range(samples)]
 
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes in hex, read in 1 MiB pieces (weights files, checkpoints)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -165,7 +165,8 @@ def test_the_weight_average_trails_the_weights():
 
 def test_export_records_the_checkpoint_and_the_next_run_finds_it(tmp_path, monkeypatch, capsys):
     from sicc.model.weights import load_weights
-    from sicc.train.__main__ import _sha256, find_named_checkpoint, main
+    from sicc.fileio import file_sha256
+    from sicc.train.__main__ import find_named_checkpoint, main
 
     trainer = _trainer(steps=2, ema=0.9)
     ckpt = tmp_path / "runs" / "x" / "checkpoint.pt"
@@ -173,7 +174,7 @@ def test_export_records_the_checkpoint_and_the_next_run_finds_it(tmp_path, monke
     main(["export", str(ckpt), "-o", str(tmp_path / "w.npz"), "--ema"])
     weights = load_weights(tmp_path / "w.npz")
     record = weights.training["checkpoint"]
-    assert record == {"sha256": _sha256(ckpt), "file": "checkpoint.pt", "step": 2, "weights": "ema"}
+    assert record == {"sha256": file_sha256(ckpt), "file": "checkpoint.pt", "step": 2, "weights": "ema"}
     ema = load_checkpoint(ckpt)["ema"]
     key = next(k for k in ema if k.startswith("g_s") or k.startswith("model.g_s"))
     assert np.array_equal(weights.model_state[key.removeprefix("model.")], ema[key].numpy())

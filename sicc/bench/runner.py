@@ -6,7 +6,6 @@ Kept separate from the CLI so tests (and notebooks) can call ``run_bench``.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..fileio import file_sha256
 from . import curves
 from .baselines import Baseline, baselines
 from .cache import BaselineCache, image_digest, metrics_version, row_key
@@ -375,7 +375,7 @@ def model_info(weights: Path | None, model_ids: set) -> dict:
     return {
         "id": ids[0] if len(ids) == 1 else ids,
         "weights": str(path) if path else None,
-        "weights_sha256": _sha256(path) if path and path.is_file() else None,
+        "weights_sha256": file_sha256(path) if path and path.is_file() else None,
         "shipped": weights is None,
     }
 
@@ -387,14 +387,6 @@ def _default_weights() -> Path | None:
         return default_weights_path()
     except Exception:  # noqa: BLE001
         return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _cpu_model() -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from ..model.config import TINY, ModelConfig
+from ..fileio import file_sha256
 from .data import CropSampler, default_train_dir, load_folder, load_pack, write_pack, write_photo_pack
 from .loop import (RESUMED_SETTINGS, Trainer, TrainSettings, load_checkpoint, resolve_precision, resume_schedule,
                    resumed_settings, run)
@@ -200,7 +201,7 @@ def find_named_checkpoint(path: Path) -> Path | None:
     roots = [Path(p) for p in os.environ.get("SICC_CHECKPOINTS", "").split(":") if p] + [Path("runs")]
     for root in roots:
         for candidate in sorted(root.rglob("*.pt")) if root.is_dir() else []:
-            if _sha256(candidate) == digest:
+            if file_sha256(candidate) == digest:
                 return candidate
     return None
 
@@ -440,7 +441,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     if summary.get("runs") and hardware:
         summary["runs"][-1]["hardware"] = list(hardware)
     summary["step"] = int(state["step"])
-    checkpoint_record = {"sha256": _sha256(args.checkpoint), "file": args.checkpoint.name, "step": int(state["step"]),
+    checkpoint_record = {"sha256": file_sha256(args.checkpoint), "file": args.checkpoint.name, "step": int(state["step"]),
                          "weights": "ema" if args.ema else "last"}
     earlier_rows: list[dict] = []
     if args.continues:
@@ -464,16 +465,6 @@ def _cmd_export(args: argparse.Namespace) -> None:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         tmp.replace(log_out)
         print(f"wrote {log_out} ({len(rows)} rows, 50-step means)")
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _int_list(text: str) -> list[int]:
