@@ -510,7 +510,7 @@ def decode(settings: Settings, inputs: tuple[str, ...], output: str, samples: in
             with progress_display(settings) as progress:  # the model loads after the cheap checks
                 outcome = batch.decode_file(lambda: _codec(settings), inputs[0], output, threads=settings.threads,
                                             progress=progress, **options)
-            settings.say(_summary(outcome, "decoded"), 1)
+            settings.say(_summary(outcome, "decoded"))  # one line, as encode's (-q: none)
             return
         suffix = "." + (out_format or "png")
         plan = batch.plan(list(inputs), output, suffix, lambda p: p.suffix.lower() == batch.SIC_SUFFIX, recursive,
@@ -555,8 +555,8 @@ def truncate(settings: Settings, input_path: str, output: str, level: int | None
                              max_pixels=max_pixels)
         write_output(output, data, source=input_path)
         info = file_info(data, max_pixels)
-        settings.say(f"{display_name(output, output=True)}: kept {len(info.levels)}/{info.model_levels} levels, {len(data)} bytes, "
-                     f"{len(data) * 8 / (info.width * info.height):.4f} bpp", 1)
+        settings.say(f"{display_name(output, output=True)}: kept {len(info.levels)}/{info.model_levels} levels, "
+                     f"{len(data)} bytes, {len(data) * 8 / (info.width * info.height):.4f} bpp")
 
 
 @main.command(epilog=EPILOG_ONE, short_help="Show a SIC file's size, metadata and levels.")

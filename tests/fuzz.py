@@ -508,7 +508,7 @@ def exercise_cli(weights: Path, workdir: Path, data: bytes, info, images, option
     if not failed and info.levels:
         k = 1 + zlib.crc32(data) % len(info.levels)
         cut = workdir / "cut.sic"
-        _run_cli("sicc truncate", ["truncate", source, "-o", cut, "--level", k], workdir, (0,), [cut], process)
+        _run_cli("sicc truncate", ["truncate", "-q", source, "-o", cut, "--level", k], workdir, (0,), [cut], process)
         if cut.read_bytes() != sicc.truncate(data, level=k):
             raise Crash("cli", f"sicc truncate --level {k} differs from sicc.truncate")
         cut.unlink()
