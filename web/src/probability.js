@@ -44,24 +44,30 @@ export function conv2d(x, weight, [o, c, kh, kw], ph, pw) {
     }
   }
   const n = ho * wp;
-  const acc = new Float64Array(n);
   const out = new Tensor(o, ho, wo);
-  for (let oc = 0; oc < o; oc++) {
+  const emit = (acc, oc) => {
+    for (let y = 0; y < ho; y++) out.data.set(acc.subarray(y * wp, y * wp + wo), (oc * ho + y) * wo);
+  };
+  let first = 0;
+  if (kh === 3 && kw === 3) {
+    // the 3x3 kernels of sicc: four output channels at a time, all nine taps in one pass, so
+    // that each input value loaded serves four accumulators
+    const blocks = o >> 2;
+    const acc = new Float64Array(4 * n);
+    for (let block = 0; block < blocks; block++) {
+      const oc = 4 * block;
+      acc.fill(0);
+      for (let ic = 0; ic < c; ic++) conv3x3x4(acc, n, padded, ic * plane, wp, weight, (oc * c + ic) * 9, c * 9);
+      for (let j = 0; j < 4; j++) emit(acc.subarray(j * n, (j + 1) * n), oc + j);
+    }
+    first = 4 * blocks;
+  }
+  const acc = new Float64Array(n);
+  for (let oc = first; oc < o; oc++) {
     acc.fill(0);
     for (let ic = 0; ic < c; ic++) {
       const base = ic * plane;
       const t = ((oc * c + ic) * kh) * kw;
-      if (kh === 3 && kw === 3) { // the 3x3 kernels of sicc: all nine taps in one pass
-        const k0 = weight[t], k1 = weight[t + 1], k2 = weight[t + 2], k3 = weight[t + 3], k4 = weight[t + 4];
-        const k5 = weight[t + 5], k6 = weight[t + 6], k7 = weight[t + 7], k8 = weight[t + 8];
-        const r1 = wp, r2 = 2 * wp;
-        for (let p = 0, q = base; p < n; p++, q++) {
-          acc[p] += k0 * padded[q] + k1 * padded[q + 1] + k2 * padded[q + 2]
-            + k3 * padded[q + r1] + k4 * padded[q + r1 + 1] + k5 * padded[q + r1 + 2]
-            + k6 * padded[q + r2] + k7 * padded[q + r2 + 1] + k8 * padded[q + r2 + 2];
-        }
-        continue;
-      }
       for (let i = 0; i < kh; i++) {
         for (let j = 0; j < kw; j++) {
           const k = weight[t + i * kw + j];
@@ -71,9 +77,31 @@ export function conv2d(x, weight, [o, c, kh, kw], ph, pw) {
         }
       }
     }
-    for (let y = 0; y < ho; y++) out.data.set(acc.subarray(y * wp, y * wp + wo), (oc * ho + y) * wo);
+    emit(acc, oc);
   }
   return out;
+}
+
+/**
+ * acc[j * n + p] += the 3x3 taps of output channel j (0..3) on input plane `base` of `padded`
+ * (row width wp) at flat position p; the weights of channel j start at t + j * stride.
+ */
+function conv3x3x4(acc, n, padded, base, wp, weight, t, stride) {
+  const u = t + stride, v = t + 2 * stride, w = t + 3 * stride;
+  const a0 = weight[t], a1 = weight[t + 1], a2 = weight[t + 2], a3 = weight[t + 3], a4 = weight[t + 4], a5 = weight[t + 5], a6 = weight[t + 6], a7 = weight[t + 7], a8 = weight[t + 8];
+  const b0 = weight[u], b1 = weight[u + 1], b2 = weight[u + 2], b3 = weight[u + 3], b4 = weight[u + 4], b5 = weight[u + 5], b6 = weight[u + 6], b7 = weight[u + 7], b8 = weight[u + 8];
+  const c0 = weight[v], c1 = weight[v + 1], c2 = weight[v + 2], c3 = weight[v + 3], c4 = weight[v + 4], c5 = weight[v + 5], c6 = weight[v + 6], c7 = weight[v + 7], c8 = weight[v + 8];
+  const d0 = weight[w], d1 = weight[w + 1], d2 = weight[w + 2], d3 = weight[w + 3], d4 = weight[w + 4], d5 = weight[w + 5], d6 = weight[w + 6], d7 = weight[w + 7], d8 = weight[w + 8];
+  const r1 = wp, r2 = 2 * wp, n2 = 2 * n, n3 = 3 * n;
+  for (let p = 0, q = base; p < n; p++, q++) {
+    const x0 = padded[q], x1 = padded[q + 1], x2 = padded[q + 2];
+    const x3 = padded[q + r1], x4 = padded[q + r1 + 1], x5 = padded[q + r1 + 2];
+    const x6 = padded[q + r2], x7 = padded[q + r2 + 1], x8 = padded[q + r2 + 2];
+    acc[p] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3 + a4 * x4 + a5 * x5 + a6 * x6 + a7 * x7 + a8 * x8;
+    acc[p + n] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3 + b4 * x4 + b5 * x5 + b6 * x6 + b7 * x7 + b8 * x8;
+    acc[p + n2] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3 + c4 * x4 + c5 * x5 + c6 * x6 + c7 * x7 + c8 * x8;
+    acc[p + n3] += d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3 + d4 * x4 + d5 * x5 + d6 * x6 + d7 * x7 + d8 * x8;
+  }
 }
 
 /** Transposed convolution (as torch) of `x` by weight (C, O, kh, kw). */
