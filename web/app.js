@@ -35,7 +35,10 @@ async function loadCodec() {
     if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
     return new Uint8Array(await response.arrayBuffer());
   });
-  return Codec.create(bundle, ort);
+  const loaded = await Codec.create(bundle, ort);
+  // compile the hot loops and make onnxruntime's first run now, while no file is waiting
+  await loaded.warmUp();
+  return loaded;
 }
 
 /** One file: its bytes as they arrive, the levels decoded so far, and what is shown. */

@@ -11,7 +11,7 @@ import { hyperSize, latentSize } from './geometry.js';
 import { Z_BOUND } from './probability.js';
 import { rint, seedGenerator, uniform } from './sampler.js';
 import { Synthesis } from './transforms.js';
-import { tiledSynthesis } from './tiling.js';
+import { SYNTHESIS_HALO, TILE_LATENT, tiledSynthesis } from './tiling.js';
 
 /** sicc.model.config: the spread of synonymous samples, and of a single decode when none is given. */
 export const SAMPLES_SPREAD = 2.0;
@@ -81,6 +81,25 @@ export class Codec {
   /** A codec from a loaded bundle (bundle.js) and the onnxruntime module. */
   static async create(bundle, ort, options = {}) {
     return new Codec(bundle, ort ? await Synthesis.create(ort, bundle.synthesisGraph, options) : null);
+  }
+
+  /**
+   * Run every stage once on a small made-up latent (its results are thrown away), so that the
+   * first real decode does not pay for compiling the JavaScript hot loops and for onnxruntime's
+   * first run: the page calls this while it waits for a file. `latentSide` latents a side (the
+   * g_s tile is the size of a whole tile with its halo).
+   */
+  async warmUp(latentSide = 16) {
+    const { hyper: cz, latent: c, levels } = this.config;
+    const zs = Math.max(1, latentSide >> 2);
+    const z = new Int32Array(cz * zs * zs);
+    const hyper = this.probability.hyper(z, zs, zs);
+    const y = new Int16Array(c * hyper.h * hyper.w);
+    for (let index = 0; index < levels; index++) this.probability.levelParameters(y, hyper, index);
+    if (this.synthesis) {
+      const side = TILE_LATENT + 2 * SYNTHESIS_HALO;
+      await this.synthesis.run(new Float32Array(c * side * side), [1, c, side, side]);
+    }
   }
 
   /**

@@ -104,13 +104,23 @@ function conv3x3x4(acc, n, padded, base, wp, weight, t, stride) {
   }
 }
 
-/** Transposed convolution (as torch) of `x` by weight (C, O, kh, kw). */
+/**
+ * Transposed convolution (as torch) of `x` by weight (C, O, kh, kw).
+ *
+ * For each output channel and tap (a, b), the sum over input channels of weight * input is formed
+ * over the whole input plane at once (long flat loops, four input channels per pass), then added
+ * to the output positions i * stride + a - padding, j * stride + b - padding. The sums are exact
+ * (below 2**52 in any order), so this gives the same integers as torch's order.
+ */
 export function convTranspose2d(x, weight, [c, o, kh, kw], stride, padding, outputPadding) {
   const { h, w } = x;
+  const n = h * w;
   const ho = (h - 1) * stride - 2 * padding + kh + outputPadding;
   const wo = (w - 1) * stride - 2 * padding + kw + outputPadding;
   const out = new Tensor(o, ho, wo);
   const src = x.data, dst = out.data;
+  const tap = new Float64Array(n);
+  const step = o * kh * kw; // from one input channel's weight to the next
   for (let oc = 0; oc < o; oc++) {
     const obase = oc * ho * wo;
     for (let a = 0; a < kh; a++) {
@@ -118,14 +128,20 @@ export function convTranspose2d(x, weight, [c, o, kh, kw], stride, padding, outp
       const i0 = Math.max(0, Math.ceil((padding - a) / stride)), i1 = Math.min(h, Math.floor((ho - 1 + padding - a) / stride) + 1);
       for (let b = 0; b < kw; b++) {
         const j0 = Math.max(0, Math.ceil((padding - b) / stride)), j1 = Math.min(w, Math.floor((wo - 1 + padding - b) / stride) + 1);
-        for (let ic = 0; ic < c; ic++) {
-          const k = weight[((ic * o + oc) * kh + a) * kw + b];
-          if (k === 0) continue;
-          const ibase = ic * h * w;
-          for (let i = i0; i < i1; i++) {
-            const orow = obase + (i * stride + a - padding) * wo + b - padding, irow = ibase + i * w;
-            for (let j = j0; j < j1; j++) dst[orow + j * stride] += k * src[irow + j];
-          }
+        tap.fill(0);
+        let ic = 0;
+        for (let t = (oc * kh + a) * kw + b; ic + 4 <= c; ic += 4, t += 4 * step) {
+          const k0 = weight[t], k1 = weight[t + step], k2 = weight[t + 2 * step], k3 = weight[t + 3 * step];
+          const s0 = ic * n, s1 = s0 + n, s2 = s1 + n, s3 = s2 + n;
+          for (let p = 0; p < n; p++) tap[p] += k0 * src[s0 + p] + k1 * src[s1 + p] + k2 * src[s2 + p] + k3 * src[s3 + p];
+        }
+        for (; ic < c; ic++) {
+          const k = weight[((ic * o + oc) * kh + a) * kw + b], s0 = ic * n;
+          for (let p = 0; p < n; p++) tap[p] += k * src[s0 + p];
+        }
+        for (let i = i0; i < i1; i++) {
+          const orow = obase + (i * stride + a - padding) * wo + b - padding, irow = i * w;
+          for (let j = j0; j < j1; j++) dst[orow + j * stride] += tap[irow + j];
         }
       }
     }
