@@ -16,9 +16,6 @@ import { erf } from './erf.js';
 export const Y_BOUND = 255;
 const PRECISION = 24;
 const ONE = 1 << PRECISION; // 2**24
-const WORD = 32n;
-const MASK64 = (1n << 64n) - 1n;
-const RENORM = 1n << 32n; // range below this: shift a word in or out
 
 export class CodingError extends Error {
   constructor(message) {
@@ -210,33 +207,48 @@ export class RangeDecoder {
   }
 }
 
-/** constriction's queue RangeEncoder, driven by (left, probability) pairs. */
+/**
+ * constriction's queue RangeEncoder, driven by (left, probability) pairs. Its 64-bit `lower` and
+ * `range` are kept as upper and lower 32-bit halves in doubles (exact integer arithmetic, no
+ * BigInt); `lower` wraps modulo 2**64 as constriction's does.
+ */
 export class RangeEncoder {
   constructor() {
     this.words = [];
-    this.lower = 0n;
-    this.range = MASK64;
+    this.lowerHigh = 0; this.lowerLow = 0;
+    this.rangeHigh = TWO32 - 1; this.rangeLow = TWO32 - 1; // 2**64 - 1
     this.inverted = 0; // count of words held back while a carry is undecided
-    this.firstInverted = 0n;
+    this.firstInverted = 0;
+    this.pair = [0, 0];
+  }
+
+  /** Whether lower + range stays below 2**64 (constriction: (lower + range) mod 2**64 > lower). */
+  fits(lowerHigh, lowerLow) {
+    return lowerHigh + this.rangeHigh + (lowerLow + this.rangeLow >= TWO32 ? 1 : 0) < TWO32;
   }
 
   encode(left, probability) {
-    const scale = this.range >> 24n;
-    this.range = scale * BigInt(probability);
-    const newLower = (this.lower + scale * BigInt(left)) & MASK64;
-    if (this.inverted && ((newLower + this.range) & MASK64) > newLower) {
-      const carried = newLower < this.lower;
-      this.words.push(Number(carried ? (this.firstInverted + 1n) & 0xffffffffn : this.firstInverted));
+    const pair = this.pair;
+    const scale = this.rangeHigh * 256 + Math.floor(this.rangeLow / TWO24); // range >> 24
+    product64(probability, scale, pair);
+    this.rangeHigh = pair[0]; this.rangeLow = pair[1];
+    product64(left, scale, pair);
+    let low = this.lowerLow + pair[1], high = this.lowerHigh + pair[0];
+    if (low >= TWO32) { low -= TWO32; high += 1; }
+    const carried = high >= TWO32; // the new lower wrapped around: it is below the old one
+    if (carried) high -= TWO32;
+    if (this.inverted && this.fits(high, low)) {
+      this.words.push(carried ? (this.firstInverted + 1) % TWO32 : this.firstInverted);
       for (let i = 1; i < this.inverted; i++) this.words.push(carried ? 0 : 0xffffffff);
       this.inverted = 0;
     }
-    this.lower = newLower;
-    if (this.range < RENORM) {
-      this.range <<= WORD;
-      const lowerWord = this.lower >> WORD;
-      this.lower = (this.lower << WORD) & MASK64;
+    this.lowerHigh = high; this.lowerLow = low;
+    if (this.rangeHigh === 0) { // range below 2**32: shift a word out
+      this.rangeHigh = this.rangeLow; this.rangeLow = 0;
+      const lowerWord = this.lowerHigh;
+      this.lowerHigh = this.lowerLow; this.lowerLow = 0;
       if (this.inverted) this.inverted += 1;
-      else if (((this.lower + this.range) & MASK64) > this.lower) this.words.push(Number(lowerWord));
+      else if (this.fits(this.lowerHigh, this.lowerLow)) this.words.push(lowerWord);
       else { this.inverted = 1; this.firstInverted = lowerWord; }
     }
   }
@@ -244,17 +256,20 @@ export class RangeEncoder {
   /** The sealed words (what get_compressed() returns). */
   finish() {
     const out = this.words.slice();
-    if (this.range === MASK64) return out;
-    const point = (this.lower + ((1n << 32n) - 1n)) & MASK64;
+    if (this.rangeHigh === TWO32 - 1 && this.rangeLow === TWO32 - 1) return out;
+    // point = (lower + 2**32 - 1) mod 2**64
+    let low = this.lowerLow + (TWO32 - 1), high = this.lowerHigh;
+    if (low >= TWO32) { low -= TWO32; high += 1; }
+    const wrapped = high >= TWO32;
+    if (wrapped) high -= TWO32;
     if (this.inverted) {
-      const first = point >= this.lower ? this.firstInverted : (this.firstInverted + 1n) & 0xffffffffn;
-      const rest = point >= this.lower ? 0xffffffff : 0;
-      out.push(Number(first));
-      for (let i = 1; i < this.inverted; i++) out.push(rest);
+      out.push(wrapped ? (this.firstInverted + 1) % TWO32 : this.firstInverted);
+      for (let i = 1; i < this.inverted; i++) out.push(wrapped ? 0 : 0xffffffff);
     }
-    const pointWord = point >> WORD;
-    out.push(Number(pointWord));
-    if (((this.lower + this.range) & MASK64) >> WORD === pointWord) out.push(0);
+    const pointWord = high;
+    out.push(pointWord);
+    const endHigh = (this.lowerHigh + this.rangeHigh + (this.lowerLow + this.rangeLow >= TWO32 ? 1 : 0)) % TWO32;
+    if (endHigh === pointWord) out.push(0);
     return out;
   }
 }
