@@ -154,7 +154,7 @@ export class Codec {
     const y = new Int16Array(this.config.latent * decoder.h * decoder.w);
     y.set(decoder.y.subarray(0, levels * n));
     for (let index = levels; index < this.config.levels; index++) {
-      const [means] = this.probability.levelParameters(y, decoder.hyper, index);
+      const means = this.probability.levelMeans(y, decoder.hyper, index);
       const noise = spread === 0 || generator === null ? null : uniform(generator, -1.0, 1.0, means.length);
       const base = index * n;
       for (let i = 0; i < n; i++) {

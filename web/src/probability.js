@@ -245,6 +245,14 @@ export class ProbabilityModel {
     return this.scaleTable[index];
   }
 
+  /** The means of `level` only (Float64Array of G*h*w), as levelParameters gives them. */
+  levelMeans(y, hyper, level) {
+    const [meanFixed] = this.levelParametersFixed(y, hyper, level);
+    const means = new Float64Array(meanFixed.length), unit = this.unit;
+    for (let i = 0; i < means.length; i++) means[i] = meanFixed[i] / unit;
+    return means;
+  }
+
   /** [means, scales] of `level` as Float64Arrays of G*h*w, exactly as Python computes them. */
   levelParameters(y, hyper, level) {
     const [meanFixed, logScaleFixed] = this.levelParametersFixed(y, hyper, level);
