@@ -35,7 +35,12 @@ async function loadCodec() {
     if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
     return new Uint8Array(await response.arrayBuffer());
   });
-  const loaded = await Codec.create(bundle, ort);
+  // ?threads=N runs g_s on N threads: onnxruntime-web can only do that in a cross-origin-isolated
+  // page (COOP/COEP headers; python -m http.server does not send them). Single-threaded otherwise,
+  // and by default (on the 2-core test machine two threads were slower); the pixels are the same.
+  const asked = Math.max(1, Math.floor(Number(params.get('threads')) || 1));
+  const threads = globalThis.crossOriginIsolated ? Math.min(asked, navigator.hardwareConcurrency || 1) : 1;
+  const loaded = await Codec.create(bundle, ort, { threads });
   // compile the hot loops and make onnxruntime's first run now, while no file is waiting
   await loaded.warmUp();
   return loaded;
@@ -257,6 +262,7 @@ window.sicc.ready = loadCodec().then((loaded) => {
   codec = loaded;
   status(`model ${codec.modelId} loaded: open or drop a .sic file`);
   record('ready');
+  window.sicc.threads = ort.env.wasm.numThreads;
   if (params.get('seed')) $('seed').value = params.get('seed');
   if (params.get('url')) open(params.get('url').split('/').pop(), params.get('url'));
 }, (error) => {
