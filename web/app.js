@@ -20,6 +20,7 @@ const record = (type, detail = {}) => events.push({ type, t: performance.now(), 
 window.sicc = { events, ready: null, state: null };
 
 const params = new URLSearchParams(location.search);
+const FIRST_PICTURE_BUDGET_MS = 100;
 let codec = null;
 let current = null; // the file being shown
 
@@ -90,6 +91,7 @@ class Viewer {
     this.parsed = parsed;
     try {
       if (!this.decoder) this.decoder = new LatentDecoder(codec, parsed);
+      const start = performance.now();
       while (!this.failed && this.decoder.levels < parsed.levels.length) {
         try {
           this.decoder.addLevel(parsed.levels[this.decoder.levels]);
@@ -99,7 +101,11 @@ class Viewer {
           break;
         }
         record('level', { level: this.decoder.levels, received: this.bytes.length });
-        if (!this.shown) break; // show the first level at once; the next ones are decoded after it
+        // Before the first picture, decode the levels that are already here for at most
+        // FIRST_PICTURE_BUDGET_MS (a level takes some 10-30 ms, g_s about a second): the first
+        // picture is then the best one at hand, shown at once, without a whole g_s spent on a
+        // level already superseded; the next levels are decoded after it.
+        if (!this.shown && performance.now() - start >= FIRST_PICTURE_BUDGET_MS) break;
       }
     } catch (error) {
       return this.fail(error);
