@@ -23,6 +23,7 @@ const params = new URLSearchParams(location.search);
 const FIRST_PICTURE_BUDGET_MS = 100;
 let codec = null;
 let current = null; // the file being shown
+let warmed = null; // the warm-up (Codec.warmUp)
 
 function status(text, error = false) {
   $('status').textContent = text;
@@ -41,10 +42,7 @@ async function loadCodec() {
   // and by default (on the 2-core test machine two threads were slower); the pixels are the same.
   const asked = Math.max(1, Math.floor(Number(params.get('threads')) || 1));
   const threads = globalThis.crossOriginIsolated ? Math.min(asked, navigator.hardwareConcurrency || 1) : 1;
-  const loaded = await Codec.create(bundle, ort, { threads });
-  // compile the hot loops and make onnxruntime's first run now, while no file is waiting
-  await loaded.warmUp();
-  return loaded;
+  return Codec.create(bundle, ort, { threads });
 }
 
 /** One file: its bytes as they arrive, the levels decoded so far, and what is shown. */
@@ -209,9 +207,12 @@ async function open(name, source) {
   status(`reading ${name}…`);
   try {
     if (source instanceof Blob) {
-      current.append(new Uint8Array(await source.arrayBuffer()));
+      const bytes = new Uint8Array(await source.arrayBuffer());
+      await warmed;
+      current.append(bytes);
     } else {
       const response = await fetch(source);
+      await warmed; // the bytes keep arriving meanwhile
       if (!response.ok) throw new Error(`HTTP ${response.status} ${response.statusText}`);
       const reader = response.body.getReader();
       const viewer = current;
@@ -266,6 +267,10 @@ $('save').addEventListener('click', () => {
 
 window.sicc.ready = loadCodec().then((loaded) => {
   codec = loaded;
+  // Compile the hot loops and make onnxruntime's first run on a small made-up latent, so that
+  // the first picture does not pay for them: after the file's request has gone out (open()
+  // waits for this before it decodes), while no file is waiting otherwise.
+  warmed = new Promise((resolve) => setTimeout(resolve, 0)).then(() => codec.warmUp()).catch(() => {});
   status(`model ${codec.modelId} loaded: open or drop a .sic file`);
   record('ready');
   window.sicc.threads = ort.env.wasm.numThreads;
