@@ -86,7 +86,7 @@ export class Codec {
   /**
    * Run every stage once on a small made-up latent (its results are thrown away), so that the
    * first real decode does not pay for compiling the JavaScript hot loops and for onnxruntime's
-   * first run: the page calls this while it waits for a file. `latentSide` latents a side (the
+   * first run: the page runs it once the model is loaded. `latentSide` latents a side (the
    * g_s tile is the size of a whole tile with its halo).
    */
   async warmUp(latentSide = 16) {
