@@ -20,8 +20,10 @@ const record = (type, detail = {}) => events.push({ type, t: performance.now(), 
 window.sicc = { events, ready: null, state: null };
 
 const params = new URLSearchParams(location.search);
+const FIRST_PICTURE_BUDGET_MS = 100;
 let codec = null;
 let current = null; // the file being shown
+let warmed = null; // the warm-up (Codec.warmUp)
 
 function status(text, error = false) {
   $('status').textContent = text;
@@ -35,7 +37,12 @@ async function loadCodec() {
     if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
     return new Uint8Array(await response.arrayBuffer());
   });
-  return Codec.create(bundle, ort);
+  // ?threads=N runs g_s on N threads: onnxruntime-web can only do that in a cross-origin-isolated
+  // page (COOP/COEP headers; python -m http.server does not send them). Single-threaded otherwise,
+  // and by default (on the 2-core test machine two threads were slower); the pixels are the same.
+  const asked = Math.max(1, Math.floor(Number(params.get('threads')) || 1));
+  const threads = globalThis.crossOriginIsolated ? Math.min(asked, navigator.hardwareConcurrency || 1) : 1;
+  return Codec.create(bundle, ort, { threads });
 }
 
 /** One file: its bytes as they arrive, the levels decoded so far, and what is shown. */
@@ -82,6 +89,7 @@ class Viewer {
     this.parsed = parsed;
     try {
       if (!this.decoder) this.decoder = new LatentDecoder(codec, parsed);
+      const start = performance.now();
       while (!this.failed && this.decoder.levels < parsed.levels.length) {
         try {
           this.decoder.addLevel(parsed.levels[this.decoder.levels]);
@@ -91,7 +99,11 @@ class Viewer {
           break;
         }
         record('level', { level: this.decoder.levels, received: this.bytes.length });
-        if (!this.shown) break; // show the first level at once; the next ones are decoded after it
+        // Before the first picture, decode the levels that are already here for at most
+        // FIRST_PICTURE_BUDGET_MS (a level takes some 10-30 ms, g_s about a second): the first
+        // picture is then the best one at hand, shown at once, without a whole g_s spent on a
+        // level already superseded; the next levels are decoded after it.
+        if (!this.shown && performance.now() - start >= FIRST_PICTURE_BUDGET_MS) break;
       }
     } catch (error) {
       return this.fail(error);
@@ -195,9 +207,12 @@ async function open(name, source) {
   status(`reading ${name}…`);
   try {
     if (source instanceof Blob) {
-      current.append(new Uint8Array(await source.arrayBuffer()));
+      const bytes = new Uint8Array(await source.arrayBuffer());
+      await warmed;
+      current.append(bytes);
     } else {
       const response = await fetch(source);
+      await warmed; // the bytes keep arriving meanwhile
       if (!response.ok) throw new Error(`HTTP ${response.status} ${response.statusText}`);
       const reader = response.body.getReader();
       const viewer = current;
@@ -252,8 +267,13 @@ $('save').addEventListener('click', () => {
 
 window.sicc.ready = loadCodec().then((loaded) => {
   codec = loaded;
+  // Compile the hot loops and make onnxruntime's first run on a small made-up latent, so that
+  // the first picture does not pay for them: after the file's request has gone out (open()
+  // waits for this before it decodes), while no file is waiting otherwise.
+  warmed = new Promise((resolve) => setTimeout(resolve, 0)).then(() => codec.warmUp()).catch(() => {});
   status(`model ${codec.modelId} loaded: open or drop a .sic file`);
   record('ready');
+  window.sicc.threads = ort.env.wasm.numThreads;
   if (params.get('seed')) $('seed').value = params.get('seed');
   if (params.get('url')) open(params.get('url').split('/').pop(), params.get('url'));
 }, (error) => {

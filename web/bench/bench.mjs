@@ -83,15 +83,17 @@ async function nodeTimes(dir, data) {
 
 async function browserTimes(dir, file) {
   const out = {};
-  for (const [label, chunkBytes, delayMs] of [['unthrottled', 1 << 20, 0], ['throttled', 2048, 100]]) {
-    const server = await serve({ model: path.join(dir, 'model'), vendor: path.join(dir, 'vendor'), file, chunkBytes, delayMs });
+  const threads = Math.min(2, os.cpus().length);
+  const configs = [['unthrottled', 1 << 20, 0, false, ''], ['throttled', 2048, 100, false, ''], ['threads', 1 << 20, 0, true, `&threads=${threads}`]];
+  for (const [label, chunkBytes, delayMs, isolated, query] of configs) {
+    const server = await serve({ model: path.join(dir, 'model'), vendor: path.join(dir, 'vendor'), file, chunkBytes, delayMs, isolated });
     const runs = [];
     try {
       for (let i = 0; i < RUNS + 1; i++) {
         const browser = await launch(); // a fresh browser each run: no state carried over
         try {
           const page = await browser.newPage();
-          const { events, errors } = await decodeInPage(page, server.address().port, 16);
+          const { events, errors } = await decodeInPage(page, server.address().port, 16, 240000, query);
           if (errors.length) throw new Error(errors.join(' | '));
           const open = events.find((e) => e.type === 'open');
           const arrived = events.find((e) => e.type === 'level' && e.level === 1);
@@ -106,6 +108,7 @@ async function browserTimes(dir, file) {
       server.close();
     }
     runs.shift(); // the first run fills the disk caches
+    out.threadCount = threads;
     out[label] = { all: median(runs.map((r) => r.all)), level1AfterBytes: median(runs.map((r) => r.level1AfterBytes)), firstLevel: runs[0].firstLevel };
   }
   return out;
@@ -136,6 +139,7 @@ try {
   console.log(`node (onnxruntime-web WASM)      ${s(n16.total)} (${ratio(n16.total, p['all-threads1'])})      ${s(n1.total)} (${ratio(n1.total, p['level1-threads1'])})   vs python threads=1`);
   console.log(`  entropy decode / sampling / g_s: ${s(n16.entropy)} / ${s(n16.sampling)} / ${s(n16.synthesis)}  (all levels)`);
   console.log(`headless Chromium page (WASM)    ${s(chromium.unthrottled.all)} (${ratio(chromium.unthrottled.all, p['all-threads1'])})`);
+  console.log(`Chromium, cross-origin isolated, g_s on ${chromium.threadCount} threads: ${s(chromium.threads.all)} (${ratio(chromium.threads.all, p['all-threads1'])})`);
   console.log(`first picture (level ${chromium.throttled.firstLevel}) on screen after level 1's bytes arrived (Chromium, 2 KB per 100 ms): ${chromium.throttled.level1AfterBytes.toFixed(0)} ms`);
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });

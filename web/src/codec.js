@@ -11,7 +11,7 @@ import { hyperSize, latentSize } from './geometry.js';
 import { Z_BOUND } from './probability.js';
 import { rint, seedGenerator, uniform } from './sampler.js';
 import { Synthesis } from './transforms.js';
-import { tiledSynthesis } from './tiling.js';
+import { SYNTHESIS_HALO, TILE_LATENT, tiledSynthesis } from './tiling.js';
 
 /** sicc.model.config: the spread of synonymous samples, and of a single decode when none is given. */
 export const SAMPLES_SPREAD = 2.0;
@@ -84,6 +84,25 @@ export class Codec {
   }
 
   /**
+   * Run every stage once on a small made-up latent (its results are thrown away), so that the
+   * first real decode does not pay for compiling the JavaScript hot loops and for onnxruntime's
+   * first run: the page runs it once the model is loaded. `latentSide` latents a side (the
+   * g_s tile is the size of a whole tile with its halo).
+   */
+  async warmUp(latentSide = 16) {
+    const { hyper: cz, latent: c, levels } = this.config;
+    const zs = Math.max(1, latentSide >> 2);
+    const z = new Int32Array(cz * zs * zs);
+    const hyper = this.probability.hyper(z, zs, zs);
+    const y = new Int16Array(c * hyper.h * hyper.w);
+    for (let index = 0; index < levels; index++) this.probability.levelParameters(y, hyper, index);
+    if (this.synthesis) {
+      const side = TILE_LATENT + 2 * SYNTHESIS_HALO;
+      await this.synthesis.run(new Float32Array(c * side * side), [1, c, side, side]);
+    }
+  }
+
+  /**
    * Parse (Uint8Array), check that this bundle's model made the file, and collect the warnings
    * Python gives for a cut or damaged file. Returns {parsed, warnings}.
    */
@@ -135,7 +154,7 @@ export class Codec {
     const y = new Int16Array(this.config.latent * decoder.h * decoder.w);
     y.set(decoder.y.subarray(0, levels * n));
     for (let index = levels; index < this.config.levels; index++) {
-      const [means] = this.probability.levelParameters(y, decoder.hyper, index);
+      const means = this.probability.levelMeans(y, decoder.hyper, index);
       const noise = spread === 0 || generator === null ? null : uniform(generator, -1.0, 1.0, means.length);
       const base = index * n;
       for (let i = 0; i < n; i++) {

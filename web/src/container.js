@@ -163,7 +163,9 @@ export function parse(data, { maxPixels = MAX_IMAGE_PIXELS, strict = false } = {
       break;
     }
     let bad = problem;
-    if (bad === null && (name !== LEVL || !payload.length || payload[0] !== level)) bad = `expected level ${level}, found ${bytesRepr(kind)}`;
+    if (bad === null && name !== LEVL) bad = `a ${chunkName(kind)} chunk where the LEVL chunk of level ${level} belongs`;
+    else if (bad === null && !payload.length) bad = 'an empty LEVL chunk';
+    else if (bad === null && payload[0] !== level) bad = `its level byte says level ${payload[0]}`;
     if (bad === null && level > header.modelLevels) bad = `more levels than the model's ${header.modelLevels}`;
     if (bad === null) bad = codedPayloadProblem(payload.length - 1);
     if (bad) {

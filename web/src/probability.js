@@ -44,24 +44,30 @@ export function conv2d(x, weight, [o, c, kh, kw], ph, pw) {
     }
   }
   const n = ho * wp;
-  const acc = new Float64Array(n);
   const out = new Tensor(o, ho, wo);
-  for (let oc = 0; oc < o; oc++) {
+  const emit = (acc, oc) => {
+    for (let y = 0; y < ho; y++) out.data.set(acc.subarray(y * wp, y * wp + wo), (oc * ho + y) * wo);
+  };
+  let first = 0;
+  if (kh === 3 && kw === 3) {
+    // the 3x3 kernels of sicc: four output channels at a time, all nine taps in one pass, so
+    // that each input value loaded serves four accumulators
+    const blocks = o >> 2;
+    const acc = new Float64Array(4 * n);
+    for (let block = 0; block < blocks; block++) {
+      const oc = 4 * block;
+      acc.fill(0);
+      for (let ic = 0; ic < c; ic++) conv3x3x4(acc, n, padded, ic * plane, wp, weight, (oc * c + ic) * 9, c * 9);
+      for (let j = 0; j < 4; j++) emit(acc.subarray(j * n, (j + 1) * n), oc + j);
+    }
+    first = 4 * blocks;
+  }
+  const acc = new Float64Array(n);
+  for (let oc = first; oc < o; oc++) {
     acc.fill(0);
     for (let ic = 0; ic < c; ic++) {
       const base = ic * plane;
       const t = ((oc * c + ic) * kh) * kw;
-      if (kh === 3 && kw === 3) { // the 3x3 kernels of sicc: all nine taps in one pass
-        const k0 = weight[t], k1 = weight[t + 1], k2 = weight[t + 2], k3 = weight[t + 3], k4 = weight[t + 4];
-        const k5 = weight[t + 5], k6 = weight[t + 6], k7 = weight[t + 7], k8 = weight[t + 8];
-        const r1 = wp, r2 = 2 * wp;
-        for (let p = 0, q = base; p < n; p++, q++) {
-          acc[p] += k0 * padded[q] + k1 * padded[q + 1] + k2 * padded[q + 2]
-            + k3 * padded[q + r1] + k4 * padded[q + r1 + 1] + k5 * padded[q + r1 + 2]
-            + k6 * padded[q + r2] + k7 * padded[q + r2 + 1] + k8 * padded[q + r2 + 2];
-        }
-        continue;
-      }
       for (let i = 0; i < kh; i++) {
         for (let j = 0; j < kw; j++) {
           const k = weight[t + i * kw + j];
@@ -71,18 +77,50 @@ export function conv2d(x, weight, [o, c, kh, kw], ph, pw) {
         }
       }
     }
-    for (let y = 0; y < ho; y++) out.data.set(acc.subarray(y * wp, y * wp + wo), (oc * ho + y) * wo);
+    emit(acc, oc);
   }
   return out;
 }
 
-/** Transposed convolution (as torch) of `x` by weight (C, O, kh, kw). */
+/**
+ * acc[j * n + p] += the 3x3 taps of output channel j (0..3) on input plane `base` of `padded`
+ * (row width wp) at flat position p; the weights of channel j start at t + j * stride.
+ */
+function conv3x3x4(acc, n, padded, base, wp, weight, t, stride) {
+  const u = t + stride, v = t + 2 * stride, w = t + 3 * stride;
+  const a0 = weight[t], a1 = weight[t + 1], a2 = weight[t + 2], a3 = weight[t + 3], a4 = weight[t + 4], a5 = weight[t + 5], a6 = weight[t + 6], a7 = weight[t + 7], a8 = weight[t + 8];
+  const b0 = weight[u], b1 = weight[u + 1], b2 = weight[u + 2], b3 = weight[u + 3], b4 = weight[u + 4], b5 = weight[u + 5], b6 = weight[u + 6], b7 = weight[u + 7], b8 = weight[u + 8];
+  const c0 = weight[v], c1 = weight[v + 1], c2 = weight[v + 2], c3 = weight[v + 3], c4 = weight[v + 4], c5 = weight[v + 5], c6 = weight[v + 6], c7 = weight[v + 7], c8 = weight[v + 8];
+  const d0 = weight[w], d1 = weight[w + 1], d2 = weight[w + 2], d3 = weight[w + 3], d4 = weight[w + 4], d5 = weight[w + 5], d6 = weight[w + 6], d7 = weight[w + 7], d8 = weight[w + 8];
+  const r1 = wp, r2 = 2 * wp, n2 = 2 * n, n3 = 3 * n;
+  for (let p = 0, q = base; p < n; p++, q++) {
+    const x0 = padded[q], x1 = padded[q + 1], x2 = padded[q + 2];
+    const x3 = padded[q + r1], x4 = padded[q + r1 + 1], x5 = padded[q + r1 + 2];
+    const x6 = padded[q + r2], x7 = padded[q + r2 + 1], x8 = padded[q + r2 + 2];
+    acc[p] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3 + a4 * x4 + a5 * x5 + a6 * x6 + a7 * x7 + a8 * x8;
+    acc[p + n] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3 + b4 * x4 + b5 * x5 + b6 * x6 + b7 * x7 + b8 * x8;
+    acc[p + n2] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3 + c4 * x4 + c5 * x5 + c6 * x6 + c7 * x7 + c8 * x8;
+    acc[p + n3] += d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3 + d4 * x4 + d5 * x5 + d6 * x6 + d7 * x7 + d8 * x8;
+  }
+}
+
+/**
+ * Transposed convolution (as torch) of `x` by weight (C, O, kh, kw).
+ *
+ * For each output channel and tap (a, b), the sum over input channels of weight * input is formed
+ * over the whole input plane at once (long flat loops, four input channels per pass), then added
+ * to the output positions i * stride + a - padding, j * stride + b - padding. The sums are exact
+ * (below 2**52 in any order), so this gives the same integers as torch's order.
+ */
 export function convTranspose2d(x, weight, [c, o, kh, kw], stride, padding, outputPadding) {
   const { h, w } = x;
+  const n = h * w;
   const ho = (h - 1) * stride - 2 * padding + kh + outputPadding;
   const wo = (w - 1) * stride - 2 * padding + kw + outputPadding;
   const out = new Tensor(o, ho, wo);
   const src = x.data, dst = out.data;
+  const tap = new Float64Array(n);
+  const step = o * kh * kw; // from one input channel's weight to the next
   for (let oc = 0; oc < o; oc++) {
     const obase = oc * ho * wo;
     for (let a = 0; a < kh; a++) {
@@ -90,14 +128,20 @@ export function convTranspose2d(x, weight, [c, o, kh, kw], stride, padding, outp
       const i0 = Math.max(0, Math.ceil((padding - a) / stride)), i1 = Math.min(h, Math.floor((ho - 1 + padding - a) / stride) + 1);
       for (let b = 0; b < kw; b++) {
         const j0 = Math.max(0, Math.ceil((padding - b) / stride)), j1 = Math.min(w, Math.floor((wo - 1 + padding - b) / stride) + 1);
-        for (let ic = 0; ic < c; ic++) {
-          const k = weight[((ic * o + oc) * kh + a) * kw + b];
-          if (k === 0) continue;
-          const ibase = ic * h * w;
-          for (let i = i0; i < i1; i++) {
-            const orow = obase + (i * stride + a - padding) * wo + b - padding, irow = ibase + i * w;
-            for (let j = j0; j < j1; j++) dst[orow + j * stride] += k * src[irow + j];
-          }
+        tap.fill(0);
+        let ic = 0;
+        for (let t = (oc * kh + a) * kw + b; ic + 4 <= c; ic += 4, t += 4 * step) {
+          const k0 = weight[t], k1 = weight[t + step], k2 = weight[t + 2 * step], k3 = weight[t + 3 * step];
+          const s0 = ic * n, s1 = s0 + n, s2 = s1 + n, s3 = s2 + n;
+          for (let p = 0; p < n; p++) tap[p] += k0 * src[s0 + p] + k1 * src[s1 + p] + k2 * src[s2 + p] + k3 * src[s3 + p];
+        }
+        for (; ic < c; ic++) {
+          const k = weight[((ic * o + oc) * kh + a) * kw + b], s0 = ic * n;
+          for (let p = 0; p < n; p++) tap[p] += k * src[s0 + p];
+        }
+        for (let i = i0; i < i1; i++) {
+          const orow = obase + (i * stride + a - padding) * wo + b - padding, irow = i * w;
+          for (let j = j0; j < j1; j++) dst[orow + j * stride] += tap[irow + j];
         }
       }
     }
@@ -199,6 +243,14 @@ export class ProbabilityModel {
     const last = this.scaleTable.length - 1;
     index = index < 0 ? 0 : index > last ? last : index;
     return this.scaleTable[index];
+  }
+
+  /** The means of `level` only (Float64Array of G*h*w), as levelParameters gives them. */
+  levelMeans(y, hyper, level) {
+    const [meanFixed] = this.levelParametersFixed(y, hyper, level);
+    const means = new Float64Array(meanFixed.length), unit = this.unit;
+    for (let i = 0; i < means.length; i++) means[i] = meanFixed[i] / unit;
+    return means;
   }
 
   /** [means, scales] of `level` as Float64Arrays of G*h*w, exactly as Python computes them. */

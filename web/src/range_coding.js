@@ -16,9 +16,6 @@ import { erf } from './erf.js';
 export const Y_BOUND = 255;
 const PRECISION = 24;
 const ONE = 1 << PRECISION; // 2**24
-const WORD = 32n;
-const MASK64 = (1n << 64n) - 1n;
-const RENORM = 1n << 32n; // range below this: shift a word in or out
 
 export class CodingError extends Error {
   constructor(message) {
@@ -127,69 +124,131 @@ function toWords(data) {
   return words;
 }
 
-/** constriction's queue RangeDecoder: reads words front to back, zeros past the end. */
+const TWO32 = 2 ** 32;
+const TWO24 = 2 ** 24;
+
+/**
+ * The exact 64-bit product q * scale (q < 2**26, scale < 2**40) as its upper and lower 32-bit
+ * halves, in `out`: scale is split at bit 20 so that each partial product stays below 2**53.
+ */
+function product64(q, scale, out) {
+  const s1 = Math.floor(scale / 1048576), s0 = scale - s1 * 1048576; // scale = s1 * 2**20 + s0
+  const a = q * s1, b = q * s0; // q * scale = a * 2**20 + b, both below 2**46
+  const ah = Math.floor(a / 4096), bh = Math.floor(b / TWO32);
+  let lo = (a - ah * 4096) * 1048576 + (b - bh * TWO32), hi = ah + bh;
+  if (lo >= TWO32) { lo -= TWO32; hi += 1; }
+  out[0] = hi;
+  out[1] = lo;
+}
+
+/**
+ * constriction's queue RangeDecoder: reads words front to back, zeros past the end.
+ *
+ * constriction keeps 64-bit `lower`, `range` and `point`; the symbols depend only on
+ * d = (point - lower) mod 2**64 and on scale = range >> 24, which is what this keeps, in doubles
+ * and without BigInt: d as two 32-bit halves, scale (below 2**40) as one exact number. Every step
+ * is constriction's, in exact integer arithmetic: consuming [left, left + p) subtracts
+ * left * scale from d (never below zero: left <= quantile), the new range is scale * p, and when
+ * it falls below 2**32 both are shifted up one word (then d < range < 2**32, so no bit is lost).
+ */
 export class RangeDecoder {
   constructor(words) {
     this.words = words;
     this.pos = 0;
-    this.lower = 0n;
-    this.range = MASK64;
-    this.point = (BigInt(this.next()) << WORD) | BigInt(this.next());
+    this.scale = TWO32 * 256 - 1; // (2**64 - 1) >> 24
+    this.high = this.next(); // d, upper and lower 32 bits (lower = 0, point = the first two words)
+    this.low = this.next();
+    this.rem = 0; // d - quantile * scale, set by quantile()
+    this.quot = 0;
+    this.pair = [0, 0];
   }
 
   next() {
     return this.pos < this.words.length ? this.words[this.pos++] : 0;
   }
 
-  /** The quantile of the next symbol, in [0, 2**24). */
+  /** The quantile of the next symbol, in [0, 2**24): floor(d / scale), exactly. */
   quantile() {
-    const scale = this.range >> 24n;
-    const quantile = ((this.point - this.lower) & MASK64) / scale;
-    if (quantile >= BigInt(ONE)) throw new CodingError('range decoder failed: invalid compressed data');
-    this.scale = scale;
-    return Number(quantile);
+    const scale = this.scale, high = this.high, low = this.low;
+    const approx = (high * TWO32 + low) / scale; // within a few units of the last place of d / scale
+    if (!(approx < TWO24 + 1)) throw new CodingError('range decoder failed: invalid compressed data');
+    let q = Math.floor(approx);
+    product64(q, scale, this.pair);
+    let rem = (high - this.pair[0]) * TWO32 + (low - this.pair[1]); // d - q * scale: small, exact
+    while (rem < 0) { q -= 1; rem += scale; }
+    while (rem >= scale) { q += 1; rem -= scale; }
+    if (q >= TWO24) throw new CodingError('range decoder failed: invalid compressed data');
+    this.quot = q;
+    this.rem = rem;
+    return q;
   }
 
-  /** Consume the symbol of interval [left, left + probability). */
+  /** Consume the symbol of interval [left, left + probability) (left <= quantile < left + probability). */
   advance(left, probability) {
     const scale = this.scale;
-    this.lower = (this.lower + scale * BigInt(left)) & MASK64;
-    this.range = scale * BigInt(probability);
-    if (this.range < RENORM) {
-      this.lower = (this.lower << WORD) & MASK64;
-      this.range <<= WORD;
-      this.point = ((this.point << WORD) & MASK64) | BigInt(this.next());
+    const range = scale * probability; // rounded when at least 2**32, exact below
+    const k = this.quot - left; // d - left * scale = k * scale + rem < range
+    if (range < TWO32) {
+      const d = k * scale + this.rem; // below 2**32: exact
+      this.high = d;
+      this.low = this.next();
+      this.scale = range * 256; // (range << 32) >> 24
+    } else {
+      product64(k, scale, this.pair);
+      let lo = this.pair[1] + this.rem, hi = this.pair[0]; // rem < scale < 2**40
+      const carry = Math.floor(lo / TWO32);
+      lo -= carry * TWO32;
+      hi += carry;
+      this.high = hi;
+      this.low = lo;
+      const sh = Math.floor(scale / TWO24), sl = scale - sh * TWO24; // (scale * p) >> 24, exactly
+      this.scale = sh * probability + Math.floor((sl * probability) / TWO24);
     }
   }
 }
 
-/** constriction's queue RangeEncoder, driven by (left, probability) pairs. */
+/**
+ * constriction's queue RangeEncoder, driven by (left, probability) pairs. Its 64-bit `lower` and
+ * `range` are kept as upper and lower 32-bit halves in doubles (exact integer arithmetic, no
+ * BigInt); `lower` wraps modulo 2**64 as constriction's does.
+ */
 export class RangeEncoder {
   constructor() {
     this.words = [];
-    this.lower = 0n;
-    this.range = MASK64;
+    this.lowerHigh = 0; this.lowerLow = 0;
+    this.rangeHigh = TWO32 - 1; this.rangeLow = TWO32 - 1; // 2**64 - 1
     this.inverted = 0; // count of words held back while a carry is undecided
-    this.firstInverted = 0n;
+    this.firstInverted = 0;
+    this.pair = [0, 0];
+  }
+
+  /** Whether lower + range stays below 2**64 (constriction: (lower + range) mod 2**64 > lower). */
+  fits(lowerHigh, lowerLow) {
+    return lowerHigh + this.rangeHigh + (lowerLow + this.rangeLow >= TWO32 ? 1 : 0) < TWO32;
   }
 
   encode(left, probability) {
-    const scale = this.range >> 24n;
-    this.range = scale * BigInt(probability);
-    const newLower = (this.lower + scale * BigInt(left)) & MASK64;
-    if (this.inverted && ((newLower + this.range) & MASK64) > newLower) {
-      const carried = newLower < this.lower;
-      this.words.push(Number(carried ? (this.firstInverted + 1n) & 0xffffffffn : this.firstInverted));
+    const pair = this.pair;
+    const scale = this.rangeHigh * 256 + Math.floor(this.rangeLow / TWO24); // range >> 24
+    product64(probability, scale, pair);
+    this.rangeHigh = pair[0]; this.rangeLow = pair[1];
+    product64(left, scale, pair);
+    let low = this.lowerLow + pair[1], high = this.lowerHigh + pair[0];
+    if (low >= TWO32) { low -= TWO32; high += 1; }
+    const carried = high >= TWO32; // the new lower wrapped around: it is below the old one
+    if (carried) high -= TWO32;
+    if (this.inverted && this.fits(high, low)) {
+      this.words.push(carried ? (this.firstInverted + 1) % TWO32 : this.firstInverted);
       for (let i = 1; i < this.inverted; i++) this.words.push(carried ? 0 : 0xffffffff);
       this.inverted = 0;
     }
-    this.lower = newLower;
-    if (this.range < RENORM) {
-      this.range <<= WORD;
-      const lowerWord = this.lower >> WORD;
-      this.lower = (this.lower << WORD) & MASK64;
+    this.lowerHigh = high; this.lowerLow = low;
+    if (this.rangeHigh === 0) { // range below 2**32: shift a word out
+      this.rangeHigh = this.rangeLow; this.rangeLow = 0;
+      const lowerWord = this.lowerHigh;
+      this.lowerHigh = this.lowerLow; this.lowerLow = 0;
       if (this.inverted) this.inverted += 1;
-      else if (((this.lower + this.range) & MASK64) > this.lower) this.words.push(Number(lowerWord));
+      else if (this.fits(this.lowerHigh, this.lowerLow)) this.words.push(lowerWord);
       else { this.inverted = 1; this.firstInverted = lowerWord; }
     }
   }
@@ -197,17 +256,20 @@ export class RangeEncoder {
   /** The sealed words (what get_compressed() returns). */
   finish() {
     const out = this.words.slice();
-    if (this.range === MASK64) return out;
-    const point = (this.lower + ((1n << 32n) - 1n)) & MASK64;
+    if (this.rangeHigh === TWO32 - 1 && this.rangeLow === TWO32 - 1) return out;
+    // point = (lower + 2**32 - 1) mod 2**64
+    let low = this.lowerLow + (TWO32 - 1), high = this.lowerHigh;
+    if (low >= TWO32) { low -= TWO32; high += 1; }
+    const wrapped = high >= TWO32;
+    if (wrapped) high -= TWO32;
     if (this.inverted) {
-      const first = point >= this.lower ? this.firstInverted : (this.firstInverted + 1n) & 0xffffffffn;
-      const rest = point >= this.lower ? 0xffffffff : 0;
-      out.push(Number(first));
-      for (let i = 1; i < this.inverted; i++) out.push(rest);
+      out.push(wrapped ? (this.firstInverted + 1) % TWO32 : this.firstInverted);
+      for (let i = 1; i < this.inverted; i++) out.push(wrapped ? 0 : 0xffffffff);
     }
-    const pointWord = point >> WORD;
-    out.push(Number(pointWord));
-    if (((this.lower + this.range) & MASK64) >> WORD === pointWord) out.push(0);
+    const pointWord = high;
+    out.push(pointWord);
+    const endHigh = (this.lowerHigh + this.rangeHigh + (this.lowerLow + this.rangeLow >= TWO32 ? 1 : 0)) % TWO32;
+    if (endHigh === pointWord) out.push(0);
     return out;
   }
 }

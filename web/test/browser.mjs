@@ -27,8 +27,13 @@ const delay = Number(env.SICC_WEB_DELAY_MS || 40);
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
 
 /** A static server of web/ (with the bundle and vendored files mapped in) and a throttled /stream.sic. */
-export function serve({ model, vendor, file, chunkBytes = chunk, delayMs = delay }) {
+export function serve({ model, vendor, file, chunkBytes = chunk, delayMs = delay, isolated = false }) {
   const server = http.createServer((request, response) => {
+    // cross-origin isolation (what a page needs for WebAssembly threads), when asked for
+    if (isolated) {
+      response.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+      response.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
+    }
     const url = new URL(request.url, 'http://127.0.0.1');
     if (url.pathname === '/stream.sic') {
       const data = fs.readFileSync(file);
@@ -67,11 +72,11 @@ export async function launch() {
 }
 
 /** Open the page on the throttled file; resolve when every level is shown. Returns the page's events. */
-export async function decodeInPage(page, port, expectedLevels, timeoutMs = 240000) {
+export async function decodeInPage(page, port, expectedLevels, timeoutMs = 240000, query = '') {
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  await page.goto(`http://127.0.0.1:${port}/index.html?url=/stream.sic`);
+  await page.goto(`http://127.0.0.1:${port}/index.html?url=/stream.sic${query}`);
   await page.waitForFunction(
     (levels) => window.sicc.events.some((e) => e.type === 'error')
       || (window.sicc.state && window.sicc.state.done && window.sicc.state.level === levels),
