@@ -123,7 +123,8 @@ def test_range_coded_payload_must_decode_exactly(case, fragment, coded, tiny_cod
         assert image.tobytes() == tiny_codec.decode(sicc.truncate(data, level=2), spread=0.0)[0].tobytes()
         result = cli_inprocess(args)
         assert result.code == 0 and "level 3 is corrupt (range" in result.stderr
-        assert result.stderr.startswith("sicc: warning: ") and result.stderr.count("\n") == 1
+        warning, summary = result.stderr.splitlines()  # the warning, then decode's one-line summary
+        assert warning.startswith("sicc: warning: ") and summary.startswith(f"{out}: ")
 
 
 def test_info_checks_the_coded_word_framing(coded):

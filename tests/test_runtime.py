@@ -84,7 +84,7 @@ def test_cheap_checks_come_before_the_model(tmp_path):
 
 def test_progress_shows_on_a_terminal_only(tmp_path):
     """Long decodes show progress when stderr is a terminal (and not --quiet); the line is erased
-    at the end. Piped stderr gets nothing."""
+    at the end, before the one-line summary. Piped stderr gets no progress, only the summary."""
     import os
     import pty
 
@@ -106,6 +106,9 @@ def test_progress_shows_on_a_terminal_only(tmp_path):
     finally:
         os.close(primary)
     assert done.returncode == 0
-    assert b"sicc: levels 16/16" in shown and b"sicc: synthesis 1/1" in shown and shown.endswith(b"\r\x1b[K")
+    assert b"sicc: levels 16/16" in shown and b"sicc: synthesis 1/1" in shown
+    progress, _, summary = shown.rpartition(b"\r\x1b[K")  # the progress line erased, then the summary alone
+    assert progress and summary.startswith(str(tmp_path / "t.png").encode()) and summary.endswith(b" s\r\n")
     quiet = subprocess.run([*map(str, args), str(tmp_path / "q.png")], cwd=REPO, capture_output=True, timeout=120)
-    assert quiet.returncode == 0 and quiet.stderr == b""
+    assert quiet.returncode == 0 and b"\r" not in quiet.stderr and b"sicc: levels" not in quiet.stderr
+    assert quiet.stderr.decode().startswith(f"{tmp_path / 'q.png'}: ") and quiet.stderr.count(b"\n") == 1
