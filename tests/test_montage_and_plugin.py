@@ -106,26 +106,30 @@ def test_a_sheet_over_the_pixel_budget_is_refused_before_the_model_loads(tmp_pat
         contact_sheet(tiny_codec, strip.read_bytes(), tile_width=16, max_pixels=1000)
 
 
+class _Counting:
+    """A codec whose decode_iter records each image it yields (weakly) and, before yielding the next,
+    the most earlier images still alive: 0 when each was dropped before the next was made."""
+
+    def __init__(self, codec):
+        self.codec, self.alive, self.most = codec, [], 0
+
+    def decode_iter(self, *args, **kwargs):
+        import gc
+        import weakref
+
+        for image in self.codec.decode_iter(*args, **kwargs):
+            gc.collect()
+            self.most = max(self.most, sum(ref() is not None for ref in self.alive))
+            self.alive.append(weakref.ref(image))
+            yield image
+            del image
+
+
 def test_the_sheet_holds_one_decoded_picture_at_a_time(tiny_codec, small_file):
     """Each picture is pasted and dropped before the next is decoded."""
-    import gc
-    import weakref
-
-    alive: list[weakref.ref] = []
-    most = 0
-
-    class Counting:
-        def decode_iter(self, *args, **kwargs):
-            nonlocal most
-            for image in tiny_codec.decode_iter(*args, **kwargs):
-                gc.collect()
-                most = max(most, sum(ref() is not None for ref in alive))
-                alive.append(weakref.ref(image))
-                yield image
-                del image
-
-    contact_sheet(Counting(), small_file, levels=[1, 2, 3], samples=3)
-    assert len(alive) == 9 and most == 0
+    counting = _Counting(tiny_codec)
+    contact_sheet(counting, small_file, levels=[1, 2, 3], samples=3)
+    assert len(counting.alive) == 9 and counting.most == 0
 
 
 def test_decode_iter_synthesizes_each_sample_when_asked(tiny_codec, small_file, monkeypatch):
@@ -149,28 +153,13 @@ def test_decode_iter_synthesizes_each_sample_when_asked(tiny_codec, small_file, 
 def test_decode_samples_are_written_one_at_a_time(tmp_path, tiny_codec, small_file):
     """``sicc decode --samples N`` stages each sample before the next is synthesized: at most one
     decoded image is alive when the next is made."""
-    import gc
-    import weakref
-
     from sicc import batch
 
-    alive: list[weakref.ref] = []
-    most = 0
-
-    class Counting:
-        def decode_iter(self, *args, **kwargs):
-            nonlocal most
-            for image in tiny_codec.decode_iter(*args, **kwargs):
-                gc.collect()
-                most = max(most, sum(ref() is not None for ref in alive))
-                alive.append(weakref.ref(image))
-                yield image
-                del image
-
+    counting = _Counting(tiny_codec)
     source = tmp_path / "in.sic"
     source.write_bytes(small_file)
-    outcome = batch.decode_file(Counting(), str(source), str(tmp_path / "out.png"), samples=4, level=2)
-    assert len(alive) == 4 and most == 0
+    outcome = batch.decode_file(counting, str(source), str(tmp_path / "out.png"), samples=4, level=2)
+    assert len(counting.alive) == 4 and counting.most == 0
     assert sorted(p.name for p in tmp_path.glob("out-*.png")) == [f"out-{k}.png" for k in range(4)]
     assert outcome.output_bytes == sum(p.stat().st_size for p in tmp_path.glob("out-*.png"))
 

@@ -31,8 +31,8 @@ import torch
 from ..model.config import TINY, ModelConfig
 from ..fileio import file_sha256
 from .data import CropSampler, default_train_dir, load_folder, load_pack, write_pack, write_photo_pack
-from .loop import (RESUMED_SETTINGS, Trainer, TrainSettings, load_checkpoint, resolve_precision, resume_schedule,
-                   resumed_settings, run)
+from .loop import (RESUMED_SETTINGS, Trainer, TrainSettings, checkpoint_weights, load_checkpoint, read_checkpoint,
+                   resolve_precision, resume_schedule, resumed_settings, run)
 from .objective import LossSettings, SICTrainable
 
 
@@ -222,10 +222,7 @@ def _initial_state(args: argparse.Namespace) -> dict | None:
         print(f"continuing the shipped weights' checkpoint {found} (AdamW moments and weight average)",
               file=sys.stderr)
         return load_checkpoint(found)
-    path = Path(args.init)
-    if path.suffix == ".pt" and _is_checkpoint(path):
-        return load_checkpoint(path)
-    return None
+    return read_checkpoint(Path(args.init))
 
 
 def _initial_net(args: argparse.Namespace) -> SICTrainable:
@@ -235,15 +232,10 @@ def _initial_net(args: argparse.Namespace) -> SICTrainable:
             config = replace(config, hidden=args.hidden)
         return SICTrainable(config)
     from ..model.weights import default_weights_path
-    from .export import load_trainable
+    from .validate import load_network
 
     path = default_weights_path() if args.init == "shipped" else Path(args.init)
-    if path.suffix == ".pt" and _is_checkpoint(path):
-        state = load_checkpoint(path)
-        net = SICTrainable(ModelConfig.from_dict(state["config"]))
-        net.load_state_dict(state["net"])
-    else:
-        net = load_trainable(path)
+    net = load_network(path)
     if args.hidden and args.hidden != net.config.hidden:
         from .widen import widen
 
@@ -254,13 +246,6 @@ def _initial_net(args: argparse.Namespace) -> SICTrainable:
             raise SystemExit(f"--hidden {args.hidden}: {e}") from None
         print(f"widened {path.name}: {narrow} -> {args.hidden} hidden channels, same function", file=sys.stderr)
     return net
-
-
-def _is_checkpoint(path: Path) -> bool:
-    try:
-        return "net" in load_checkpoint(path)
-    except Exception:  # noqa: BLE001 - not a checkpoint: let the weights loader say what it is
-        return False
 
 
 def _run_options(args: argparse.Namespace, state: dict | None) -> dict:
@@ -302,8 +287,11 @@ def _cmd_run(args: argparse.Namespace) -> None:
                          f"{state['config']['hidden']} hidden channels (to widen it, start a new run "
                          "with --init CHECKPOINT --hidden N)")
     opts = _run_options(args, state)
-    net = SICTrainable(ModelConfig.from_dict(state["config"])) if state else _initial_net(args)
-    continued = None if state or (args.hidden and args.hidden != net.config.hidden) else _initial_state(args)
+    continued = None if state else _initial_state(args)  # read once: continue_from loads its network
+    if continued is not None and args.hidden and args.hidden != continued["config"]["hidden"]:
+        continued = None  # widened: a new network, and nothing of the optimizer carries over
+    begun = state or continued
+    net = SICTrainable(ModelConfig.from_dict(begun["config"])) if begun else _initial_net(args)
     if state is None:  # a new run: the defaults that depend on how it starts
         if args.lr is None:
             opts["lr"] = LR_PER_CROP * opts["batch"]
@@ -431,9 +419,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
         print(f"converted {args.output} (model id {convert_legacy(args.checkpoint, args.output)})")
         return
     net = SICTrainable(ModelConfig.from_dict(state["config"]))
-    if args.ema and not state.get("ema"):
-        raise SystemExit(f"{args.checkpoint}: --ema, but this checkpoint keeps no weight average (run --ema)")
-    net.load_state_dict({**state["net"], **(state.get("ema") or {})} if args.ema else state["net"])
+    net.load_state_dict(checkpoint_weights(state, args.checkpoint, args.ema))
     summary = summarize_logs(args.log) if args.log else {}
     if summary.get("runs") and state.get("settings"):
         summary["runs"][-1]["settings"] = dict(state["settings"])  # the last log is this checkpoint's run

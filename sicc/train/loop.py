@@ -319,6 +319,27 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def read_checkpoint(path: Path) -> dict | None:
+    """The training checkpoint at ``path`` (read as data), or None when ``path`` is not one (a weights
+    file, or a ``.pt`` of another kind, which the weights loader then names)."""
+    if Path(path).suffix != ".pt":
+        return None
+    try:
+        state = load_checkpoint(path)
+    except Exception:  # noqa: BLE001 - not a checkpoint: let the weights loader say what it is
+        return None
+    return state if isinstance(state, dict) and "net" in state else None
+
+
+def checkpoint_weights(state: dict, path: Path, ema: bool = False) -> dict:
+    """A checkpoint's network weights: its last ones, or with ``ema`` its weight average (run --ema)."""
+    if not ema:
+        return state["net"]
+    if not state.get("ema"):
+        raise SystemExit(f"{path}: --ema, but this checkpoint keeps no weight average (run --ema)")
+    return {**state["net"], **state["ema"]}
+
+
 def load_checkpoint_config(path: Path) -> ModelConfig:
     return ModelConfig.from_dict(load_checkpoint(path)["config"])
 

@@ -142,21 +142,14 @@ def load_network(path: Path, ema: bool = False) -> SICTrainable:
     """A weights file or a training checkpoint (its weight average with ``ema``) as a ``SICTrainable``."""
     from ..model.config import ModelConfig
     from .export import load_trainable
-    from .loop import load_checkpoint
+    from .loop import checkpoint_weights, read_checkpoint
 
-    path = Path(path)
-    if path.suffix == ".pt":
-        state = load_checkpoint(path)
-        if "net" in state:
-            net = SICTrainable(ModelConfig.from_dict(state["config"]))
-            weights = dict(state["net"])
-            if ema:
-                if not state.get("ema"):
-                    raise SystemExit(f"{path}: --ema, but this checkpoint keeps no weight average")
-                weights.update(state["ema"])
-            net.load_state_dict(weights)
-            return net
-    return load_trainable(path)
+    state = read_checkpoint(path)
+    if state is None:
+        return load_trainable(Path(path))
+    net = SICTrainable(ModelConfig.from_dict(state["config"]))
+    net.load_state_dict(checkpoint_weights(state, path, ema))
+    return net
 
 
 def format_comparison(names: list[str], scores: list[Scores]) -> str:
@@ -198,6 +191,7 @@ def runtime_spread_scores(weights: Path | None, folder: Path, levels=tuple(range
 
     from ..bench.metrics import Metrics
     from ..codec import Codec
+    from ..stream import file_info
 
     codec = Codec.load(weights)
     metrics = Metrics()
@@ -208,8 +202,6 @@ def runtime_spread_scores(weights: Path | None, folder: Path, levels=tuple(range
         image = Image.fromarray(rgb)
         ref = metrics.reference(image)
         data = codec.encode(rgb, threads=threads)
-        from ..stream import file_info
-
         info = file_info(data)
         for level in levels:
             bpp.setdefault(level, []).append(info.levels[level - 1].cumulative_bpp)
