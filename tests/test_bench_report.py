@@ -31,6 +31,13 @@ def _det_rows(image: str, values: dict[int, tuple[float, float]]) -> list[dict]:
             for level, (bpp, d) in values.items()]
 
 
+def _both_rows(image: str, values: dict[int, tuple[float, float]], sampled_shift: float = 0.0) -> list[dict]:
+    """Deterministic rows and sampled rows (``sampled_shift`` worse in DISTS and LPIPS) of one image."""
+    det = _det_rows(image, values)
+    return det + [{**r, "mode": "sampled", "dists": r["dists"] + sampled_shift, "lpips": r["lpips"] + sampled_shift}
+                  for r in det]
+
+
 def test_previous_model_table_compares_on_common_images_only():
     """The shipping evidence uses only images both benchmarks measured, at matched bpp."""
     from sicc.bench.report import previous_model_table
@@ -113,16 +120,57 @@ def test_score_table_prints_the_change_and_the_verdict_against_the_reference():
                 "matched": {"at_targets": {"sicc_det": [{"bpp": t, "dists": 0.3, "lpips": 0.3, "psnr": 25.0}
                                                         for t in TARGET_BPPS]}, "labels": {}}}
 
-    levels = lambda shift: {1: (0.05, 0.5 - shift), 2: (0.2, 0.3 - shift), 3: (0.6, 0.2 - shift)}
-    old = results("old", [r for image in "abc" for r in _det_rows(image, levels(0.0))])
-    better = results("new", [r for i, image in enumerate("abc") for r in _det_rows(image, levels(0.01 + i / 1000))])
+    levels = lambda shift: {1: (0.05, 0.5 - shift), 2: (0.2, 0.3 - shift), 3: (0.6, 0.2 - shift),
+                            4: (1.2, 0.1 - shift)}
+    old = results("old", [r for image in "abc" for r in _both_rows(image, levels(0.0))])
+    better = results("new", [r for i, image in enumerate("abc") for r in _both_rows(image, levels(0.01 + i / 1000))])
     text = score_table(better, old)
     assert "Change against old (± jackknife standard error over 3 images)" in text
     assert "| dists | -0.0110 ± 0.0006 |" in text  # se of a mean of 3: 0.001 / sqrt(3)
     assert "Verdict: ships" in text
-    worse = results("new", [r for i, image in enumerate("abc") for r in _det_rows(image, levels(-0.01 - i / 1000))])
+    worse = results("new", [r for i, image in enumerate("abc") for r in _both_rows(image, levels(-0.01 - i / 1000))])
     assert "Verdict: does not ship: worse by more than one standard error" in score_table(worse, old)
     assert "Verdict" not in score_table(better, None)
+
+
+def test_the_shipping_rule_guards_the_sampled_decode_psnr_and_the_high_levels():
+    """A candidate better at 0.1-0.5 bpp still does not ship if it loses, beyond two standard errors,
+    the sampled decode, the deterministic PSNR, or levels 9-16 (0.75 and 1 bpp)."""
+    from sicc.bench.report import guard_verdict, ship_guards, ship_verdict, shipping_verdict
+    from sicc.bench.__main__ import model_changes
+
+    def results(model: str, rows: list[dict]) -> dict:
+        return {"model": {"id": model}, "per_image": {"sicc": rows}}
+
+    def levels(low: float, high: float = 0.0, psnr: float = 0.0) -> dict:
+        return {1: (0.05, 0.5 - low), 2: (0.2, 0.3 - low), 3: (0.6, 0.2 - low), 4: (1.2, 0.1 - high)}
+
+    old = results("old", [r for image in "abcd" for r in _both_rows(image, levels(0.0))])
+
+    def candidate(low, high=0.0, sampled=0.0, psnr_drop=0.0) -> tuple[bool, str]:
+        rows = []
+        for i, image in enumerate("abcd"):
+            shift = sampled[i] if isinstance(sampled, list) else sampled
+            for r in _both_rows(image, levels(low + i / 1000, high + i / 1000), shift + i / 1000):
+                rows.append({**r, "psnr": r["psnr"] - psnr_drop - i / 100})
+        new = results("new", rows)
+        return shipping_verdict(model_changes(new, old), ship_guards(new, old))
+
+    ok, why = candidate(0.01)
+    assert ok and "no guarded figure lost" in why
+    ok, why = candidate(0.01, sampled=0.02)  # the sampled decode loses .01
+    assert not ok and "sampled decode: DISTS at 0.1 bpp" in why and "LPIPS" in why
+    ok, why = candidate(0.01, high=-0.02)  # level 4 (1.2 bpp) worse: 0.75 and 1 bpp lose
+    assert not ok and "high rates (levels 9-16): DISTS at 1 bpp" in why
+    ok, why = candidate(0.01, psnr_drop=0.5)  # DISTS better (so PSNR of this fixture rises by .1) but .5 dB lost
+    assert not ok and "deterministic PSNR: PSNR at 0.2 bpp" in why
+    ok, why = candidate(0.01, sampled=[0.0145, 0.0065, 0.0145, 0.0065])  # +.0005 ± .002 sampled: noise, ships
+    assert ok, why
+    # a deterministic-only score run cannot show the guards: it does not ship, and says why
+    det_only = results("new", [r for i, image in enumerate("abcd") for r in _det_rows(image, levels(0.01 + i / 1000))])
+    assert ship_verdict(model_changes(det_only, old))[0]
+    ok, why = guard_verdict(ship_guards(det_only, old))
+    assert not ok and "not measured: sampled decode" in why
 
 
 def test_compare_command_exits_on_the_verdict(tmp_path):
@@ -133,8 +181,8 @@ def test_compare_command_exits_on_the_verdict(tmp_path):
 
     def results(model: str, shift: float) -> dict:
         rows = [r for i, image in enumerate("abc")
-                for r in _det_rows(image, {1: (0.05, 0.5 - shift - i / 1000), 2: (0.2, 0.3 - shift - i / 1000),
-                                           3: (0.6, 0.2 - shift - i / 1000)})]
+                for r in _both_rows(image, {1: (0.05, 0.5 - shift - i / 1000), 2: (0.2, 0.3 - shift - i / 1000),
+                                            3: (0.6, 0.2 - shift - i / 1000), 4: (1.2, 0.1 - shift - i / 1000)})]
         return {"model": {"id": model}, "per_image": {"sicc": rows}, "matched": {"at_targets": {
             "sicc_det": [{"bpp": t, "dists": 0.3, "lpips": 0.3, "psnr": 25.0} for t in (0.1, 0.2, 0.3, 0.5)]},
             "labels": {}}}

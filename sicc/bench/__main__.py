@@ -161,15 +161,17 @@ def tools() -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs/score"),
               show_default=True, help="Where results.json goes (never bench/).")
 @click.option("--threads", type=int, default=None, help="torch threads for the metrics.")
+@click.option("--sampled", is_flag=True, help="Also score the sampled decode (spread 2, seed 0), which the "
+                                              "shipping rule guards; doubles the decodes.")
 @click.option("--no-progress", is_flag=True, help="No progress bar: one line per image on stderr instead.")
 def score(weights: Path | None, n_images: int | None, levels: str | None, out_dir: Path, threads: int | None,
-          no_progress: bool) -> None:
+          sampled: bool, no_progress: bool) -> None:
     """Score a model in minutes: deterministic decodes of real files on Kodak, baselines from the cache.
 
     Prints DISTS, LPIPS and PSNR at 0.1-0.5 bpp beside JPEG, AVIF and the model of bench/results.json.
     """
     config = BenchConfig(images=n_images, weights=weights, levels=_ints(levels) if levels else None,
-                         threads=threads, modes=("det",), synonymy_images=0, skip_speed=True, skip_memory=True,
+                         threads=threads, modes=("det", "sampled") if sampled else ("det",), synonymy_images=0, skip_speed=True, skip_memory=True,
                          progress=not no_progress)
     results = run_bench(config, command="python -m sicc.bench score " + shlex.join(sys.argv[2:]))
     json_path = write_results(results, out_dir / "results.json")
@@ -198,11 +200,11 @@ def compare(results_path: Path | None, previous_path: Path | None) -> None:
         results, previous = read_results(results_path), read_results(previous_path)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    from .report import ship_verdict
+    from .report import ship_guards, shipping_verdict
 
     changes = model_changes(results, previous)
     click.echo(score_table(results, previous, str(previous_path), changes=changes))
-    if not ship_verdict(changes)[0]:
+    if not shipping_verdict(changes, ship_guards(results, previous))[0]:
         sys.exit(1)
 
 
@@ -225,7 +227,8 @@ def score_table(results: dict, reference: dict | None, reference_name: str = "be
     ``changes``: model_changes(results, reference) when the caller has it already (it is computed
     here otherwise)."""
     from . import curves
-    from .report import SHIP_METRICS, SHIP_RULE, det_rows, fmt_change, ship_verdict
+    from .report import (GUARD_RULE, SHIP_METRICS, SHIP_RULE, det_rows, fmt_change, guard_table, ship_guards,
+                         shipping_verdict)
 
     targets = curves.TARGET_BPPS
     at = results["matched"]["at_targets"]
@@ -259,8 +262,10 @@ def score_table(results: dict, reference: dict | None, reference_name: str = "be
         lines.append("|---" * (len(targets) + 1) + "|")
         for metric in (*SHIP_METRICS, "psnr"):
             lines.append(f"| {metric} | " + " | ".join(fmt_change(p[metric]) for p in changes) + " |")
-        ok, why = ship_verdict(changes)
-        lines += ["", SHIP_RULE, f"Verdict: {'ships' if ok else 'does not ship'}: {why}.", ""]
+        guards = ship_guards(results, reference)
+        ok, why = shipping_verdict(changes, guards)
+        lines += ["", guard_table(guards), "", SHIP_RULE, GUARD_RULE,
+                  f"Verdict: {'ships' if ok else 'does not ship'}: {why}.", ""]
     return "\n".join(lines)
 
 

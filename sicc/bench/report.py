@@ -250,6 +250,84 @@ def ship_verdict(changes: list[dict], metrics: tuple[str, ...] = SHIP_METRICS) -
     return True, "better by more than two standard errors: " + ", ".join(better) + "; nothing worse beyond noise"
 
 
+GUARD_BPPS = (0.75, 1.0)
+GUARD_RULE = (
+    "Nor may it lose beyond noise (worse by more than two jackknife standard errors) the deterministic "
+    "decode's PSNR at those rates, the sampled decode's DISTS and LPIPS at those rates, or the "
+    "deterministic decode's DISTS, LPIPS and PSNR at 0.75 and 1 bpp (levels 9-16): weight moved to the "
+    "low levels must not buy them with the sampled decode or the high end."
+)
+HIGHER_IS_BETTER = ("psnr", "ms_ssim")
+
+
+def mode_rows(results: dict, mode: str, images: set[str] | None = None) -> list[dict]:
+    """sicc's per-image, per-level rows of one decode mode ("det" or "sampled")."""
+    return [r for r in results["per_image"]["sicc"]
+            if r["mode"] == mode and (images is None or r["image"] in images)]
+
+
+def ship_guards(results: dict, previous: dict) -> list[dict]:
+    """The figures :data:`GUARD_RULE` watches, as {"what", "changes"} (``changes``: matched_change
+    output, or None where either benchmark did not measure that decode)."""
+    from . import curves
+
+    images = {r["image"] for r in mode_rows(results, "det")}
+    guards = []
+    for what, mode, targets, metrics in (
+            ("deterministic PSNR", "det", curves.TARGET_BPPS, ("psnr",)),
+            ("sampled decode", "sampled", curves.TARGET_BPPS, SHIP_METRICS),
+            ("high rates (levels 9-16)", "det", GUARD_BPPS, (*SHIP_METRICS, "psnr"))):
+        now, before = mode_rows(results, mode, images), mode_rows(previous, mode, images)
+        changes = curves.matched_change(now, before, targets, metrics) if now and before else None
+        guards.append({"what": what, "metrics": metrics, "changes": changes})
+    return guards
+
+
+def guard_verdict(guards: list[dict]) -> tuple[bool, str]:
+    """:data:`GUARD_RULE` applied to :func:`ship_guards` output."""
+    lost, unmeasured = [], []
+    for guard in guards:
+        if guard["changes"] is None:
+            unmeasured.append(guard["what"])
+            continue
+        for point in guard["changes"]:
+            for metric in guard["metrics"]:
+                c, se = point[metric]["change"], point[metric]["se"]
+                where = f"{guard['what']}: {metric.upper()} at {point['bpp']:g} bpp"
+                if c is None or se is None:
+                    unmeasured.append(where)
+                elif (-c if metric in HIGHER_IS_BETTER else c) > 2 * se:
+                    lost.append(f"{where} ({fmt_change(point[metric])})")
+    if unmeasured:
+        return False, "not measured: " + ", ".join(unmeasured) + " (the full benchmark measures them)"
+    if lost:
+        return False, "lost beyond noise: " + ", ".join(lost)
+    return True, "no guarded figure lost beyond noise"
+
+
+def shipping_verdict(changes: list[dict], guards: list[dict]) -> tuple[bool, str]:
+    """The whole shipping rule: :data:`SHIP_RULE` and then :data:`GUARD_RULE`."""
+    ok, why = ship_verdict(changes)
+    if not ok:
+        return ok, why
+    guarded, why_guard = guard_verdict(guards)
+    return guarded, f"{why}; {why_guard}" if guarded else why_guard
+
+
+def guard_table(guards: list[dict]) -> str:
+    """The guarded figures' changes (± jackknife SE), one row per decode, metric and rate set."""
+    lines = ["| guarded figure | change ± SE at each rate |", "|---|---|"]
+    for guard in guards:
+        if guard["changes"] is None:
+            lines.append(f"| {guard['what']} | not measured |")
+            continue
+        for metric in guard["metrics"]:
+            cells = ", ".join(f"{p['bpp']:g} bpp {fmt_change(p[metric], 2 if metric == 'psnr' else 4)}"
+                              for p in guard["changes"])
+            lines.append(f"| {guard['what']}: {metric.upper()} | {cells} |")
+    return "\n".join(lines)
+
+
 def previous_model_table(results: dict, previous: dict) -> str:
     """The current model against the previously shipped one, at matched bpp, on the images both
     benchmarks measured: the evidence for shipping new weights."""
