@@ -25,6 +25,7 @@ from .errors import (ArgumentError, CorruptError, CorruptLevelWarning, NoLevelWa
 from .image_io import load_rgb
 from .model.config import default_spread
 from .model.geometry import centres, hyper_size, image_offset, latent_size, pad_image
+from .model.level_film import film_transform, level_film
 from .model.probability import Z_BOUND, ProbabilityModel, single_threaded_blas, z_from_symbols, z_symbols
 from .model.transforms import Transforms
 from .model.weights import ModelWeights, default_weights_path, load_weights
@@ -62,6 +63,7 @@ class Codec:
         except (KeyError, ValueError, IndexError) as exc:
             raise WeightsError(f"weights do not describe a sicc model ({type(exc).__name__}: {exc})") from None
         self.transforms = Transforms(weights)
+        self.level_film = level_film(weights.model_state)  # None: g_s sees the latent as it is
 
     def _probe_probability(self) -> None:
         """The probability model on a 64x64 image's latent, every level: tensors whose shapes do not fit
@@ -241,10 +243,14 @@ class Codec:
         return y
 
     def synthesize(self, y: np.ndarray, height: int, width: int, threads: int | None = None,
-                   progress: Progress | None = None, centred: bool = False) -> Image.Image:
-        """The RGB image of a complete integer latent (latent, h, w): its canvas cropped to the
-        ``height`` x ``width`` image (in the middle of the canvas when ``centred``)."""
-        return tiled_synthesis_image(self.transforms.g_s, y, height, width, threads=threads or tiling.default_threads(),
+                   progress: Progress | None = None, centred: bool = False, level: int | None = None) -> Image.Image:
+        """The RGB image of a complete integer latent (latent, h, w) completed from the first ``level``
+        coded levels (default: all of them): its canvas cropped to the ``height`` x ``width`` image
+        (in the middle of the canvas when ``centred``). Weights with level tables scale and shift the
+        latent for that level before g_s (:mod:`sicc.model.level_film`)."""
+        level = self.config.levels if level is None else level
+        g_s = film_transform(self.transforms.g_s, self.level_film, level)
+        return tiled_synthesis_image(g_s, y, height, width, threads=threads or tiling.default_threads(),
                                      progress=progress, offset=image_offset(height, width, centred))
 
     def decode(self, source, samples: int = 1, seed: int = 0, spread: float | None = None,
@@ -315,13 +321,14 @@ class Codec:
                  spread: float, deterministic: bool, threads: int, progress: Progress | None) -> Iterator[Image.Image]:
         width, height = parsed.header.width, parsed.header.height
         centred = bool(parsed.header.flags & container.FLAG_CENTRED)
+        level = coded.shape[0] // self.config.group_size  # the levels decoded, which g_s is told
         first = None
         for k in range(samples):
             if deterministic and first is not None:
                 yield first.copy()  # nothing is sampled: the same pixels, synthesized once
                 continue
             y = self.complete_latent(coded, base, spread, None if deterministic else _seed_generator(seed, k))
-            image = self._with_metadata(self.synthesize(y, height, width, threads, progress, centred), parsed)
+            image = self._with_metadata(self.synthesize(y, height, width, threads, progress, centred, level), parsed)
             del y
             if deterministic:
                 first = image

@@ -5,16 +5,27 @@ zip of ``.npy`` arrays, each member CRC-checked by the zip layer):
 
 - ``manifest``: UTF-8 JSON (format, config, model id, scale offset, training
   summary, and for each transform graph the state keys it reads);
-- ``model/<key>``: the float32 network weights (one copy, by state-dict key);
+- ``model/<key>``: the float32 network weights (one copy, by state-dict key), among them,
+  in ``sicc-weights-4`` files only, the level tables ``model/level_film.scale`` and
+  ``model/level_film.shift`` (below);
 - ``z_prior/<key>``: the float state of the factorized prior of z (training only);
 - ``z_frequencies``: int64 integer frequencies of z, ``scale_table``: float64 scales;
 - ``graph/<name>`` for ``g_a``, ``h_a``, ``g_s``: ONNX graphs whose
   initializers are *external*, each naming its ``model/<key>``; the runtime
   hands onnxruntime those arrays, so the weights are stored once.
 
+**Level tables** (``sicc-weights-4``): g_s told which level it decodes from. Two float32 arrays
+of shape ``(levels, latent)``, ``level_film.scale`` and ``level_film.shift``: a decoder of the first
+``L`` levels (1..levels) gives g_s ``y * (1 + scale[L-1]) + shift[L-1]`` per latent channel
+instead of the complete latent ``y`` (:mod:`sicc.model.level_film`, the one home of that step).
+A file holds both or neither; each must be float32 of exactly that shape and finite, else the
+file is refused. A file with them is ``sicc-weights-4``, so a sicc that predates them refuses it
+rather than decode without them; a file without them is ``sicc-weights-3`` (or 2) and decodes as
+it always did. Being network weights, the tables are covered by the model id.
+
 The model id covers every byte that affects decoding, and is recomputed on
 load, never trusted, so a ``.sic`` file (which stores it) is never decoded with
-another model. In ``sicc-weights-3`` (what ``sicc.train export`` writes) it is
+another model. In ``sicc-weights-3`` and ``-4`` (what ``sicc.train export`` writes) it is
 the first 8 bytes of a SHA-256 over the config, every float tensor, the z
 table, the scale table and :func:`graph_digest` (the scale offset, each graph's
 bytes and the state keys it reads). In ``sicc-weights-2`` (the shipped model
@@ -47,8 +58,11 @@ import numpy as np
 
 from ..errors import WeightsError
 from .config import ModelConfig
+from .level_film import has_tables, table_problem
 
 WEIGHTS_FORMAT = "sicc-weights-3"
+LEVEL_FILM_WEIGHTS_FORMAT = "sicc-weights-4"
+"""``sicc-weights-3`` plus the level tables (:mod:`sicc.model.level_film`): the format of a file that has them."""
 LEGACY_WEIGHTS_FORMAT = "sicc-weights-2"
 LEGACY_GRAPH_DIGESTS = {
     "3b3f2723b056de3f": "eaae6c93f494b60d84bf3e739f80928cfb67a88ad9bc11a9d794b9be3fe3b610",  # sicc/weights/sicc-default.npz, the shipped model
@@ -113,7 +127,7 @@ def graph_digest(graphs: Mapping[str, bytes], graph_keys: Mapping[str, list[str]
 def write_weights(path: Path, weights: ModelWeights) -> None:
     """Write ``weights`` atomically (a temporary file beside ``path``, then rename)."""
     manifest = {
-        "format": WEIGHTS_FORMAT,
+        "format": LEVEL_FILM_WEIGHTS_FORMAT if has_tables(weights.model_state) else WEIGHTS_FORMAT,
         "config": weights.config.to_dict(),
         "model_id": weights.model_id.hex(),
         "scale_offset": int(weights.scale_offset),
@@ -158,13 +172,15 @@ def _parse(handle, path: Path) -> ModelWeights:
         raise WeightsError(f"{path}: not a sicc weights file (no manifest)")
     manifest = json.loads(bytes(arrays.pop("manifest")).decode("utf-8"))
     form = manifest.get("format") if isinstance(manifest, dict) else None
-    if form not in (WEIGHTS_FORMAT, LEGACY_WEIGHTS_FORMAT):
-        raise WeightsError(f"{path}: not a sicc weights file (format {form!r} where {WEIGHTS_FORMAT!r} is expected)")
+    if form not in (WEIGHTS_FORMAT, LEVEL_FILM_WEIGHTS_FORMAT, LEGACY_WEIGHTS_FORMAT):
+        raise WeightsError(f"{path}: not a sicc weights file (format {form!r} where {WEIGHTS_FORMAT!r} "
+                           f"or {LEVEL_FILM_WEIGHTS_FORMAT!r} is expected)")
     try:
         config = ModelConfig.from_dict(manifest["config"], strict=True)
     except (ValueError, TypeError, AttributeError) as exc:
         raise WeightsError(f"{path}: invalid model config: {exc}") from None
     model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    _check_level_tables(path, form, config, model_state)
     if any(v.dtype != np.float32 for v in model_state.values()):
         raise WeightsError(f"{path}: network weights must be float32")
     if not all(np.isfinite(v).all() for v in model_state.values()):
@@ -199,6 +215,20 @@ def _parse(handle, path: Path) -> ModelWeights:
     )
 
 
+def _check_level_tables(path: Path, form: str, config: ModelConfig, model_state: dict) -> None:
+    """The level tables: in a ``sicc-weights-4`` file both, float32 (levels, latent) and finite; in
+    any other, none (a decoder that predates them would ignore them)."""
+    if form != LEVEL_FILM_WEIGHTS_FORMAT:
+        if has_tables(model_state):
+            raise WeightsError(f"{path}: a {form} file with level tables (they need {LEVEL_FILM_WEIGHTS_FORMAT!r})")
+        return
+    if not has_tables(model_state):
+        raise WeightsError(f"{path}: a {form} file without its level tables (model/level_film.scale, .shift)")
+    problem = table_problem(config, model_state)
+    if problem:
+        raise WeightsError(f"{path}: invalid level tables: {problem}")
+
+
 def _check_tables(path: Path, config: ModelConfig, z_freq: np.ndarray, scales: np.ndarray, scale_offset: int) -> None:
     """The integer tables the coder trusts: every z symbol has a non-zero frequency and each row sums
     to 2**Z_FREQUENCY_BITS (else a symbol could not be coded); the scale table and its offset are the
@@ -218,7 +248,7 @@ def _verified_id(path: Path, manifest: dict, config: ModelConfig, model_state: d
                  scales: np.ndarray, graph_bytes: dict[str, bytes], graphs: bytes) -> bytes:
     """The model id, recomputed; a file whose bytes do not give the id it states is refused, and so
     is a ``sicc-weights-2`` file whose graphs are not the ones recorded for its id."""
-    if manifest["format"] == WEIGHTS_FORMAT:
+    if manifest["format"] in (WEIGHTS_FORMAT, LEVEL_FILM_WEIGHTS_FORMAT):
         for name in GRAPHS:  # name the graph that changed (the id below would catch it as well)
             if manifest["graphs"][name].get("sha256") != hashlib.sha256(graph_bytes[name]).hexdigest():
                 raise WeightsError(f"{path}: its {name} graph is not the one its manifest records "
