@@ -114,6 +114,10 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--decoder-only", action=argparse.BooleanOptionalAction,
                    help="train g_s alone (encoder, hyperprior, context network and z prior frozen): no encoder "
                         "backward pass and no consistency term; coded files stay byte-identical")
+    r.add_argument("--level-film", action=argparse.BooleanOptionalAction,
+                   help="give g_s the level it decodes from: a per-level, per-latent-channel scale and shift "
+                        "of its input, zero at first (the same function), trained with g_s (also with "
+                        "--decoder-only) and exported in the weights file (sicc.model.level_film)")
     r.add_argument("--validate-every", type=int, default=0,
                    help="score the validation split every N steps and at the end (validation.jsonl; 0: never)")
     r.add_argument("--warmup-steps", type=int, help=f"steps that train only the all-levels branch (default {d['warmup_steps']})")
@@ -291,7 +295,13 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if continued is not None and args.hidden and args.hidden != continued["config"]["hidden"]:
         continued = None  # widened: a new network, and nothing of the optimizer carries over
     begun = state or continued
-    net = SICTrainable(ModelConfig.from_dict(begun["config"])) if begun else _initial_net(args)
+    net = SICTrainable.for_state(ModelConfig.from_dict(begun["config"]), begun["net"]) if begun else _initial_net(args)
+    if net.model.level_film is not None and not opts["level_film"]:
+        if args.level_film is False:
+            raise SystemExit("--no-level-film: the network this run starts from has level tables (a trained "
+                             "g_s depends on them); they cannot be left out")
+        print("the network has level tables: --level-film", file=sys.stderr)
+        opts["level_film"] = True
     if state is None:  # a new run: the defaults that depend on how it starts
         if args.lr is None:
             opts["lr"] = LR_PER_CROP * opts["batch"]
@@ -312,7 +322,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
         lr_warmup=opts["lr_warmup"], schedule=opts["schedule"], weight_decay=opts["weight_decay"],
         clip=opts["clip"], seed=opts["seed"], device=args.device, precision=precision,
         channels_last=opts["channels_last"], warmup_steps=opts["warmup_steps"], moment_steps=opts["moment_steps"],
-        ema=opts["ema"], checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
+        ema=opts["ema"], level_film=bool(opts["level_film"]), checkpoint_every=args.checkpoint_every,
+        checkpoint_minutes=args.checkpoint_minutes,
         minutes=args.minutes,
         loss=LossSettings(samples=opts["samples"], texture=opts["texture"], full_weight=opts["full_weight"],
                           deterministic_share=opts["deterministic_share"], low_levels=opts["low_levels"],
@@ -418,8 +429,9 @@ def _cmd_export(args: argparse.Namespace) -> None:
     if isinstance(state, dict) and state.get("format") == LEGACY_FORMAT:
         print(f"converted {args.output} (model id {convert_legacy(args.checkpoint, args.output)})")
         return
-    net = SICTrainable(ModelConfig.from_dict(state["config"]))
-    net.load_state_dict(checkpoint_weights(state, args.checkpoint, args.ema))
+    weights = checkpoint_weights(state, args.checkpoint, args.ema)
+    net = SICTrainable.for_state(ModelConfig.from_dict(state["config"]), weights)
+    net.load_state_dict(weights)
     summary = summarize_logs(args.log) if args.log else {}
     if summary.get("runs") and state.get("settings"):
         summary["runs"][-1]["settings"] = dict(state["settings"])  # the last log is this checkpoint's run

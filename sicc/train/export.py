@@ -21,7 +21,7 @@ import torch
 from ..model.config import ModelConfig
 from ..model.probability import Z_BOUND, frequencies_from_pmf, scale_table
 from ..model.weights import GRAPHS, ModelWeights, compute_model_id, graph_digest, load_weights, write_weights
-from .network import SICModel
+from .network import SICModel, has_level_film
 
 ONNX_OPSET = 17
 EXPORT_CHECK_TOLERANCE = 1e-3
@@ -161,7 +161,7 @@ def export_weights(net, path: Path, training: dict) -> str:
 
 def build_model(weights: ModelWeights) -> SICModel:
     """The float torch network of a weights file, in eval mode."""
-    model = SICModel(weights.config)
+    model = SICModel(weights.config, level_film=has_level_film(weights.model_state))
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.model_state.items()})
     return model.eval()
 
@@ -171,7 +171,7 @@ def load_trainable(path: Path):
     from .objective import SICTrainable
 
     weights = load_weights(path)
-    net = SICTrainable(weights.config)
+    net = SICTrainable(weights.config, level_film=has_level_film(weights.model_state))
     net.model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.model_state.items()})
     net.z_prior.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.z_prior_state.items()})
     return net

@@ -95,6 +95,7 @@ class TrainSettings:
     # first steps; 0 where the optimizer state is continued.
     moment_steps: int = 0
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: none); export --ema uses it
+    level_film: bool = False  # the network has level tables (sicc.model.level_film): g_s told the level
     checkpoint_every: int = 100
     checkpoint_minutes: float = 5.0
     minutes: float | None = None  # wall-clock budget of this command (None: until ``steps``)
@@ -104,7 +105,7 @@ class TrainSettings:
 
 RESUMED_SETTINGS = ("batch", "crop", "lr", "lr_min", "lr_warmup", "schedule", "weight_decay", "clip", "seed",
                     "channels_last", "warmup_steps", "moment_steps", "ema", "samples", "texture", "full_weight",
-                    "deterministic_share", "low_levels", "low_mse", "decoder_only")
+                    "deterministic_share", "low_levels", "low_mse", "decoder_only", "level_film")
 """The settings a checkpoint carries, so that ``--resume`` continues the same schedule, batches and
 objective without repeating them (device, precision, threads and budgets belong to the machine)."""
 
@@ -165,6 +166,14 @@ def resume_schedule(s: TrainSettings, state: dict, horizon: int | None = None) -
         retarget(s, int(state["step"]), horizon)
 
 
+DECODER_PARAMETERS = ("model.g_s.", "model.level_film.")
+"""What a decoder-only run trains: g_s and the level tables (when the network has them)."""
+
+
+def _is_level_film(key: str) -> bool:
+    return key.startswith("model.level_film.")
+
+
 class Trainer:
     """Owns the network, optimizer, data sampler and RNG: everything a checkpoint must hold."""
 
@@ -178,9 +187,11 @@ class Trainer:
         self.net.model.to(memory_format=self.memory_format)
         self.sampler = sampler
         self.perceptual = perceptual.to(self.device).to(memory_format=self.memory_format)
+        if settings.level_film and self.net.model.level_film is None:
+            self.net.model.add_level_film()  # zero tables: the same function, now told the level
         if settings.loss.decoder_only:  # g_s alone learns; the optimizer keeps every parameter, so its
             for name, p in self.net.named_parameters():  # state carries over between the two modes
-                p.requires_grad_(name.startswith("model.g_s."))
+                p.requires_grad_(name.startswith(DECODER_PARAMETERS))
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.ema: dict[str, torch.Tensor] | None = None
         if settings.ema:
@@ -249,13 +260,35 @@ class Trainer:
             "ema": self.ema,
         }
 
+    def _load_net(self, weights: dict) -> None:
+        """The network's weights from a checkpoint's; level tables it lacks (a checkpoint from before
+        --level-film) stay at their zero start."""
+        current = self.net.state_dict()
+        added = {k: current[k] for k in current if k not in weights and _is_level_film(k)}
+        self.net.load_state_dict({**weights, **added})
+
+    def _load_optimizer(self, saved: dict, weights: dict) -> None:
+        """AdamW's state from a checkpoint's. One whose network lacked the level tables holds one
+        entry fewer per table: each saved entry goes to its parameter (by name, in the saved network's
+        order), and the tables start with fresh moments."""
+        names = [name for name, _ in self.net.named_parameters()]
+        groups = saved.get("param_groups") or []
+        if len(groups) == 1 and len(self.optimizer.param_groups) == 1 and len(groups[0]["params"]) != len(names):
+            kept = [i for i, name in enumerate(names) if name in weights]
+            if len(kept) != len(groups[0]["params"]) or any(not _is_level_film(n) for n in names if n not in weights):
+                raise ValueError("the checkpoint's optimizer state does not fit this network")
+            where = dict(zip(groups[0]["params"], kept))
+            saved = {"state": {where[i]: v for i, v in saved["state"].items()},
+                     "param_groups": [{**groups[0], "params": list(range(len(names)))}]}
+        self.optimizer.load_state_dict(saved)
+
     def load_state_dict(self, state: dict, optimizer: bool = True) -> None:
-        self.net.load_state_dict(state["net"])
+        self._load_net(state["net"])
         self.step = int(state["step"])
         self.hardware = list(dict.fromkeys([*state.get("hardware", []), *self.hardware]))
         self._load_ema(state)
         if optimizer and state.get("optimizer"):
-            self.optimizer.load_state_dict(state["optimizer"])
+            self._load_optimizer(state["optimizer"], state["net"])
             self.optimizer_continued = True
             for group in self.optimizer.param_groups:  # this run's settings, not the saved ones
                 group["weight_decay"] = self.settings.weight_decay
@@ -291,11 +324,11 @@ class Trainer:
         """Start a new run from a checkpoint's network, AdamW moments and weight average, but with this
         run's own schedule, seed and data order (``load_state_dict`` resumes the old run instead): the
         optimizer goes on from where the last run left it, with no re-warming."""
-        self.net.load_state_dict(state["net"])
+        self._load_net(state["net"])
         self.hardware = list(dict.fromkeys([*state.get("hardware", []), *self.hardware]))
         self._load_ema(state)
         if state.get("optimizer"):
-            self.optimizer.load_state_dict(state["optimizer"])
+            self._load_optimizer(state["optimizer"], state["net"])
             for group in self.optimizer.param_groups:
                 group["weight_decay"] = self.settings.weight_decay
             self.optimizer_continued = True

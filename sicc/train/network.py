@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.config import ModelConfig
+from ..model.level_film import KEYS as LEVEL_FILM_KEYS
 from ..model.probability import SCALE_MIN
 from .layers import GDN, LevelCausalConv2d, conv, deconv
 
@@ -35,10 +36,32 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-class SICModel(nn.Module):
-    """Analysis/synthesis transforms plus the entropy-parameter networks."""
+class LevelFilm(nn.Module):
+    """The level tables of the synthesis side (:mod:`sicc.model.level_film`): per level and latent
+    channel a scale and a shift, zero at first (the identity), so g_s learns which level it decodes
+    from starting from the function it computes. State keys ``level_film.scale``, ``level_film.shift``."""
 
-    def __init__(self, config: ModelConfig = ModelConfig()):
+    def __init__(self, levels: int, latent: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(levels, latent))
+        self.shift = nn.Parameter(torch.zeros(levels, latent))
+
+    def forward(self, latent: torch.Tensor, level: int) -> torch.Tensor:
+        """``latent * (1 + scale[level-1]) + shift[level-1]`` per channel, as the runtime computes it."""
+        gain = (1 + self.scale[level - 1]).view(1, -1, 1, 1)
+        return latent * gain + self.shift[level - 1].view(1, -1, 1, 1)
+
+
+def has_level_film(state) -> bool:
+    """Whether a state dict (of a SICModel, or of a SICTrainable: ``model.`` keys) holds the level tables."""
+    return any(key in state or f"model.{key}" in state for key in LEVEL_FILM_KEYS)
+
+
+class SICModel(nn.Module):
+    """Analysis/synthesis transforms plus the entropy-parameter networks (and, with ``level_film``, the
+    level tables that tell g_s which level it decodes from)."""
+
+    def __init__(self, config: ModelConfig = ModelConfig(), level_film: bool = False):
         super().__init__()
         self.config = config
         n, m, zc, k = config.hidden, config.latent, config.hyper, config.context_hidden
@@ -61,6 +84,23 @@ class SICModel(nn.Module):
         self.context_causal = LevelCausalConv2d(m, k, 3, levels)
         self.context_mid = nn.Conv2d(k, k, 1, groups=levels)
         self.context_out = nn.Conv2d(k, 2 * m, 1, groups=levels)
+        self.level_film: LevelFilm | None = None
+        if level_film:
+            self.add_level_film()
+
+    def add_level_film(self) -> None:
+        """Give the synthesis side zero level tables (the identity: the function stays the same)."""
+        if self.level_film is None:
+            device = self.g_s[0].weight.device
+            self.level_film = LevelFilm(self.config.levels, self.config.latent).to(device)
+
+    def synthesize(self, latent: torch.Tensor, level: int) -> torch.Tensor:
+        """g_s of a complete latent decoded from the first ``level`` levels (1..levels): with level
+        tables, the latent is scaled and shifted for that level first, as the runtime does
+        (:func:`sicc.model.level_film.film_transform`)."""
+        if self.level_film is not None and level > 0:
+            latent = self.level_film(latent, level)
+        return self.g_s(latent)
 
     # -- entropy parameters ------------------------------------------------------
     def entropy_parameters(self, y_hat: torch.Tensor, hyper: torch.Tensor):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.config import ModelConfig
-from .network import SICModel, gaussian_likelihood, scales_from_log, ste_round
+from .network import SICModel, gaussian_likelihood, has_level_film, scales_from_log, ste_round
 from .prior import FactorizedPrior
 
 
@@ -79,10 +79,15 @@ def step_plan(step: int, levels: int, settings: LossSettings, seed: int = 0) -> 
 class SICTrainable(nn.Module):
     """The model plus the factorized prior of ``z``."""
 
-    def __init__(self, config: ModelConfig = ModelConfig()):
+    def __init__(self, config: ModelConfig = ModelConfig(), level_film: bool = False):
         super().__init__()
-        self.model = SICModel(config)
+        self.model = SICModel(config, level_film=level_film)
         self.z_prior = FactorizedPrior(config.hyper)
+
+    @classmethod
+    def for_state(cls, config: ModelConfig, state) -> "SICTrainable":
+        """The network that a checkpoint's state dict fits: with level tables where it has them."""
+        return cls(config, level_film=has_level_film(state))
 
     @property
     def config(self) -> ModelConfig:
@@ -150,7 +155,7 @@ def sic_loss(
     bits_per_level = y_bits.reshape(b, cfg.levels, -1).sum(dim=(0, 2)) / pixels
 
     with _part("g_s"):
-        x_full = model.g_s(y_hat).float()
+        x_full = model.synthesize(y_hat, cfg.levels).float()
     full_mse = F.mse_loss(x_full, x)
     def perceive(x_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(LPIPS, texture distance); the second is 0 without a texture weight."""
@@ -175,7 +180,7 @@ def sic_loss(
         with frozen, _full_precision(x), _part("detail sampling"):
             latent = model.sample_details(coded, hyper, spread, uniform)
         with _part("g_s"):
-            x_level = model.g_s(latent).float()
+            x_level = model.synthesize(latent, level).float()
         mse_l = mse_l + F.mse_loss(x_level, x) / settings.samples
         lpips_s, texture_s = perceive(x_level)
         lpips_l = lpips_l + lpips_s / settings.samples

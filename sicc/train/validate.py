@@ -115,7 +115,7 @@ class Validator:
                     bpp = ((level_bits[:, level - 1] + z_bits) / (h * w)).cpu().numpy()
                     for spread in self.spreads:
                         latent = model.sample_details(y_hat[:, : level * cfg.group_size], hyper, spread, uniform)
-                        x_hat = torch.round(model.g_s(latent).float().clamp(0, 1) * 255) / 255
+                        x_hat = torch.round(model.synthesize(latent, level).float().clamp(0, 1) * 255) / 255
                         mse = ((x_hat - x) ** 2).flatten(1).mean(1).clamp_min(1e-10)
                         figures = {
                             "psnr": (-10 * torch.log10(mse)).cpu().numpy(),
@@ -147,8 +147,9 @@ def load_network(path: Path, ema: bool = False) -> SICTrainable:
     state = read_checkpoint(path)
     if state is None:
         return load_trainable(Path(path))
-    net = SICTrainable(ModelConfig.from_dict(state["config"]))
-    net.load_state_dict(checkpoint_weights(state, path, ema))
+    weights = checkpoint_weights(state, path, ema)
+    net = SICTrainable.for_state(ModelConfig.from_dict(state["config"]), weights)
+    net.load_state_dict(weights)
     return net
 
 
