@@ -5,7 +5,11 @@
 Writes, for each committed golden file, ``OUT_DIR/<name>.json`` (exact decoded latents, sampled
 latents for a few seeds and levels, the outcome of every prefix of the file and of a set of
 corrupted files) and ``OUT_DIR/<name>-<case>.rgb`` (the Python decode's pixels), plus the web
-bundles of the shipped and tiny models in ``OUT_DIR/bundle-shipped`` and ``OUT_DIR/bundle-tiny``.
+bundles of the shipped and tiny models in ``OUT_DIR/bundle-shipped`` and ``OUT_DIR/bundle-tiny``;
+and for level tables (sicc.model.level_film) the tiny model given random ones
+(``OUT_DIR/bundle-tiny-film``), a file it encoded and its decodes at several levels
+(``OUT_DIR/tiny-film.json``, ``tiny-film-<case>.rgb``, and ``tiny-film-<case>-plain.rgb``: the
+same latent through g_s without the tables).
 Nothing here is typed in: every expected value is what ``sicc`` itself computes.
 """
 
@@ -24,6 +28,7 @@ from sicc import container
 from sicc.codec import Codec, _seed_generator
 from sicc.errors import SiccError
 from sicc.export.web import export_web
+from sicc.model.level_film import SCALE_KEY, SHIFT_KEY
 
 DATA = Path(__file__).resolve().parent / "data"
 GOLDENS = {"shipped": None, "tiny": DATA / "golden-tiny.npz", "tiny-gray": DATA / "golden-tiny.npz"}
@@ -179,12 +184,65 @@ def coding_cases(out: Path, seed: int = 20261206) -> None:
     (out / "lefts.json").write_text(json.dumps(lefts))
 
 
+FILM_CASES = {"det": dict(level=None, seed=0, spread=0.0), "l1": dict(level=1, seed=0, spread=0.0),
+              "l3-s7": dict(level=3, seed=7, spread=2.0), "l8": dict(level=8, seed=0, spread=0.0)}
+"""Decodes of the level-table reference: every level, and prefixes decoded and sampled."""
+
+
+def with_level_tables(src: Path | None, dst: Path, seed: int = 48, size: float = 0.5) -> Path:
+    """A copy of the weights ``src`` (a sicc-weights-2 or -3 file; None: the shipped one) given
+    random level tables (normal, standard deviation ``size``), written as the sicc-weights-4 file
+    ``dst`` under its own model id; no torch needed."""
+    import dataclasses
+
+    from sicc.model.weights import compute_model_id, graph_digest, load_weights, write_weights
+
+    weights = load_weights(src)
+    cfg = weights.config
+    rng = np.random.default_rng(seed)
+    state = dict(weights.model_state)
+    state[SCALE_KEY] = (rng.normal(0, size, (cfg.levels, cfg.latent))).astype(np.float32)
+    state[SHIFT_KEY] = (rng.normal(0, size, (cfg.levels, cfg.latent))).astype(np.float32)
+    digest = graph_digest(weights.graphs, weights.graph_keys, weights.scale_offset)
+    model_id = compute_model_id(cfg, state, weights.z_frequencies, weights.scale_table, digest)
+    write_weights(dst, dataclasses.replace(weights, model_state=state, model_id=model_id))
+    return dst
+
+
+def film_reference(out: Path) -> None:
+    """The level tables through both decoders: a tiny model with random tables, its bundle, a file
+    it encoded (examples/kodim23.png) and the Python decode's pixels per case, with and without the
+    tables applied to the same latent (the second shows that the tables change the picture)."""
+    from sicc.model.level_film import film_transform  # noqa: F401 - the runtime's one home of the step
+
+    weights = with_level_tables(DATA / "golden-tiny.npz", out / "tiny-film.npz")
+    codec = Codec.load(weights)
+    export_web(out / "bundle-tiny-film", weights)
+    data = codec.encode(Path(__file__).resolve().parents[1] / "examples" / "kodim23.png")
+    (out / "tiny-film.sic").write_bytes(data)
+    pixels = {}
+    plain_film, codec.level_film = codec.level_film, None
+    try:
+        plain = {case: np.asarray(codec.decode(data, **kw)[0].convert("RGB"), dtype=np.uint8)
+                 for case, kw in FILM_CASES.items()}
+    finally:
+        codec.level_film = plain_film
+    for case, kw in FILM_CASES.items():
+        array = np.asarray(codec.decode(data, **kw)[0].convert("RGB"), dtype=np.uint8)
+        (out / f"tiny-film-{case}.rgb").write_bytes(array.tobytes())
+        (out / f"tiny-film-{case}-plain.rgb").write_bytes(plain[case].tobytes())
+        pixels[case] = {**kw, "file": f"tiny-film-{case}.rgb", "plain": f"tiny-film-{case}-plain.rgb"}
+    (out / "tiny-film.json").write_text(json.dumps({"file": "tiny-film.sic", "bundle": "bundle-tiny-film",
+                                                    "model_id": codec.model_id.hex(), "pixels": pixels}))
+
+
 def main(argv: list[str]) -> int:
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)
     export_web(out / "bundle-shipped", None)
     export_web(out / "bundle-tiny", DATA / "golden-tiny.npz")
     coding_cases(out)
+    film_reference(out)
     for name, weights in GOLDENS.items():
         reference(name, weights, out)
     return 0

@@ -155,7 +155,7 @@ class Viewer {
       if (!gray) context.putImageData(new ImageData(rgba, header.width, header.height), 0, 0, left, top, cols, rows);
       await new Promise((resolve) => setTimeout(resolve, 0));
     };
-    const rgba = await codec.synthesize(y, header, this.decoder, drawTile);
+    const rgba = await codec.synthesize(y, header, this.decoder, drawTile, level);
     context.putImageData(new ImageData(rgba, header.width, header.height), 0, 0);
     this.shown = key;
     record('shown', { level, seed, spread, received: this.bytes.length });

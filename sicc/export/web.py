@@ -12,6 +12,11 @@ A folder of plain files a static server can serve:
 - ``g_s.onnx``: the synthesis graph with its weights inside (the weights file stores them once,
   outside the graphs; onnxruntime-web gets one self-contained file).
 
+Weights with level tables (:mod:`sicc.model.level_film`) give a bundle of format ``sicc-web-2``:
+the same, plus ``level_film`` in the table layout, the ``scale`` and ``shift`` tables
+(levels, latent) as float64 (their float32 values, exactly), which the decoder applies to each
+tile before g_s (``web/src/level_film.js``). A decoder that predates them refuses such a bundle.
+
 The bundle is written to a temporary folder beside ``DIR`` and moved into place, so a failed
 export leaves the previous bundle as it was.
 """
@@ -27,8 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from ..codec import Codec
+from ..model.level_film import SCALE_KEY, SHIFT_KEY
 
 WEB_FORMAT = "sicc-web-1"
+LEVEL_FILM_WEB_FORMAT = "sicc-web-2"
+"""``sicc-web-1`` plus the level tables: the format of the bundle of weights that have them."""
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 """onnxruntime-web's WASM-only build: the module the page imports and the runtime it loads."""
 
@@ -97,9 +105,14 @@ def export_web(directory: Path, weights: Path | None = None) -> dict:
         "z_frequencies": tables.add(model.z_frequencies, "int32"),
         "scale_table": tables.add(model.scales, "float64"),
     }
+    film = codec.level_film
+    if film is not None:  # the weights' own float32 tables (gain = 1 + scale is recomputed in float32)
+        state = codec.weights.model_state
+        layout["level_film"] = {"scale": tables.add(state[SCALE_KEY], "float64"),
+                                "shift": tables.add(state[SHIFT_KEY], "float64")}
     files = {"tables.bin": b"".join(tables.parts), "g_s.onnx": _embedded_graph(codec, "g_s")}
     manifest = {
-        "format": WEB_FORMAT,
+        "format": WEB_FORMAT if film is None else LEVEL_FILM_WEB_FORMAT,
         "model_id": codec.model_id.hex(),
         "config": {**codec.config.to_dict(), "group_size": codec.config.group_size},
         "scale_offset": model.scale_offset,

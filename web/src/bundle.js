@@ -4,9 +4,12 @@
 // whose model id its header names (codec.js).
 
 import { WeightsError } from './errors.js';
+import { LevelFilm } from './level_film.js';
 import { ProbabilityModel } from './probability.js';
 
 export const WEB_FORMAT = 'sicc-web-1';
+/** sicc-web-1 plus the level tables (sicc/export/web.py): the bundle of weights that have them. */
+export const LEVEL_FILM_WEB_FORMAT = 'sicc-web-2';
 
 async function sha256Hex(bytes) {
   // Browsers and node >= 19 have crypto.subtle as a global; node 18 has it in node:crypto.
@@ -24,7 +27,8 @@ function view(buffer, entry) {
 
 /**
  * Load a bundle through `readFile(name) -> Promise<Uint8Array>` (fetch in a browser, the file
- * system in node). Returns {manifest, modelId, probability: ProbabilityModel, synthesisGraph}.
+ * system in node). Returns {manifest, modelId, probability: ProbabilityModel, levelFilm: LevelFilm or null,
+ * synthesisGraph}.
  */
 export async function loadBundle(readFile) {
   let manifest;
@@ -33,7 +37,12 @@ export async function loadBundle(readFile) {
   } catch (error) {
     throw new WeightsError(`model bundle has no readable manifest.json (${error.message})`);
   }
-  if (manifest.format !== WEB_FORMAT) throw new WeightsError(`model bundle format ${manifest.format} is not ${WEB_FORMAT}`);
+  if (manifest.format !== WEB_FORMAT && manifest.format !== LEVEL_FILM_WEB_FORMAT) {
+    throw new WeightsError(`model bundle format ${manifest.format} is not ${WEB_FORMAT} or ${LEVEL_FILM_WEB_FORMAT}`);
+  }
+  if ((manifest.format === LEVEL_FILM_WEB_FORMAT) !== Boolean(manifest.tables?.level_film)) {
+    throw new WeightsError(`model bundle of format ${manifest.format} ${manifest.tables?.level_film ? 'with' : 'without'} level tables`);
+  }
   const files = {};
   for (const [name, info] of Object.entries(manifest.files)) {
     const bytes = await readFile(name);
@@ -64,5 +73,14 @@ export async function loadBundle(readFile) {
       outW: view(buffer, level.out_w), outB: view(buffer, level.out_b),
     })),
   });
-  return { manifest, modelId: manifest.model_id, probability, synthesisGraph: files['g_s.onnx'] };
+  let levelFilm = null;
+  if (t.level_film) {
+    try {
+      levelFilm = new LevelFilm(view(buffer, t.level_film.scale), view(buffer, t.level_film.shift),
+        manifest.config.levels, manifest.config.latent);
+    } catch (error) {
+      throw new WeightsError(`model bundle has invalid level tables (${error.message})`);
+    }
+  }
+  return { manifest, modelId: manifest.model_id, probability, levelFilm, synthesisGraph: files['g_s.onnx'] };
 }

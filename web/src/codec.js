@@ -8,6 +8,7 @@ import * as container from './container.js';
 import { CodingError, Y_BOUND, decodeCategorical, decodeGaussian } from './range_coding.js';
 import { CorruptError, UnsupportedError } from './errors.js';
 import { hyperSize, latentSize } from './geometry.js';
+import { filmTransform } from './level_film.js';
 import { Z_BOUND } from './probability.js';
 import { rint, seedGenerator, uniform } from './sampler.js';
 import { Synthesis } from './transforms.js';
@@ -75,6 +76,7 @@ export class Codec {
     this.modelId = bundle.modelId;
     this.config = bundle.manifest.config;
     this.probability = bundle.probability;
+    this.levelFilm = bundle.levelFilm ?? null; // null: g_s sees the latent as it is
     this.synthesis = synthesis;
   }
 
@@ -165,9 +167,14 @@ export class Codec {
     return y;
   }
 
-  /** RGBA pixels of a complete latent, cropped to the image; gray files as luma in R = G = B. */
-  async synthesize(y, header, decoder, onTile = null) {
-    const rgba = await tiledSynthesis(this.synthesis, y, this.config.latent, decoder.h, decoder.w, header.height, header.width, onTile);
+  /**
+   * RGBA pixels of a complete latent completed from the first `level` coded levels (default: all the
+   * decoder holds), cropped to the image; gray files as luma in R = G = B. A bundle with level tables
+   * scales and shifts the latent for that level before g_s (level_film.js).
+   */
+  async synthesize(y, header, decoder, onTile = null, level = decoder.levels) {
+    const synthesis = filmTransform(this.synthesis, this.levelFilm, level);
+    const rgba = await tiledSynthesis(synthesis, y, this.config.latent, decoder.h, decoder.w, header.height, header.width, onTile);
     if (header.flags & container.FLAG_GRAYSCALE) toGray(rgba);
     return rgba;
   }
@@ -193,7 +200,7 @@ export class Codec {
     const images = [];
     for (let k = 0; k < (deterministic ? 1 : samples); k++) {
       const y = this.completeLatent(decoder, spread, deterministic ? null : seedGenerator(seed, k));
-      const rgba = await this.synthesize(y, parsed.header, decoder);
+      const rgba = await this.synthesize(y, parsed.header, decoder, null, decoder.levels);
       images.push({ width: parsed.header.width, height: parsed.header.height, rgba, gray: Boolean(parsed.header.flags & container.FLAG_GRAYSCALE) });
     }
     while (images.length < samples) images.push(images[0]);
