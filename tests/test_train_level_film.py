@@ -194,3 +194,18 @@ def test_the_loss_uses_the_row_of_the_level_branchs_level_and_of_level_16_for_th
     assert full == pytest.approx(0, abs=1e-6 * base[0]) and abs(level) > 1e-4  # the level branch's own row
     full, level = mse(5, row=16) - base
     assert abs(full) > 1e-4 and level == pytest.approx(0, abs=1e-6 * base[1])  # the full branch: all 16 levels
+
+
+def test_widening_keeps_the_tables_and_the_function():
+    from sicc.train.widen import widen
+
+    torch.manual_seed(0)
+    net = SICTrainable(TINY, level_film=True)
+    with torch.no_grad():
+        net.model.level_film.scale.normal_(0, 0.3)
+        net.model.level_film.shift.normal_(0, 0.3)
+    wide = widen(net, TINY.hidden + 4)
+    assert torch.equal(wide.model.level_film.scale, net.model.level_film.scale)
+    latent = torch.round(torch.randn(1, TINY.latent, 4, 4) * 3)
+    with torch.no_grad():
+        assert torch.allclose(wide.model.synthesize(latent, 3), net.model.synthesize(latent, 3), atol=1e-5)
