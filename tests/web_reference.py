@@ -213,8 +213,6 @@ def film_reference(out: Path) -> None:
     """The level tables through both decoders: a tiny model with random tables, its bundle, a file
     it encoded (examples/kodim23.png) and the Python decode's pixels per case, with and without the
     tables applied to the same latent (the second shows that the tables change the picture)."""
-    from sicc.model.level_film import film_transform  # noqa: F401 - the runtime's one home of the step
-
     weights = with_level_tables(DATA / "golden-tiny.npz", out / "tiny-film.npz")
     codec = Codec.load(weights)
     export_web(out / "bundle-tiny-film", weights)
