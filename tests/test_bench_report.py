@@ -135,7 +135,7 @@ def test_score_table_prints_the_change_and_the_verdict_against_the_reference():
 
 def test_the_shipping_rule_guards_the_sampled_decode_psnr_and_the_high_levels():
     """A candidate better at 0.1-0.5 bpp still does not ship if it loses, beyond two standard errors,
-    the sampled decode, the deterministic PSNR, or levels 9-16 (0.75 and 1 bpp)."""
+    the sampled decode, the deterministic PSNR, or levels 9-16 (0.75, 1 and 1.2 bpp)."""
     from sicc.bench.report import guard_verdict, ship_guards, ship_verdict, shipping_verdict
     from sicc.bench.__main__ import model_changes
 
@@ -160,8 +160,8 @@ def test_the_shipping_rule_guards_the_sampled_decode_psnr_and_the_high_levels():
     assert ok and "no guarded figure lost" in why
     ok, why = candidate(0.01, sampled=0.02)  # the sampled decode loses .01
     assert not ok and "sampled decode: DISTS at 0.1 bpp" in why and "LPIPS" in why
-    ok, why = candidate(0.01, high=-0.02)  # level 4 (1.2 bpp) worse: 0.75 and 1 bpp lose
-    assert not ok and "high rates (levels 9-16): DISTS at 1 bpp" in why
+    ok, why = candidate(0.01, high=-0.02)  # level 4 (1.2 bpp) worse: 0.75, 1 and 1.2 bpp lose
+    assert not ok and "high rates (levels 9-16): DISTS at 1 bpp" in why and "DISTS at 1.2 bpp" in why
     ok, why = candidate(0.01, psnr_drop=0.5)  # DISTS better (so PSNR of this fixture rises by .1) but .5 dB lost
     assert not ok and "deterministic PSNR: PSNR at 0.2 bpp" in why
     ok, why = candidate(0.01, sampled=[0.0145, 0.0065, 0.0145, 0.0065])  # +.0005 ± .002 sampled: noise, ships
