@@ -154,7 +154,8 @@ def test_the_shipping_rule_guards_the_sampled_decode_psnr_and_the_high_levels():
             for r in _both_rows(image, levels(low + i / 1000, high + i / 1000), shift + i / 1000):
                 rows.append({**r, "psnr": r["psnr"] - psnr_drop - i / 100})
         new = results("new", rows)
-        return shipping_verdict(model_changes(new, old), ship_guards(new, old))
+        changes = model_changes(new, old)
+        return shipping_verdict(changes, ship_guards(new, old, changes))
 
     ok, why = candidate(0.01)
     assert ok and "no guarded figure lost" in why
@@ -168,8 +169,9 @@ def test_the_shipping_rule_guards_the_sampled_decode_psnr_and_the_high_levels():
     assert ok, why
     # a deterministic-only score run cannot show the guards: it does not ship, and says why
     det_only = results("new", [r for i, image in enumerate("abcd") for r in _det_rows(image, levels(0.01 + i / 1000))])
-    assert ship_verdict(model_changes(det_only, old))[0]
-    ok, why = guard_verdict(ship_guards(det_only, old))
+    changes = model_changes(det_only, old)
+    assert ship_verdict(changes)[0]
+    ok, why = guard_verdict(ship_guards(det_only, old, changes))
     assert not ok and "not measured: sampled decode" in why
 
 

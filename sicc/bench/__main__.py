@@ -171,8 +171,8 @@ def score(weights: Path | None, n_images: int | None, levels: str | None, out_di
     Prints DISTS, LPIPS and PSNR at 0.1-0.5 bpp beside JPEG, AVIF and the model of bench/results.json.
     """
     config = BenchConfig(images=n_images, weights=weights, levels=_ints(levels) if levels else None,
-                         threads=threads, modes=("det", "sampled") if sampled else ("det",), synonymy_images=0, skip_speed=True, skip_memory=True,
-                         progress=not no_progress)
+                         threads=threads, modes=("det", "sampled") if sampled else ("det",), synonymy_images=0,
+                         skip_speed=True, skip_memory=True, progress=not no_progress)
     results = run_bench(config, command="python -m sicc.bench score " + shlex.join(sys.argv[2:]))
     json_path = write_results(results, out_dir / "results.json")
     reference_path = default_out_dir() / "results.json"
@@ -204,7 +204,7 @@ def compare(results_path: Path | None, previous_path: Path | None) -> None:
 
     changes = model_changes(results, previous)
     click.echo(score_table(results, previous, str(previous_path), changes=changes))
-    if not shipping_verdict(changes, ship_guards(results, previous))[0]:
+    if not shipping_verdict(changes, ship_guards(results, previous, changes))[0]:
         sys.exit(1)
 
 
@@ -262,7 +262,7 @@ def score_table(results: dict, reference: dict | None, reference_name: str = "be
         lines.append("|---" * (len(targets) + 1) + "|")
         for metric in (*SHIP_METRICS, "psnr"):
             lines.append(f"| {metric} | " + " | ".join(fmt_change(p[metric]) for p in changes) + " |")
-        guards = ship_guards(results, reference)
+        guards = ship_guards(results, reference, changes)
         ok, why = shipping_verdict(changes, guards)
         lines += ["", guard_table(guards), "", SHIP_RULE, GUARD_RULE,
                   f"Verdict: {'ships' if ok else 'does not ship'}: {why}.", ""]

@@ -206,10 +206,16 @@ def memory_table(results: dict) -> str:
     return table(header, rows)
 
 
+def mode_rows(results: dict, mode: str, images: set[str] | None = None) -> list[dict]:
+    """sicc's per-image, per-level rows of one decode mode ("det" or "sampled") of a results dict
+    (over ``images`` only, if given)."""
+    return [r for r in results["per_image"]["sicc"]
+            if r["mode"] == mode and (images is None or r["image"] in images)]
+
+
 def det_rows(results: dict, images: set[str] | None = None) -> list[dict]:
     """sicc's deterministic per-image, per-level rows of a results dict (over ``images`` only, if given)."""
-    return [r for r in results["per_image"]["sicc"]
-            if r["mode"] == "det" and (images is None or r["image"] in images)]
+    return mode_rows(results, "det", images)
 
 
 SHIP_METRICS = ("dists", "lpips")
@@ -257,24 +263,17 @@ GUARD_RULE = (
     "deterministic decode's DISTS, LPIPS and PSNR at 0.75, 1 and 1.2 bpp (levels 9-16): weight moved to the "
     "low levels must not buy them with the sampled decode or the high end."
 )
-HIGHER_IS_BETTER = ("psnr", "ms_ssim")
+def ship_guards(results: dict, previous: dict, changes: list[dict]) -> list[dict]:
+    """The figures :data:`GUARD_RULE` watches, as {"what", "metrics", "changes"} (``changes``:
+    matched_change output, or None where either benchmark did not measure that decode).
 
-
-def mode_rows(results: dict, mode: str, images: set[str] | None = None) -> list[dict]:
-    """sicc's per-image, per-level rows of one decode mode ("det" or "sampled")."""
-    return [r for r in results["per_image"]["sicc"]
-            if r["mode"] == mode and (images is None or r["image"] in images)]
-
-
-def ship_guards(results: dict, previous: dict) -> list[dict]:
-    """The figures :data:`GUARD_RULE` watches, as {"what", "changes"} (``changes``: matched_change
-    output, or None where either benchmark did not measure that decode)."""
+    ``changes``: the deterministic decode's changes at the target rates, with PSNR
+    (``sicc.bench.__main__.model_changes``), whose PSNR is the first guard."""
     from . import curves
 
-    images = {r["image"] for r in mode_rows(results, "det")}
-    guards = []
+    images = {r["image"] for r in det_rows(results)}
+    guards = [{"what": "deterministic PSNR", "metrics": ("psnr",), "changes": changes}]
     for what, mode, targets, metrics in (
-            ("deterministic PSNR", "det", curves.TARGET_BPPS, ("psnr",)),
             ("sampled decode", "sampled", curves.TARGET_BPPS, SHIP_METRICS),
             ("high rates (levels 9-16)", "det", GUARD_BPPS, (*SHIP_METRICS, "psnr"))):
         now, before = mode_rows(results, mode, images), mode_rows(previous, mode, images)
@@ -296,7 +295,7 @@ def guard_verdict(guards: list[dict]) -> tuple[bool, str]:
                 where = f"{guard['what']}: {metric.upper()} at {point['bpp']:g} bpp"
                 if c is None or se is None:
                     unmeasured.append(where)
-                elif (-c if metric in HIGHER_IS_BETTER else c) > 2 * se:
+                elif (c if LOWER_IS_BETTER[metric] else -c) > 2 * se:
                     lost.append(f"{where} ({fmt_change(point[metric])})")
     if unmeasured:
         return False, "not measured: " + ", ".join(unmeasured) + " (the full benchmark measures them)"
