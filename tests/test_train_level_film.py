@@ -209,3 +209,58 @@ def test_widening_keeps_the_tables_and_the_function():
     latent = torch.round(torch.randn(1, TINY.latent, 4, 4) * 3)
     with torch.no_grad():
         assert torch.allclose(wide.model.synthesize(latent, 3), net.model.synthesize(latent, 3), atol=1e-5)
+
+
+def _moments(trainer) -> dict[str, dict]:
+    """AdamW's per-parameter state by parameter name, whatever the grouping."""
+    params = {id(p): n for n, p in trainer.net.named_parameters()}
+    return {params[id(p)]: s for p, s in trainer.optimizer.state.items()}
+
+
+def test_level_film_lr_gives_the_tables_their_own_group_and_rate(tmp_path):
+    trainer = _trainer(steps=3, level_film=True, level_film_lr=40.0, lr_min=1e-3,
+                       loss=LossSettings(decoder_only=True))
+    groups = trainer.optimizer.param_groups
+    assert len(groups) == 2 and len(groups[1]["params"]) == 2
+    assert {id(p) for p in groups[1]["params"]} == {id(trainer.net.model.level_film.scale),
+                                                      id(trainer.net.model.level_film.shift)}
+    slow = _trainer(steps=3, level_film=True, lr_min=1e-3, loss=LossSettings(decoder_only=True))
+    assert len(slow.optimizer.param_groups) == 1
+    run(trainer, tmp_path / "f.pt", tmp_path / "f.jsonl", progress=False)
+    run(slow, tmp_path / "s.pt", tmp_path / "s.jsonl", progress=False)
+    assert groups[0]["lr"] == pytest.approx(1e-3) and groups[1]["lr"] == pytest.approx(4e-2)
+    fast_move = trainer.net.model.level_film.shift.detach().abs().max()
+    slow_move = slow.net.model.level_film.shift.detach().abs().max()
+    assert fast_move > 10 * slow_move  # Adam's step is about the rate: 40 times as far in 3 steps
+    assert load_checkpoint(tmp_path / "f.pt")["settings"]["level_film_lr"] == 40.0
+
+
+@pytest.mark.parametrize("first,second", [(1.0, 40.0), (40.0, 1.0), (40.0, 40.0)])
+def test_a_checkpoint_continues_into_either_grouping_with_every_moment(tmp_path, first, second):
+    a = _trainer(steps=3, level_film=True, level_film_lr=first, loss=LossSettings(decoder_only=True))
+    run(a, tmp_path / "a.pt", tmp_path / "a.jsonl", progress=False)
+    before = _moments(a)
+    assert set(FILM) <= set(before)
+    state = load_checkpoint(tmp_path / "a.pt")
+    for how in ("continue_from", "load_state_dict"):
+        b = _trainer(seed=5, steps=6, level_film=True, level_film_lr=second, loss=LossSettings(decoder_only=True))
+        getattr(b, how)(state)
+        after = _moments(b)
+        assert set(after) == set(before)
+        for name in before:
+            assert torch.equal(after[name]["exp_avg"], before[name]["exp_avg"]), name
+            assert torch.equal(after[name]["exp_avg_sq"], before[name]["exp_avg_sq"]), name
+        assert len(b.optimizer.param_groups) == (1 if second == 1.0 else 2)
+    run(b, tmp_path / "b.pt", tmp_path / "b.jsonl", progress=False)  # and it trains on
+
+
+def test_an_optimizer_state_of_another_network_is_refused():
+    a = _trainer(steps=1, level_film=True, level_film_lr=40.0)
+    state = a.state_dict()
+    groups = state["optimizer"]["param_groups"]
+    state["optimizer"]["param_groups"] = [groups[0], {**groups[1], "params": groups[1]["params"][:1]}]
+    with pytest.raises(ValueError, match="does not fit"):
+        _trainer(steps=1, level_film=True, level_film_lr=40.0).continue_from(state)
+    state["optimizer"]["param_groups"] = [groups[0], groups[1], groups[1]]
+    with pytest.raises(ValueError, match="does not fit"):
+        _trainer(steps=1, level_film=True).continue_from(state)

@@ -71,6 +71,20 @@ def test_the_aimed_plan_draws_low_levels_and_deterministic_decodes_reproducibly(
     assert plan != [step_plan(k, 16, settings, seed=4) for k in range(4000)]
 
 
+def test_deterministic_from_keeps_every_step_below_it_sampled_and_the_same_draws_above():
+    settings = LossSettings(low_levels=0.5, deterministic_share=0.25)
+    gated = LossSettings(low_levels=0.5, deterministic_share=0.25, deterministic_from=4)
+    plan = [step_plan(k, 16, settings, seed=7) for k in range(4000)]
+    plan4 = [step_plan(k, 16, gated, seed=7) for k in range(4000)]
+    assert [lv for lv, _ in plan] == [lv for lv, _ in plan4]  # the same levels, step for step
+    for (level, spread), (_, spread4) in zip(plan, plan4):
+        assert spread4 == (2.0 if level < 4 else spread)
+    low = [s for lv, s in plan if lv < 4]
+    assert 0.2 < low.count(0.0) / len(low) < 0.3  # without the gate a quarter of them were deterministic
+    high = [s for lv, s in plan4 if lv >= 4]
+    assert 0.22 < high.count(0.0) / len(high) < 0.28
+
+
 def test_low_mse_and_full_weight_change_the_loss_where_they_should():
     torch.manual_seed(0)
     net = SICTrainable(TINY)
@@ -248,3 +262,20 @@ def test_a_run_scores_the_validation_crops_on_schedule_and_at_the_end(tmp_path):
     assert all(np.array_equal(first.values[k], again.values[k]) for k in first.values)
     moved = validator.score(trainer.averaged_net())
     assert any(not np.array_equal(first.values[k], moved.values[k]) for k in first.values)
+
+
+def test_a_sampled_validation_figure_does_not_depend_on_the_other_levels_or_spreads_asked():
+    """Session 36 saw level 1's sampled DISTS move by .002 between two calls that asked different
+    levels: the noise came from one stream shared by every decode. Now each decode has its own."""
+    from sicc.train.validate import Validator
+
+    weights = _weights_or_skip()
+    torch.manual_seed(0)
+    crops = torch.rand(3, 3, 64, 64)
+    net = SICTrainable(TINY).eval()
+    wide = Validator(crops, levels=(1, 2, 3), spreads=(0.0, 2.0), batch=2, weights_dir=weights).score(net)
+    narrow = Validator(crops, levels=(2,), spreads=(2.0,), batch=2, weights_dir=weights).score(net)
+    for metric in ("dists", "lpips", "psnr"):
+        assert np.array_equal(wide.values[(2.0, 2, metric)], narrow.values[(2.0, 2, metric)]), metric
+    other = Validator(crops, levels=(2,), spreads=(2.0,), batch=2, seed=1, weights_dir=weights).score(net)
+    assert not np.array_equal(other.values[(2.0, 2, "psnr")], narrow.values[(2.0, 2, "psnr")])

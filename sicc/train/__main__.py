@@ -107,6 +107,9 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--deterministic-share", type=float,
                    help="share of level-branch steps decoded with spread 0, the decode the benchmark scores "
                         f"(default {d['deterministic_share']:g})")
+    r.add_argument("--deterministic-from", type=int,
+                   help="the lowest level whose steps --deterministic-share applies to: the levels below it "
+                        f"keep every step sampled (default {d['deterministic_from']}: all levels)")
     r.add_argument("--low-levels", type=float,
                    help="chance that a step's level is drawn from levels 1..8 (default: the paper's cycle 16..1)")
     r.add_argument("--low-mse", type=float,
@@ -118,6 +121,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="give g_s the level it decodes from: a per-level, per-latent-channel scale and shift "
                         "of its input, zero at first (the same function), trained with g_s (also with "
                         "--decoder-only) and exported in the weights file (sicc.model.level_film)")
+    r.add_argument("--level-film-lr", type=float,
+                   help="factor on the learning rate of the level tables, which get their own AdamW group "
+                        f"(default {d['level_film_lr']:g}); new tables move about lr x this per step")
     r.add_argument("--validate-every", type=int, default=0,
                    help="score the validation split every N steps and at the end (validation.jsonl; 0: never)")
     r.add_argument("--warmup-steps", type=int, help=f"steps that train only the all-levels branch (default {d['warmup_steps']})")
@@ -322,11 +328,13 @@ def _cmd_run(args: argparse.Namespace) -> None:
         lr_warmup=opts["lr_warmup"], schedule=opts["schedule"], weight_decay=opts["weight_decay"],
         clip=opts["clip"], seed=opts["seed"], device=args.device, precision=precision,
         channels_last=opts["channels_last"], warmup_steps=opts["warmup_steps"], moment_steps=opts["moment_steps"],
-        ema=opts["ema"], level_film=bool(opts["level_film"]), checkpoint_every=args.checkpoint_every,
+        ema=opts["ema"], level_film=bool(opts["level_film"]), level_film_lr=opts["level_film_lr"],
+        checkpoint_every=args.checkpoint_every,
         checkpoint_minutes=args.checkpoint_minutes,
         minutes=args.minutes,
         loss=LossSettings(samples=opts["samples"], texture=opts["texture"], full_weight=opts["full_weight"],
-                          deterministic_share=opts["deterministic_share"], low_levels=opts["low_levels"],
+                          deterministic_share=opts["deterministic_share"],
+                          deterministic_from=opts["deterministic_from"], low_levels=opts["low_levels"],
                           low_mse=opts["low_mse"], decoder_only=bool(opts["decoder_only"])),
     )
     sampler = CropSampler(images, opts["crop"], opts["batch"], seed=opts["seed"],

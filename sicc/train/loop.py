@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ..model.config import ModelConfig
+from .network import is_level_film_key
 from .objective import LossSettings, SICTrainable, sic_loss, step_plan
 
 PRECISIONS = ("fp32", "bf16")
@@ -96,6 +97,7 @@ class TrainSettings:
     moment_steps: int = 0
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: none); export --ema uses it
     level_film: bool = False  # the network has level tables (sicc.model.level_film): g_s told the level
+    level_film_lr: float = 1.0  # factor on the learning rate of the level tables (their own AdamW group)
     checkpoint_every: int = 100
     checkpoint_minutes: float = 5.0
     minutes: float | None = None  # wall-clock budget of this command (None: until ``steps``)
@@ -105,12 +107,14 @@ class TrainSettings:
 
 RESUMED_SETTINGS = ("batch", "crop", "lr", "lr_min", "lr_warmup", "schedule", "weight_decay", "clip", "seed",
                     "channels_last", "warmup_steps", "moment_steps", "ema", "samples", "texture", "full_weight",
-                    "deterministic_share", "low_levels", "low_mse", "decoder_only", "level_film")
+                    "deterministic_share", "deterministic_from", "low_levels", "low_mse", "decoder_only",
+                    "level_film", "level_film_lr")
 """The settings a checkpoint carries, so that ``--resume`` continues the same schedule, batches and
 objective without repeating them (device, precision, threads and budgets belong to the machine)."""
 
 
-_LOSS_SETTINGS = ("samples", "texture", "full_weight", "deterministic_share", "low_levels", "low_mse", "decoder_only")  # the RESUMED_SETTINGS that live in TrainSettings.loss
+_LOSS_SETTINGS = ("samples", "texture", "full_weight", "deterministic_share", "deterministic_from", "low_levels",
+                  "low_mse", "decoder_only")  # the RESUMED_SETTINGS that live in TrainSettings.loss
 
 
 def resumed_settings(s: TrainSettings) -> dict:
@@ -170,8 +174,15 @@ DECODER_PARAMETERS = ("model.g_s.", "model.level_film.")
 """What a decoder-only run trains: g_s and the level tables (when the network has them)."""
 
 
-def _is_level_film(key: str) -> bool:
-    return key.startswith("model.level_film.")
+def _param_groups(net: SICTrainable, settings: TrainSettings) -> tuple[list[list[str]], list[float]]:
+    """The names of the parameters of each AdamW group and each group's factor on the learning rate:
+    one group, or with ``level_film_lr`` other than 1 and level tables present, the tables in a
+    second group of their own (new tables start at zero and move about lr x factor per step)."""
+    names = [name for name, _ in net.named_parameters()]
+    tables = [n for n in names if is_level_film_key(n)]
+    if settings.level_film_lr == 1.0 or not tables:
+        return [names], [1.0]
+    return [[n for n in names if not is_level_film_key(n)], tables], [1.0, settings.level_film_lr]
 
 
 class Trainer:
@@ -192,7 +203,10 @@ class Trainer:
         if settings.loss.decoder_only:  # g_s alone learns; the optimizer keeps every parameter, so its
             for name, p in self.net.named_parameters():  # state carries over between the two modes
                 p.requires_grad_(name.startswith(DECODER_PARAMETERS))
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        self.group_names, self.lr_factors = _param_groups(self.net, settings)
+        params = dict(self.net.named_parameters())
+        self.optimizer = torch.optim.AdamW([{"params": [params[n] for n in names]} for names in self.group_names],
+                                           lr=settings.lr, weight_decay=settings.weight_decay)
         self.ema: dict[str, torch.Tensor] | None = None
         if settings.ema:
             self.ema = {k: v.detach().clone().float() for k, v in self.net.state_dict().items()
@@ -217,8 +231,8 @@ class Trainer:
             level = cfg.levels  # warm-up: deterministic full decode only
             loss_settings = LossSettings(**{**asdict(loss_settings), "consistency": 0.0})
         lr = learning_rate(self.step, self.settings)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for group, factor in zip(self.optimizer.param_groups, self.lr_factors):
+            group["lr"] = lr * factor
         with self._autocast():
             loss, terms = sic_loss(self.net, self.perceptual, x, level, loss_settings, self.generator, spread)
         self.optimizer.zero_grad(set_to_none=True)
@@ -264,23 +278,38 @@ class Trainer:
         """The network's weights from a checkpoint's; level tables it lacks (a checkpoint from before
         --level-film) stay at their zero start."""
         current = self.net.state_dict()
-        added = {k: current[k] for k in current if k not in weights and _is_level_film(k)}
+        added = {k: current[k] for k in current if k not in weights and is_level_film_key(k)}
         self.net.load_state_dict({**weights, **added})
 
     def _load_optimizer(self, saved: dict, weights: dict) -> None:
-        """AdamW's state from a checkpoint's. One whose network lacked the level tables holds one
-        entry fewer per table: each saved entry goes to its parameter (by name, in the saved network's
-        order), and the tables start with fresh moments."""
+        """AdamW's state from a checkpoint's, matched to this run's parameters by name. The saved
+        network's parameters are this network's that its weights hold (a checkpoint from before
+        --level-film lacks the tables, which then start with fresh moments), grouped as
+        :func:`_param_groups` groups them: all in one, or the level tables in a second group of their
+        own (--level-film-lr). So either layout continues into either."""
         names = [name for name, _ in self.net.named_parameters()]
+        if any(n not in weights and not is_level_film_key(n) for n in names):
+            raise ValueError("the checkpoint's optimizer state does not fit this network")
+        present = [n for n in names if n in weights]
         groups = saved.get("param_groups") or []
-        if len(groups) == 1 and len(self.optimizer.param_groups) == 1 and len(groups[0]["params"]) != len(names):
-            kept = [i for i, name in enumerate(names) if name in weights]
-            if len(kept) != len(groups[0]["params"]) or any(not _is_level_film(n) for n in names if n not in weights):
-                raise ValueError("the checkpoint's optimizer state does not fit this network")
-            where = dict(zip(groups[0]["params"], kept))
-            saved = {"state": {where[i]: v for i, v in saved["state"].items()},
-                     "param_groups": [{**groups[0], "params": list(range(len(names)))}]}
-        self.optimizer.load_state_dict(saved)
+        layouts = {1: [present], 2: [[n for n in present if not is_level_film_key(n)],
+                                      [n for n in present if is_level_film_key(n)]]}
+        layout = layouts.get(len(groups))
+        if layout is None or [len(g["params"]) for g in groups] != [len(g) for g in layout]:
+            raise ValueError("the checkpoint's optimizer state does not fit this network")
+        by_name = {}
+        for group, group_names in zip(groups, layout):
+            for index, name in zip(group["params"], group_names):
+                if index in saved["state"]:
+                    by_name[name] = saved["state"][index]
+        state, param_groups, index = {}, [], 0
+        for group_names in self.group_names:
+            ids = list(range(index, index + len(group_names)))
+            index += len(group_names)
+            state.update({i: by_name[n] for i, n in zip(ids, group_names) if n in by_name})
+            hyper = {k: v for k, v in groups[0].items() if k != "params"}
+            param_groups.append({**hyper, "params": ids})
+        self.optimizer.load_state_dict({"state": state, "param_groups": param_groups})
 
     def load_state_dict(self, state: dict, optimizer: bool = True) -> None:
         self._load_net(state["net"])

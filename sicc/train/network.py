@@ -52,9 +52,15 @@ class LevelFilm(nn.Module):
         return latent * gain + self.shift[level - 1].view(1, -1, 1, 1)
 
 
+def is_level_film_key(key: str) -> bool:
+    """Whether a state-dict key or parameter name (of a SICModel, or of a SICTrainable: ``model.``
+    keys) is one of the level tables."""
+    return key in LEVEL_FILM_KEYS or key.removeprefix("model.") in LEVEL_FILM_KEYS
+
+
 def has_level_film(state) -> bool:
     """Whether a state dict (of a SICModel, or of a SICTrainable: ``model.`` keys) holds the level tables."""
-    return any(key in state or f"model.{key}" in state for key in LEVEL_FILM_KEYS)
+    return any(is_level_film_key(key) for key in state)
 
 
 class SICModel(nn.Module):

@@ -35,6 +35,7 @@ class LossSettings:
     # -- where the weight sits (issue 48: aim the objective at the 0.1-0.5 bpp decodes users cut to) --
     full_weight: float = 0.5  # weight of L_full (all 16 levels, deterministic); L_level keeps 0.5
     deterministic_share: float = 0.0  # share of level-branch steps that decode with spread 0 (the scored decode)
+    deterministic_from: int = 1  # the lowest level whose steps ``deterministic_share`` applies to (1: all)
     low_levels: float | None = None  # chance that a step's level is drawn from 1..L/2 (None: cycle L..1)
     low_mse: float = 1.0  # factor on lambda_d (the MSE weight) of levels 1..L/2
     decoder_only: bool = False  # train g_s alone: the encoder, hyperprior, context and z prior are frozen
@@ -56,8 +57,9 @@ def step_plan(step: int, levels: int, settings: LossSettings, seed: int = 0) -> 
 
     The paper's plan by default: cycle L..1, sample with ``settings.spread``. With ``low_levels``
     the level is drawn, levels 1..L/2 with that chance (uniform within each half); with
-    ``deterministic_share`` that share of steps decodes with spread 0. The draws are a function
-    of (seed, step) alone, so a resumed run makes the same ones.
+    ``deterministic_share`` that share of steps decodes with spread 0; with ``deterministic_from``
+    only steps at that level or above do, so the levels below keep every step sampled. The draws
+    are a function of (seed, step) alone, so a resumed run makes the same ones.
     """
     if settings.low_levels is None and not settings.deterministic_share:
         return level_for_step(step, levels), settings.spread
@@ -72,7 +74,8 @@ def step_plan(step: int, levels: int, settings: LossSettings, seed: int = 0) -> 
             level = 1 + int(u_level * half)
         else:
             level = half + 1 + int(u_level * (levels - half))
-    spread = 0.0 if u_spread < settings.deterministic_share else settings.spread
+    deterministic = u_spread < settings.deterministic_share and level >= settings.deterministic_from
+    spread = 0.0 if deterministic else settings.spread
     return level, spread
 
 

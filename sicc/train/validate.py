@@ -92,10 +92,16 @@ class Validator:
         net.eval()
         model, cfg = net.model, net.config
         device = next(net.parameters()).device
-        gen = torch.Generator(device=device).manual_seed(self.seed)
+        gen = torch.Generator(device=device)
 
         def uniform(shape):
             return torch.rand(shape, generator=gen, device=device) * 2 - 1
+
+        def draws_for(start: int, level: int, spread: float) -> None:
+            """The noise of one batch's decode at one level and spread is a function of those and the
+            seed alone, so a photo's sampled figures do not depend on which levels or spreads are asked."""
+            key = np.random.SeedSequence([self.seed, start, level, int(round(spread * 1000))])
+            gen.manual_seed(int(key.generate_state(1, np.uint64)[0]) >> 1)
 
         parts: dict[tuple[float, int, str], list[np.ndarray]] = {}
         try:
@@ -114,6 +120,7 @@ class Validator:
                 for level in self.levels:
                     bpp = ((level_bits[:, level - 1] + z_bits) / (h * w)).cpu().numpy()
                     for spread in self.spreads:
+                        draws_for(start, level, spread)
                         latent = model.sample_details(y_hat[:, : level * cfg.group_size], hyper, spread, uniform)
                         x_hat = torch.round(model.synthesize(latent, level).float().clamp(0, 1) * 255) / 255
                         mse = ((x_hat - x) ** 2).flatten(1).mean(1).clamp_min(1e-10)
