@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Ship a trained checkpoint, or find out that it does not ship: docs/training.md, "Shipping".
 #
-#   scripts/ship.sh CHECKPOINT LOG [LOGNAME]
+#   scripts/ship.sh [--ema] CHECKPOINT LOG [LOGNAME]
 #
+# --ema       ship the checkpoint's weight average (run --ema; what `validate --ema` scored), not its last weights
 # CHECKPOINT  checkpoint.pt of a run that started from the shipped weights (--init shipped)
 # LOG         that run's log.jsonl
 # LOGNAME     the name the model card's training table gives the log (default: LOG's file name),
@@ -20,8 +21,10 @@
 # Exit status: 0 ships, 1 does not ship, 2 bad usage or a failed step. Nothing is committed.
 set -euo pipefail
 
-usage() { echo "usage: scripts/ship.sh CHECKPOINT LOG [LOGNAME]" >&2; exit 2; }
+usage() { echo "usage: scripts/ship.sh [--ema] CHECKPOINT LOG [LOGNAME]" >&2; exit 2; }
 fail() { echo "ship.sh: $*" >&2; exit 2; }
+export_args=()
+if [ "${1:-}" = "--ema" ]; then export_args=(--ema); shift; fi
 [ $# -ge 2 ] && [ $# -le 3 ] || usage
 [ -f "$1" ] || fail "no such checkpoint: $1"
 [ -f "$2" ] || fail "no such log: $2"
@@ -46,7 +49,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$log" "$work/$logname"
 mkdir "$work/weights"
-"$PYTHON" -m sicc.train export "$checkpoint" -o "$work/weights/sicc-default.npz" \
+"$PYTHON" -m sicc.train export "$checkpoint" ${export_args[@]+"${export_args[@]}"} -o "$work/weights/sicc-default.npz" \
     --continues sicc/weights/sicc-default.npz --log "$work/$logname" || fail "export failed"
 model_id=$("$PYTHON" -c "import sys; from sicc.model.weights import load_weights; print(load_weights(sys.argv[1]).model_id.hex())" \
     "$work/weights/sicc-default.npz")

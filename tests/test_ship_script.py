@@ -104,3 +104,26 @@ def test_missing_codec_tools_are_refused_before_the_export(clone, tmp_path):
         assert "export failed" in proc.stderr, proc.stderr
     assert _git(clone, "branch", "--show-current") == branch
     assert _git(clone, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("ema", [True, False])
+def test_ema_exports_the_weight_average(clone, tmp_path, ema):
+    """--ema reaches the export (what `validate --ema` scored is what ships); without it, the last weights.
+    A stand-in python records the export's arguments and fails it, so nothing long runs."""
+    record = tmp_path / "argv"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\nif [ "$2" = sicc.train ]; then echo "$@" > {record}; exit 1; fi\n'
+                    f'exec {sys.executable} "$@"\n')
+    fake.chmod(0o755)
+    checkpoint, log = tmp_path / "checkpoint.pt", tmp_path / "log.jsonl"
+    checkpoint.write_bytes(b"x")
+    log.write_text("")
+    env = {**os.environ, "PYTHON": str(fake), "SHIP_ALLOW_MISSING_TOOLS": "1"}
+    args = ["--ema"] if ema else []
+    proc = subprocess.run(["bash", "scripts/ship.sh", *args, str(checkpoint), str(log)], cwd=clone, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "export failed" in proc.stderr, proc.stderr
+    argv = record.read_text().split()
+    assert argv[:4] == ["-m", "sicc.train", "export", str(checkpoint)]
+    assert ("--ema" in argv) == ema
+    assert _ship(clone, "--ema").returncode == 2  # --ema alone: usage
