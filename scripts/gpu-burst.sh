@@ -81,7 +81,8 @@ watch() {
 # won the A/B on the validation split, docs/training.md), a weight average, and no re-warming: AdamW's
 # moments are filled at rate 0 first (--moment-steps, 50 by default when no optimizer state is continued).
 START_SETTINGS=(--batch 64 --crop 256 --channels-last --texture 0.5 --lr 2e-4 --lr-warmup 0 --lr-min 5e-6
-                --deterministic-share 0.25 --low-levels 0.5 --full-weight 0.5 --low-mse 2 --ema 0.999)
+                --deterministic-share 0.25 --deterministic-from 4 --low-levels 0.5 --full-weight 0.5 --low-mse 2
+                --level-film --level-film-lr 5 --ema 0.999)
 
 launch() {
     local minutes=${1:?minutes} steps=$2; shift 2

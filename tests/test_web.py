@@ -105,7 +105,7 @@ def test_export_web_writes_a_bundle_that_matches_the_runtime(tmp_path):
     assert run.returncode == 0, run.stderr
     codec = Codec.default()
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
-    assert manifest["model_id"] == codec.model_id.hex() and manifest["format"] == "sicc-web-1"
+    assert manifest["model_id"] == codec.model_id.hex() and manifest["format"] == ("sicc-web-2" if codec.level_film is not None else "sicc-web-1")
     for name, info in manifest["files"].items():
         data = (tmp_path / "model" / name).read_bytes()
         assert len(data) == info["bytes"] and hashlib.sha256(data).hexdigest() == info["sha256"]

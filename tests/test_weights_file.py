@@ -23,6 +23,7 @@ import sicc
 from sicc.errors import WeightsError
 from sicc.model import graph_check
 from sicc.model.weights import LEGACY_GRAPH_DIGESTS, default_weights_path, load_weights
+from tests.conftest import TINY_GOLDEN_WEIGHTS
 from tests.clitools import assert_error, cli_inprocess, one_torch_thread, sicc_command  # noqa: F401
 
 onnx = pytest.importorskip("onnx")
@@ -98,22 +99,36 @@ def negated_g_s(files: dict[str, bytes]):
 
 
 # -- the model id covers the graphs -------------------------------------------------------------
+def test_tampered_g_s_of_a_legacy_file_is_refused(tmp_path):
+    """The probe's attack: a sicc-weights-2 file (whose id leaves the graphs out; the golden files' tiny
+    model, and the shipped model until 991dde0) with a negated g_s used to decode a photo negative under
+    the same id; now refused by the digest recorded for that id."""
+    files = members(TINY_GOLDEN_WEIGHTS)
+    assert manifest_of(files)["format"] == "sicc-weights-2"
+    tampered = rewrite(TINY_GOLDEN_WEIGHTS, tmp_path / "neg.npz", {"g_s": negated_g_s(files)})
+    with pytest.raises(WeightsError, match="graphs are not those of model bc7e96de13fd5094"):
+        load_weights(tampered)
+
+
 def test_tampered_g_s_of_the_shipped_file_is_refused(tmp_path):
-    """The probe's attack: the shipped file (sicc-weights-2, whose id leaves the graphs out) with a
-    negated g_s used to decode a photo negative under the same id; now exit 4, one line."""
+    """The same attack on the shipped file: the decode exits 4 with load_weights' one line (which check
+    catches it depends on the file's format) and writes nothing."""
     tampered = rewrite(default_weights_path(), tmp_path / "neg.npz", {"g_s": negated_g_s(members(default_weights_path()))})
-    with pytest.raises(WeightsError, match="graphs are not those of model 3b3f2723b056de3f"):
+    with pytest.raises(WeightsError, match="graph") as refused:
         load_weights(tampered)
     sic = tmp_path / "a.sic"
     sic.write_bytes(sicc.encode(str(REPO / "examples" / "kodim23.png"), levels=2))
     assert_error(cli_inprocess(["decode", sic, "-o", tmp_path / "a.png", "--weights", tampered]), 4,
-                 "graphs are not those of model 3b3f2723b056de3f")
+                 str(refused.value))
     assert not (tmp_path / "a.png").exists()
 
 
-def test_shipped_id_is_unchanged_and_its_graphs_are_recorded():
-    weights = load_weights(None)
-    assert weights.model_id.hex() == "3b3f2723b056de3f"  # golden files, bench results and the model card name it
+def test_the_shipped_id_is_the_one_the_golden_files_the_benchmark_and_the_card_name():
+    shipped = load_weights(None).model_id.hex()
+    golden = json.loads((REPO / "tests" / "data" / "golden-shipped.json").read_text())["model_id"]
+    bench = json.loads((REPO / "bench" / "results.json").read_text())["model"]["id"]
+    assert shipped == golden == bench
+    assert f"model `{shipped}`" in (REPO / "sicc" / "weights" / "MODEL_CARD.md").read_text()
     assert set(LEGACY_GRAPH_DIGESTS) == {"3b3f2723b056de3f", "bc7e96de13fd5094"}
 
 

@@ -459,18 +459,40 @@ def training_summary_text(training: dict) -> str:
             + "\n\nLoss terms are means over each run's last 100 steps, on that run's training crops "
               "(see the schedule above); each run's steps are numbered from 1. Objective: method.md's loss, "
               "plus W × the texture distance where a run used `--texture W` (docs/training.md); such a "
-              "run's loss includes that term, so it does not compare with the other runs' loss.")
+              "run's loss includes that term, so it does not compare with the other runs' loss. After the "
+              "semicolon, issue 48's options of the run's last leg (docs/training.md): with them the loss "
+              "weighs the levels differently and does not compare either.")
 
 
 def _objective(run: dict) -> str:
     """'method.md' or 'method.md + 0.5 × texture', from the run's recorded settings (exported with it)
-    or, for runs exported before settings were recorded, from whether its log has a texture term."""
-    texture = run.get("settings", {}).get("texture")
+    or, for runs exported before settings were recorded, from whether its log has a texture term;
+    then issue 48's options where the run set them (docs/training.md, the flags of the same names)."""
+    settings = run.get("settings", {})
+    texture = settings.get("texture")
     if texture:
-        return f"method.md + {texture:g} × texture"
-    if texture is None and "full_texture" in run.get("final_100_steps_mean", {}):
-        return "method.md + texture"
-    return "method.md"
+        base = f"method.md + {texture:g} × texture"
+    elif texture is None and "full_texture" in run.get("final_100_steps_mean", {}):
+        base = "method.md + texture"
+    else:
+        base = "method.md"
+    options = []
+    if settings.get("decoder_only"):
+        options.append("g_s only")
+    if settings.get("deterministic_share"):
+        start = settings.get("deterministic_from") or 1
+        options.append(f"{settings['deterministic_share']:g} of level steps at spread 0"
+                       + (f" from level {start}" if start > 1 else ""))
+    if settings.get("low_levels") is not None:
+        options.append(f"levels 1–8 drawn {settings['low_levels']:g}")
+    if settings.get("full_weight") not in (None, 0.5):
+        options.append(f"L_full × {settings['full_weight']:g}")
+    if settings.get("low_mse") not in (None, 1.0):
+        options.append(f"levels 1–8 MSE × {settings['low_mse']:g}")
+    if settings.get("level_film"):
+        factor = settings.get("level_film_lr") or 1.0
+        options.append("level tables" + (f" at {factor:g} × the rate" if factor != 1.0 else ""))
+    return base + ("; " + ", ".join(options) if options else "")
 
 
 def update_model_card(card: Path, results: dict, training: dict) -> Path:

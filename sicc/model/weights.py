@@ -65,7 +65,7 @@ LEVEL_FILM_WEIGHTS_FORMAT = "sicc-weights-4"
 """``sicc-weights-3`` plus the level tables (:mod:`sicc.model.level_film`): the format of a file that has them."""
 LEGACY_WEIGHTS_FORMAT = "sicc-weights-2"
 LEGACY_GRAPH_DIGESTS = {
-    "3b3f2723b056de3f": "eaae6c93f494b60d84bf3e739f80928cfb67a88ad9bc11a9d794b9be3fe3b610",  # sicc/weights/sicc-default.npz, the shipped model
+    "3b3f2723b056de3f": "eaae6c93f494b60d84bf3e739f80928cfb67a88ad9bc11a9d794b9be3fe3b610",  # the shipped model until 991dde0 (sicc/weights/sicc-default.npz then)
     "bc7e96de13fd5094": "668103e7d010873e7e70d452b4abd36037f813e4cc16421b04ec2f7382c5248c",  # tests/data/golden-tiny.npz, the golden files' tiny model
 }
 """:func:`graph_digest` of the ``sicc-weights-2`` files this sicc accepts, by model id (hex)."""
