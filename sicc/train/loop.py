@@ -179,10 +179,15 @@ def _param_groups(net: SICTrainable, settings: TrainSettings) -> tuple[list[list
     one group, or with ``level_film_lr`` other than 1 and level tables present, the tables in a
     second group of their own (new tables start at zero and move about lr x factor per step)."""
     names = [name for name, _ in net.named_parameters()]
-    tables = [n for n in names if is_level_film_key(n)]
-    if settings.level_film_lr == 1.0 or not tables:
+    split = _split_tables(names)
+    if settings.level_film_lr == 1.0 or not split[1]:
         return [names], [1.0]
-    return [[n for n in names if not is_level_film_key(n)], tables], [1.0, settings.level_film_lr]
+    return split, [1.0, settings.level_film_lr]
+
+
+def _split_tables(names: list[str]) -> list[list[str]]:
+    """``names`` as [the others, the level tables], each in order: the two AdamW groups of --level-film-lr."""
+    return [[n for n in names if not is_level_film_key(n)], [n for n in names if is_level_film_key(n)]]
 
 
 class Trainer:
@@ -292,8 +297,7 @@ class Trainer:
             raise ValueError("the checkpoint's optimizer state does not fit this network")
         present = [n for n in names if n in weights]
         groups = saved.get("param_groups") or []
-        layouts = {1: [present], 2: [[n for n in present if not is_level_film_key(n)],
-                                      [n for n in present if is_level_film_key(n)]]}
+        layouts = {1: [present], 2: _split_tables(present)}
         layout = layouts.get(len(groups))
         if layout is None or [len(g["params"]) for g in groups] != [len(g) for g in layout]:
             raise ValueError("the checkpoint's optimizer state does not fit this network")
@@ -302,12 +306,12 @@ class Trainer:
             for index, name in zip(group["params"], group_names):
                 if index in saved["state"]:
                     by_name[name] = saved["state"][index]
+        hyper = {k: v for k, v in groups[0].items() if k != "params"}
         state, param_groups, index = {}, [], 0
         for group_names in self.group_names:
             ids = list(range(index, index + len(group_names)))
             index += len(group_names)
             state.update({i: by_name[n] for i, n in zip(ids, group_names) if n in by_name})
-            hyper = {k: v for k, v in groups[0].items() if k != "params"}
             param_groups.append({**hyper, "params": ids})
         self.optimizer.load_state_dict({"state": state, "param_groups": param_groups})
 

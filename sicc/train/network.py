@@ -55,7 +55,7 @@ class LevelFilm(nn.Module):
 def is_level_film_key(key: str) -> bool:
     """Whether a state-dict key or parameter name (of a SICModel, or of a SICTrainable: ``model.``
     keys) is one of the level tables."""
-    return key in LEVEL_FILM_KEYS or key.removeprefix("model.") in LEVEL_FILM_KEYS
+    return key.removeprefix("model.") in LEVEL_FILM_KEYS
 
 
 def has_level_film(state) -> bool:
