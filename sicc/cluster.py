@@ -318,10 +318,13 @@ def _check_outputs(rows: dict, place: Place, mode: str, samples: int) -> dict:
 
 
 @contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[float]:
+def ray_session(address: str | None = None, num_cpus: int | None = None,
+                stopped: set[int] | None = None) -> Iterator[float]:
     """Ray for one job: the session already running in this process (kept afterwards), the cluster
     at ``address``, or a local Ray started for the job (``num_cpus``: default all). Yields the
-    start-up seconds."""
+    start-up seconds. A local Ray started here is shut down at the end, and its processes are
+    waited for (RAY_EXIT_WAIT at most); ``stopped`` then receives the ids of the processes it had,
+    so the caller can remove what a worker killed mid-write left behind."""
     ray = require_ray()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     for name in _QUIET_LOGGERS:
@@ -343,9 +346,59 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     try:
         yield time.perf_counter() - start
     finally:
+        started_here = _descendants(os.getpid()) if not address else set()
         ray.shutdown()  # a local Ray started here stops with its processes
+        _wait_gone(started_here, RAY_EXIT_WAIT)
+        if stopped is not None:
+            stopped.update(pid for pid in started_here if not _running(pid))
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+RAY_EXIT_WAIT = 15.0
+"""Seconds the driver waits, after shutting down the local Ray it started, for that Ray's processes
+to end (a worker ends when it notices its raylet is gone, usually well within a second)."""
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (children, theirs, ...), from Linux's /proc; empty elsewhere."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return set()
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(name))
+    found: set[int] = set()
+    todo = list(children.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        if child not in found:
+            found.add(child)
+            todo.extend(children.get(child, ()))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, ended but not yet collected by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_gone(pids: set[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _stop_on_sigterm():
@@ -472,8 +525,10 @@ def run(mode: str, inputs: list[str], output: str, *, options: dict, recursive: 
                 "bpp": facts.get("bpp", 0.0), "levels": facts.get("levels", 0), "seconds": 0.0,
                 "model_id": facts.get("model_id", ""), "warnings": "", "node": ""}
 
-    with ray_session(address) as startup, _data_context(enable_progress_bars=False, max_errored_blocks=-1,
-                                                       target_max_block_size=ONE_FILE_PER_BLOCK):
+    ray_processes: set[int] = set()
+    with _left_behind_removed(out_place, jobs, samples, ray_processes), \
+            ray_session(address, stopped=ray_processes) as startup, \
+            _data_context(enable_progress_bars=False, max_errored_blocks=-1, target_max_block_size=ONE_FILE_PER_BLOCK):
         report.startup_seconds = startup
         # the table is written beside its target and renamed at the end (locally), so a killed
         # driver never leaves a partial table; an object store gets it in one put when complete
@@ -537,6 +592,22 @@ def run(mode: str, inputs: list[str], output: str, *, options: dict, recursive: 
     if first_failure:
         _, report.exit_code, report.first_error = min(first_failure)
     return report
+
+
+@contextmanager
+def _left_behind_removed(out_place: Place, jobs: list[batch.Job], samples: int, writers: set[int]):
+    """At the end of a job, however it ends: the temporary outputs that the local Ray's workers
+    (``writers``, filled in when that Ray has stopped) left beside the job's targets when they were
+    killed mid-write (a Ctrl-C, a crash) are removed. A worker writes through sicc's atomic writer,
+    whose own cleanup does not run when its process is ended abruptly."""
+    from .fileio import remove_temporaries_of
+
+    try:
+        yield
+    finally:
+        if out_place.local and writers:
+            targets = [path for job in jobs for path in sample_paths(job.target, samples)]
+            remove_temporaries_of(targets, writers)
 
 
 def _skip_finished(ray, todo, out_place, mode, samples, record, shown_row) -> list[batch.Job]:

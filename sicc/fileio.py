@@ -656,6 +656,32 @@ def remove_stale_temporaries(folder: str | Path) -> None:
             pass
 
 
+def remove_temporaries_of(targets: Iterable[str], writers: set[int]) -> None:
+    """Remove the temporary files beside ``targets`` (``.NAME.sicc-PID-*.tmp``) written by the
+    processes ``writers`` that no longer run: a caller that started those writers and saw them end
+    (a cluster job's local Ray) knows they are its own, so no age guard is needed. A file that cannot
+    be removed is left as it is."""
+    by_folder: dict[str, set[str]] = {}
+    for target in targets:
+        folder, name = os.path.split(os.path.abspath(target))
+        by_folder.setdefault(folder, set()).add(name)
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _TEMP_NAME.match(entry.name)
+            if not match or int(match.group(1)) not in writers or _process_alive(int(match.group(1))):
+                continue
+            if entry.name[1:entry.name.rindex(TEMP_MARK)] not in names:
+                continue
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+
+
 def _stage(target: Path, data: bytes) -> str:
     """A complete, synced temporary copy of ``data`` beside ``target`` (named by TEMP_MARK), with
     the permissions the output should get (mkstemp's are 0600)."""

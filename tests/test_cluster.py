@@ -329,3 +329,64 @@ def test_a_signal_stops_the_job_and_the_ray_it_started(album, tiny_weights, tmp_
     assert processes_in_session(proc.pid) == []
     for sic in out.rglob("*.sic"):  # what was written before the signal is whole
         __import__("sicc").info(sic.read_bytes())
+
+
+STALLS_MID_WRITE = """
+import sys, time
+from pathlib import Path
+from sicc import cluster, fileio
+
+class StallsMidWrite(cluster.Worker):
+    # stages its outputs as the atomic writer does, then stops before the rename: the state of a
+    # worker that is in the middle of writing when the job is interrupted
+
+    def write(self, paths, contents, source):
+        for path, data in zip(paths, contents):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fileio._stage(Path(path), data)
+        time.sleep(600)
+
+try:
+    cluster.encode([sys.argv[1]], sys.argv[2], recursive=True, bpp=1.5, weights=sys.argv[3], actors=2,
+                   worker_class=StallsMidWrite)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def staged(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob(".*.tmp")) if folder.exists() else []
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_job_removes_what_its_workers_were_writing(album, tiny_weights, tmp_path, signal_name):
+    """Workers caught mid-write by the end of the job (their temporary outputs staged, not yet
+    renamed) are ended with the local Ray, which does not run their own cleanup: the driver waits
+    for them and removes their temporary files. Nothing of the job is left, file or process."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "sics"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SICC_WEIGHTS")}
+    proc = subprocess.Popen([sys.executable, "-c", STALLS_MID_WRITE, str(album), str(out), str(tiny_weights)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True,
+                            **INTERRUPTIBLE)
+    try:
+        deadline = time.monotonic() + 240
+        while len(staged(out)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)  # both workers have staged a file and stopped there
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.5)
+        assert len(staged(out)) == 2 and not list(out.rglob("*.sic"))
+        proc.send_signal(getattr(signal, signal_name))
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr.decode()
+    assert staged(out) == []
+    deadline = time.monotonic() + 30  # ended processes wait for init to collect them
+    while processes_in_session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_in_session(proc.pid) == []
