@@ -173,6 +173,29 @@ def test_stale_temporary_files_are_recognised_and_removed(tmp_path, small_file):
     assert not stale.exists() and young.exists() and live.exists() and foreign.exists()
 
 
+def test_temporaries_of_known_writers_are_removed_without_waiting(tmp_path):
+    """remove_temporaries_of (a cluster job after its local Ray stopped): only the temporary files
+    of the given targets, written by one of the given processes that has ended, go; at once, with
+    no age guard. Those of another target, of another process or of a live one are kept."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    other_dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                text=True)
+    ours = tmp_path / f".a.sic.sicc-{dead_pid}-k3j2x9q1.tmp"
+    other_target = tmp_path / f".b.sic.sicc-{dead_pid}-a8s7d6f5.tmp"
+    other_writer = tmp_path / f".a.sic.sicc-{int(other_dead.stdout)}-z9x8c7v6.tmp"
+    live = tmp_path / f".a.sic.sicc-{os.getpid()}-q1w2e3r4.tmp"
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    ours_sample = sub / f".a-1.png.sicc-{dead_pid}-m1n2b3v4.tmp"
+    for path in (ours, other_target, other_writer, live, ours_sample):
+        path.write_bytes(b"partial")
+    fileio.remove_temporaries_of([str(tmp_path / "a.sic"), str(sub / "a-0.png"), str(sub / "a-1.png")],
+                                 {dead_pid, os.getpid()})
+    assert not ours.exists() and not ours_sample.exists()
+    assert other_target.exists() and other_writer.exists() and live.exists()
+
+
 def test_sigkill_leftovers_carry_the_pid_and_go_away(tmp_path, tiny_codec, tiny_weights):
     """SIGKILL the moment a decode of 16 large samples has started staging its outputs (watched
     for in the folder): the temporary files it leaves are named with the killed process's id
