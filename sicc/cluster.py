@@ -43,7 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from . import batch
-from .fileio import EXIT_INTERNAL, EXIT_READ, EXIT_USAGE, CommandError, sample_paths
+from .fileio import EXIT_INTERNAL, EXIT_READ, EXIT_USAGE, CommandError, _process_alive, sample_paths
 
 RESULTS_NAME = "results.parquet"
 """The results table's name inside DST (unless ``results=`` names another place)."""
@@ -350,7 +350,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
         ray.shutdown()  # a local Ray started here stops with its processes
         _wait_gone(started_here, RAY_EXIT_WAIT)
         if stopped is not None:
-            stopped.update(pid for pid in started_here if not _running(pid))
+            stopped.update(pid for pid in started_here if not _process_alive(pid))
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
@@ -386,18 +386,9 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` still runs (a zombie, ended but not yet collected by its parent, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _wait_gone(pids: set[int], seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(_process_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 

@@ -638,7 +638,11 @@ def _process_alive(pid: int) -> bool:
         return False
     except (PermissionError, OverflowError, ValueError):
         return pid > 0  # someone else's live process (or a pid that cannot be one: then not ours)
-    return True
+    try:  # a zombie (ended, not yet collected by its parent) writes nothing more
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def remove_stale_temporaries(folder: str | Path) -> None:
