@@ -9,7 +9,9 @@ bundles of the shipped and tiny models in ``OUT_DIR/bundle-shipped`` and ``OUT_D
 and for level tables (sicc.model.level_film) the tiny model given random ones
 (``OUT_DIR/bundle-tiny-film``), a file it encoded and its decodes at several levels
 (``OUT_DIR/tiny-film.json``, ``tiny-film-<case>.rgb``, and ``tiny-film-<case>-plain.rgb``: the
-same latent through g_s without the tables).
+same latent through g_s without the tables); and the same for inner level tables, made with torch
+(``OUT_DIR/bundle-tiny-inner-film``, ``OUT_DIR/tiny-inner-film.json`` and its ``.rgb`` files; without
+torch the JSON says why there are none, and the node test skips).
 Nothing here is typed in: every expected value is what ``sicc`` itself computes.
 """
 
@@ -234,6 +236,73 @@ def film_reference(out: Path) -> None:
                                                     "model_id": codec.model_id.hex(), "pixels": pixels}))
 
 
+INNER_FILM_CASES = {**FILM_CASES, "l0-s7": dict(level=0, seed=7, spread=2.0)}
+"""Decodes of the inner-table reference: those of the level tables, and a decode of no level (g_s
+is given the identity rows)."""
+
+
+def with_inner_tables(src: Path, dst: Path, seed: int = 49, size: float = 0.3) -> Path:
+    """A copy of the weights ``src`` given random input and inner level tables (normal, standard
+    deviation ``size``, from a seeded torch generator), exported by torch as the sicc-weights-5 file
+    ``dst`` (its g_s graph takes the inner rows); needs torch and onnx."""
+    import torch
+
+    from sicc.train.export import export_weights, load_trainable
+
+    net = load_trainable(src)
+    net.model.add_level_film(inner=True)
+    film = net.model.level_film
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for table in (film.scale, film.shift, film.inner_scale, film.inner_shift):
+            table.copy_(torch.randn(table.shape, generator=generator) * size)
+    export_weights(net, dst, {})
+    return dst
+
+
+def inner_film_reference(out: Path) -> None:
+    """The inner level tables through both decoders: a tiny model with random input and inner
+    tables, its bundle (sicc-web-3), a file it encoded and the Python decode's pixels per case, and
+    the same latents decoded with the input tables but identity inner rows (``-plain``: the inner
+    tables change the picture; a decode of no level has no plain one, its rows are the identity).
+    Without torch, ``tiny-inner-film.json`` holds only why (the node test skips and says so)."""
+    import dataclasses
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        why = "torch is not installed (pip install -e '.[train]'): no model with inner level tables"
+        (out / "tiny-inner-film.json").write_text(json.dumps({"skip": why}))
+        return
+    weights = with_inner_tables(DATA / "golden-tiny.npz", out / "tiny-inner-film.npz")
+    codec = Codec.load(weights)
+    export_web(out / "bundle-tiny-inner-film", weights)
+    data = codec.encode(Path(__file__).resolve().parents[1] / "examples" / "kodim23.png")
+    (out / "tiny-inner-film.sic").write_bytes(data)
+    film = codec.level_film
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the decode of no level warns that it is noise
+        decoded = {case: np.asarray(codec.decode(data, **kw)[0].convert("RGB"), dtype=np.uint8)
+                   for case, kw in INNER_FILM_CASES.items()}
+        codec.level_film = dataclasses.replace(film, inner_gain=np.ones_like(film.inner_gain),
+                                               inner_shift=np.zeros_like(film.inner_shift))
+        try:
+            plain = {case: np.asarray(codec.decode(data, **kw)[0].convert("RGB"), dtype=np.uint8)
+                     for case, kw in INNER_FILM_CASES.items() if kw["level"] != 0}
+        finally:
+            codec.level_film = film
+    pixels = {}
+    for case, kw in INNER_FILM_CASES.items():
+        (out / f"tiny-inner-film-{case}.rgb").write_bytes(decoded[case].tobytes())
+        pixels[case] = {**kw, "file": f"tiny-inner-film-{case}.rgb", "plain": None}
+        if case in plain:
+            (out / f"tiny-inner-film-{case}-plain.rgb").write_bytes(plain[case].tobytes())
+            pixels[case]["plain"] = f"tiny-inner-film-{case}-plain.rgb"
+    (out / "tiny-inner-film.json").write_text(json.dumps({
+        "file": "tiny-inner-film.sic", "bundle": "bundle-tiny-inner-film", "model_id": codec.model_id.hex(),
+        "layers": int(film.inner_gain.shape[1]), "hidden": int(film.inner_gain.shape[2]), "pixels": pixels}))
+
+
 def main(argv: list[str]) -> int:
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)
@@ -241,6 +310,7 @@ def main(argv: list[str]) -> int:
     export_web(out / "bundle-tiny", DATA / "golden-tiny.npz")
     coding_cases(out)
     film_reference(out)
+    inner_film_reference(out)
     for name, weights in GOLDENS.items():
         reference(name, weights, out)
     return 0

@@ -17,6 +17,14 @@ the same, plus ``level_film`` in the table layout, the ``scale`` and ``shift`` t
 (levels, latent) as float64 (their float32 values, exactly), which the decoder applies to each
 tile before g_s (``web/src/level_film.js``). A decoder that predates them refuses such a bundle.
 
+Weights that also have inner level tables (``sicc-weights-5``) give a bundle of format
+``sicc-web-3``: ``sicc-web-2`` plus ``inner_scale`` and ``inner_shift`` in ``level_film``, the
+inner tables (levels, layers, hidden) stored the same way, and a ``g_s.onnx`` that has the two
+more float32 inputs ``film_gain`` and ``film_shift`` (layers, hidden). For a decode of ``L``
+levels the decoder feeds them ``1 + inner_scale[L-1]`` (computed in float32) and
+``inner_shift[L-1]``, and for a decode of no level ones and zeros. A decoder refuses a bundle whose
+format it does not know, and one whose format and tables disagree.
+
 The bundle is written to a temporary folder beside ``DIR`` and moved into place, so a failed
 export leaves the previous bundle as it was.
 """
@@ -32,11 +40,14 @@ from pathlib import Path
 import numpy as np
 
 from ..codec import Codec
-from ..model.level_film import SCALE_KEY, SHIFT_KEY
+from ..model.level_film import INNER_SCALE_KEY, INNER_SHIFT_KEY, SCALE_KEY, SHIFT_KEY, LevelFilm
 
 WEB_FORMAT = "sicc-web-1"
 LEVEL_FILM_WEB_FORMAT = "sicc-web-2"
 """``sicc-web-1`` plus the level tables: the format of the bundle of weights that have them."""
+INNER_FILM_WEB_FORMAT = "sicc-web-3"
+"""``sicc-web-2`` plus the inner level tables and a g_s graph that takes their rows: the format of the
+bundle of weights that have them."""
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 """onnxruntime-web's WASM-only build: the module the page imports and the runtime it loads."""
 
@@ -86,6 +97,13 @@ class _Tables:
         return entry
 
 
+def _format(film: LevelFilm | None) -> str:
+    """The bundle's format: by the level tables its weights have (a decoder refuses what it does not know)."""
+    if film is None:
+        return WEB_FORMAT
+    return INNER_FILM_WEB_FORMAT if film.has_inner else LEVEL_FILM_WEB_FORMAT
+
+
 def export_web(directory: Path, weights: Path | None = None) -> dict:
     """Write the bundle of ``weights`` (default: the shipped model) to ``directory``; return its manifest."""
     codec = Codec.load(weights)
@@ -110,9 +128,12 @@ def export_web(directory: Path, weights: Path | None = None) -> dict:
         state = codec.weights.model_state
         layout["level_film"] = {"scale": tables.add(state[SCALE_KEY], "float64"),
                                 "shift": tables.add(state[SHIFT_KEY], "float64")}
+        if film.has_inner:  # the same way, (levels, layers, hidden); the g_s graph takes their rows
+            layout["level_film"]["inner_scale"] = tables.add(state[INNER_SCALE_KEY], "float64")
+            layout["level_film"]["inner_shift"] = tables.add(state[INNER_SHIFT_KEY], "float64")
     files = {"tables.bin": b"".join(tables.parts), "g_s.onnx": _embedded_graph(codec, "g_s")}
     manifest = {
-        "format": WEB_FORMAT if film is None else LEVEL_FILM_WEB_FORMAT,
+        "format": _format(film),
         "model_id": codec.model_id.hex(),
         "config": {**codec.config.to_dict(), "group_size": codec.config.group_size},
         "scale_offset": model.scale_offset,

@@ -9,7 +9,9 @@ expects of it:
 - the standard operator set only (no other domains, no functions, no subgraphs), and only the ops
   sicc's exporter writes (``ALLOWED_OPS``), with plain attributes;
 - one input ``input`` and one output ``output``, float32, ``(1, C, height, width)`` with the
-  channels of that transform (g_a: 3 -> latent, h_a: latent -> hyper, g_s: latent -> 3);
+  channels of that transform (g_a: 3 -> latent, h_a: latent -> hyper, g_s: latent -> 3); the g_s of
+  weights with inner level tables also has the inputs ``film_gain`` and ``film_shift``, float32
+  ``(layers, hidden)`` (:mod:`sicc.model.level_film`), and no other graph has more inputs;
 - every initializer external, naming a tensor of the file (``graph_keys``) with its shape;
 - every tensor's shape, computed op by op at the largest tile the runtime feeds
   (``REFERENCE_SIDE``, with the small integer tensors that compute shapes evaluated on the way):
@@ -419,8 +421,10 @@ def _run(node: Node, args: list[Tensor | None]) -> list[Tensor]:
 
 
 def check_graph(name: str, data: bytes, config: ModelConfig, keys: list[str],
-                shapes: Mapping[str, tuple[int, ...]]) -> None:
-    """Raise GraphProblem when graph ``name`` is not what the runtime can run safely (module doc)."""
+                shapes: Mapping[str, tuple[int, ...]], extra: Mapping[str, tuple[int, ...]] | None = None) -> None:
+    """Raise GraphProblem when graph ``name`` is not what the runtime can run safely (module doc);
+    ``extra``: the graph's inputs besides ``input`` and their exact shapes (float32)."""
+    extra = dict(extra or {})
     channels_in = {"g_a": 3, "h_a": config.latent, "g_s": config.latent}[name]
     channels_out = {"g_a": config.latent, "h_a": config.hyper, "g_s": 3}[name]
     graph = _parse_model(data)
@@ -439,9 +443,16 @@ def check_graph(name: str, data: bytes, config: ModelConfig, keys: list[str],
         tensors[init_name] = tensor
     side = REFERENCE_SIDE[name]
     names = [n for n, _, _ in inputs if n not in tensors]
-    if names != ["input"] or [n for n, _, _ in outputs] != ["output"]:
-        raise GraphProblem(f"inputs {names} and outputs {[n for n, _, _ in outputs]} where 'input' and "
+    if sorted(names) != sorted(["input", *extra]) or len(set(names)) != len(names) \
+            or [n for n, _, _ in outputs] != ["output"]:
+        expected = ", ".join(repr(n) for n in ["input", *extra])
+        raise GraphProblem(f"inputs {names} and outputs {[n for n, _, _ in outputs]} where {expected} and "
                            "'output' are expected")
+    for n, elem, dims in inputs:
+        if n in extra and (elem != _FLOAT or tuple(dims) != tuple(extra[n])):
+            raise GraphProblem(f"its input {n} is {dims} of type {elem}, where float {tuple(extra[n])} is expected")
+        if n in extra:
+            tensors[n] = Tensor(tuple(extra[n]), _FLOAT)
     for what, (_, elem, dims), channels in (("input", inputs[[n for n, _, _ in inputs].index("input")], channels_in),
                                            ("output", outputs[0], channels_out)):
         if elem != _FLOAT or len(dims) != 4 or dims[0] not in (1, None, "") or dims[1] != channels \
@@ -482,11 +493,13 @@ def check_graph(name: str, data: bytes, config: ModelConfig, keys: list[str],
 
 
 def check_graphs(path: Path, config: ModelConfig, graphs: Mapping[str, bytes], graph_keys: Mapping[str, list[str]],
-                 shapes: Mapping[str, tuple[int, ...]]) -> None:
-    """Check every transform graph of a weights file; WeightsError names the first that fails."""
+                 shapes: Mapping[str, tuple[int, ...]],
+                 inputs: Mapping[str, Mapping[str, tuple[int, ...]]] | None = None) -> None:
+    """Check every transform graph of a weights file; WeightsError names the first that fails.
+    ``inputs``: by graph, its inputs besides ``input`` and their shapes (g_s with inner level tables)."""
     for name, data in graphs.items():
         try:
-            check_graph(name, data, config, list(graph_keys[name]), shapes)
+            check_graph(name, data, config, list(graph_keys[name]), shapes, (inputs or {}).get(name))
         except GraphProblem as exc:
             raise WeightsError(f"{path}: its {name} graph is refused: {exc}") from None
         except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError, MemoryError) as exc:

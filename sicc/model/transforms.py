@@ -116,15 +116,18 @@ class Transforms:
         thread.start()
         return thread
 
-    def run(self, name: str, x: np.ndarray) -> np.ndarray:
-        """One transform on a (1, C, h, w) float32 array (thread-safe: tiles run concurrently).
+    def run(self, name: str, x: np.ndarray, feeds: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """One transform on a (1, C, h, w) float32 array (thread-safe: tiles run concurrently);
+        ``feeds``: the graph's other inputs by name (g_s of weights with inner level tables).
 
         onnxruntime's own failures become one-line errors: memory it cannot allocate is a
         MemoryError, anything else a graph that does not compute what the runtime expects
         (WeightsError)."""
         session = self.session(name)
         try:
-            return session.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)}, _run_options())[0]
+            inputs = {"input": np.ascontiguousarray(x, dtype=np.float32)}
+            inputs.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (feeds or {}).items()})
+            return session.run(None, inputs, _run_options())[0]
         except (MemoryError, KeyboardInterrupt):
             raise
         except Exception as exc:  # onnxruntime's exception types live in its compiled module
@@ -139,5 +142,6 @@ class Transforms:
     def h_a(self, x: np.ndarray) -> np.ndarray:
         return self.run("h_a", x)
 
-    def g_s(self, x: np.ndarray) -> np.ndarray:
-        return self.run("g_s", x)
+    def g_s(self, x: np.ndarray, feeds: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """g_s; ``feeds``: the inner level rows its graph takes (:meth:`LevelFilm.inner_rows`)."""
+        return self.run("g_s", x, feeds)

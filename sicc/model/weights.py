@@ -58,11 +58,16 @@ import numpy as np
 
 from ..errors import WeightsError
 from .config import ModelConfig
-from .level_film import has_tables, table_problem
+from .level_film import GAIN_INPUT, SHIFT_INPUT, has_inner_tables, has_tables, inner_layers, table_problem
 
 WEIGHTS_FORMAT = "sicc-weights-3"
 LEVEL_FILM_WEIGHTS_FORMAT = "sicc-weights-4"
 """``sicc-weights-3`` plus the level tables (:mod:`sicc.model.level_film`): the format of a file that has them."""
+INNER_FILM_WEIGHTS_FORMAT = "sicc-weights-5"
+"""``sicc-weights-4`` plus the inner level tables, and a g_s graph that takes their rows: the format of a
+file that has them."""
+CURRENT_FORMATS = (WEIGHTS_FORMAT, LEVEL_FILM_WEIGHTS_FORMAT, INNER_FILM_WEIGHTS_FORMAT)
+"""The formats whose model id covers the graphs (what ``sicc.train export`` writes)."""
 LEGACY_WEIGHTS_FORMAT = "sicc-weights-2"
 LEGACY_GRAPH_DIGESTS = {
     "3b3f2723b056de3f": "eaae6c93f494b60d84bf3e739f80928cfb67a88ad9bc11a9d794b9be3fe3b610",  # the shipped model until 991dde0 (sicc/weights/sicc-default.npz then)
@@ -124,10 +129,17 @@ def graph_digest(graphs: Mapping[str, bytes], graph_keys: Mapping[str, list[str]
     return digest.digest()
 
 
+def weights_format(model_state: Mapping[str, np.ndarray]) -> str:
+    """The format of a file of these network weights: by the level tables it holds."""
+    if has_inner_tables(model_state):
+        return INNER_FILM_WEIGHTS_FORMAT
+    return LEVEL_FILM_WEIGHTS_FORMAT if has_tables(model_state) else WEIGHTS_FORMAT
+
+
 def write_weights(path: Path, weights: ModelWeights) -> None:
     """Write ``weights`` atomically (a temporary file beside ``path``, then rename)."""
     manifest = {
-        "format": LEVEL_FILM_WEIGHTS_FORMAT if has_tables(weights.model_state) else WEIGHTS_FORMAT,
+        "format": weights_format(weights.model_state),
         "config": weights.config.to_dict(),
         "model_id": weights.model_id.hex(),
         "scale_offset": int(weights.scale_offset),
@@ -172,9 +184,9 @@ def _parse(handle, path: Path) -> ModelWeights:
         raise WeightsError(f"{path}: not a sicc weights file (no manifest)")
     manifest = json.loads(bytes(arrays.pop("manifest")).decode("utf-8"))
     form = manifest.get("format") if isinstance(manifest, dict) else None
-    if form not in (WEIGHTS_FORMAT, LEVEL_FILM_WEIGHTS_FORMAT, LEGACY_WEIGHTS_FORMAT):
-        raise WeightsError(f"{path}: not a sicc weights file (format {form!r} where {WEIGHTS_FORMAT!r} "
-                           f"or {LEVEL_FILM_WEIGHTS_FORMAT!r} is expected)")
+    if form not in (*CURRENT_FORMATS, LEGACY_WEIGHTS_FORMAT):
+        raise WeightsError(f"{path}: not a sicc weights file (format {form!r} where one of "
+                           f"{', '.join(repr(f) for f in CURRENT_FORMATS)} is expected)")
     try:
         config = ModelConfig.from_dict(manifest["config"], strict=True)
     except (ValueError, TypeError, AttributeError) as exc:
@@ -200,7 +212,9 @@ def _parse(handle, path: Path) -> ModelWeights:
                             graph_digest(graphs, graph_keys, scale_offset))
     from .graph_check import check_graphs
 
-    check_graphs(path, config, graphs, graph_keys, {k: v.shape for k, v in model_state.items()})
+    layers = inner_layers(model_state)
+    inputs = {"g_s": {GAIN_INPUT: (layers, config.hidden), SHIFT_INPUT: (layers, config.hidden)}} if layers else {}
+    check_graphs(path, config, graphs, graph_keys, {k: v.shape for k, v in model_state.items()}, inputs)
     return ModelWeights(
         config=config,
         model_state=model_state,
@@ -216,14 +230,22 @@ def _parse(handle, path: Path) -> ModelWeights:
 
 
 def _check_level_tables(path: Path, form: str, config: ModelConfig, model_state: dict) -> None:
-    """The level tables: in a ``sicc-weights-4`` file both, float32 (levels, latent) and finite; in
-    any other, none (a decoder that predates them would ignore them)."""
-    if form != LEVEL_FILM_WEIGHTS_FORMAT:
-        if has_tables(model_state):
-            raise WeightsError(f"{path}: a {form} file with level tables (they need {LEVEL_FILM_WEIGHTS_FORMAT!r})")
+    """The level tables: in a ``sicc-weights-4`` file both input tables, float32 (levels, latent) and
+    finite, and no inner ones; in a ``sicc-weights-5`` file those and both inner tables, float32
+    (levels, layers, hidden) and finite; in any other, none (a decoder that predates them would
+    ignore them)."""
+    if form not in (LEVEL_FILM_WEIGHTS_FORMAT, INNER_FILM_WEIGHTS_FORMAT):
+        if has_tables(model_state) or has_inner_tables(model_state):
+            raise WeightsError(f"{path}: a {form} file with level tables (they need {LEVEL_FILM_WEIGHTS_FORMAT!r} "
+                               f"or {INNER_FILM_WEIGHTS_FORMAT!r})")
         return
     if not has_tables(model_state):
         raise WeightsError(f"{path}: a {form} file without its level tables (model/level_film.scale, .shift)")
+    if form == LEVEL_FILM_WEIGHTS_FORMAT and has_inner_tables(model_state):
+        raise WeightsError(f"{path}: a {form} file with inner level tables (they need {INNER_FILM_WEIGHTS_FORMAT!r})")
+    if form == INNER_FILM_WEIGHTS_FORMAT and not has_inner_tables(model_state):
+        raise WeightsError(f"{path}: a {form} file without its inner level tables "
+                           "(model/level_film.inner_scale, .inner_shift)")
     problem = table_problem(config, model_state)
     if problem:
         raise WeightsError(f"{path}: invalid level tables: {problem}")
@@ -248,7 +270,7 @@ def _verified_id(path: Path, manifest: dict, config: ModelConfig, model_state: d
                  scales: np.ndarray, graph_bytes: dict[str, bytes], graphs: bytes) -> bytes:
     """The model id, recomputed; a file whose bytes do not give the id it states is refused, and so
     is a ``sicc-weights-2`` file whose graphs are not the ones recorded for its id."""
-    if manifest["format"] in (WEIGHTS_FORMAT, LEVEL_FILM_WEIGHTS_FORMAT):
+    if manifest["format"] in CURRENT_FORMATS:
         for name in GRAPHS:  # name the graph that changed (the id below would catch it as well)
             if manifest["graphs"][name].get("sha256") != hashlib.sha256(graph_bytes[name]).hexdigest():
                 raise WeightsError(f"{path}: its {name} graph is not the one its manifest records "

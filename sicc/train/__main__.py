@@ -121,6 +121,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="give g_s the level it decodes from: a per-level, per-latent-channel scale and shift "
                         "of its input, zero at first (the same function), trained with g_s (also with "
                         "--decoder-only) and exported in the weights file (sicc.model.level_film)")
+    r.add_argument("--inner-film", action=argparse.BooleanOptionalAction,
+                   help="also tell g_s's inner layers the level: a per-level, per-channel scale and shift of "
+                        "the output of each inverse GDN, zero at first (implies --level-film)")
     r.add_argument("--level-film-lr", type=float,
                    help="factor on the learning rate of the level tables, which get their own AdamW group "
                         f"(default {d['level_film_lr']:g}); new tables move about lr x this per step")
@@ -308,6 +311,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
                              "g_s depends on them); they cannot be left out")
         print("the network has level tables: --level-film", file=sys.stderr)
         opts["level_film"] = True
+    if net.model.level_film is not None and net.model.level_film.inner_scale is not None and not opts["inner_film"]:
+        if args.inner_film is False:
+            raise SystemExit("--no-inner-film: the network this run starts from has inner level tables (a "
+                             "trained g_s depends on them); they cannot be left out")
+        print("the network has inner level tables: --inner-film", file=sys.stderr)
+        opts["inner_film"] = True
+    if opts["inner_film"]:
+        opts["level_film"] = True
     if state is None:  # a new run: the defaults that depend on how it starts
         if args.lr is None:
             opts["lr"] = LR_PER_CROP * opts["batch"]
@@ -329,6 +340,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
         clip=opts["clip"], seed=opts["seed"], device=args.device, precision=precision,
         channels_last=opts["channels_last"], warmup_steps=opts["warmup_steps"], moment_steps=opts["moment_steps"],
         ema=opts["ema"], level_film=bool(opts["level_film"]), level_film_lr=opts["level_film_lr"],
+        inner_film=bool(opts["inner_film"]),
         checkpoint_every=args.checkpoint_every,
         checkpoint_minutes=args.checkpoint_minutes,
         minutes=args.minutes,

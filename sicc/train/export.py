@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from ..model.config import ModelConfig
+from ..model.level_film import GAIN_INPUT, SHIFT_INPUT
 from ..model.probability import Z_BOUND, frequencies_from_pmf, scale_table
 from ..model.weights import GRAPHS, ModelWeights, compute_model_id, graph_digest, load_weights, write_weights
-from .network import SICModel, has_level_film
+from .network import SICModel, has_inner_film, has_level_film
 
 ONNX_OPSET = 17
 EXPORT_CHECK_TOLERANCE = 1e-3
@@ -68,8 +69,28 @@ class SubPixelDeconv(torch.nn.Module):
         return out + bias.view(1, -1, 1, 1)
 
 
-def for_export(module: torch.nn.Module) -> torch.nn.Module:
-    """``module`` (a Sequential) with its 5x5 stride-2 deconvolutions as SubPixelDeconv."""
+class InnerFilmSynthesis(torch.nn.Sequential):
+    """g_s whose hidden layers are told the level (:mod:`sicc.model.level_film`'s inner tables): the
+    same layers, and after the ``j``-th of ``inner_at`` (its inverse GDNs) the activations times row
+    ``j`` of ``film_gain`` plus row ``j`` of ``film_shift``, per channel. The rows are graph inputs,
+    so one graph serves every level (the runtime feeds the level's rows)."""
+
+    def __init__(self, layers, inner_at: tuple[int, ...]):
+        super().__init__(*layers)
+        self.inner_at = tuple(inner_at)
+
+    def forward(self, x: torch.Tensor, film_gain: torch.Tensor, film_shift: torch.Tensor) -> torch.Tensor:
+        for index, layer in enumerate(self):
+            x = layer(x)
+            if index in self.inner_at:
+                row = self.inner_at.index(index)
+                x = x * film_gain[row].view(1, -1, 1, 1) + film_shift[row].view(1, -1, 1, 1)
+        return x
+
+
+def for_export(module: torch.nn.Module, inner_at: tuple[int, ...] = ()) -> torch.nn.Module:
+    """``module`` (a Sequential) with its 5x5 stride-2 deconvolutions as SubPixelDeconv; with
+    ``inner_at``, an :class:`InnerFilmSynthesis` of those layers."""
     if not isinstance(module, torch.nn.Sequential):
         return module
     layers = []
@@ -77,13 +98,16 @@ def for_export(module: torch.nn.Module) -> torch.nn.Module:
         convertible = isinstance(layer, torch.nn.ConvTranspose2d) and layer.kernel_size == (5, 5) \
             and layer.stride == (2, 2) and layer.padding == (2, 2) and layer.output_padding == (1, 1)
         layers.append(SubPixelDeconv(layer) if convertible else layer)
-    return torch.nn.Sequential(*layers)
+    return InnerFilmSynthesis(layers, inner_at) if inner_at else torch.nn.Sequential(*layers)
 
 
 def export_graph(module: torch.nn.Module, prefix: str, in_channels: int,
-                 state: dict[str, np.ndarray]) -> tuple[bytes, list[str]]:
+                 state: dict[str, np.ndarray], inner_at: tuple[int, ...] = (),
+                 hidden: int = 0) -> tuple[bytes, list[str]]:
     """``module`` as an ONNX graph (dynamic height and width) whose initializers are external,
-    located at their state-dict keys ``prefix.<name>``; returns the graph and those keys."""
+    located at their state-dict keys ``prefix.<name>``; returns the graph and those keys. With
+    ``inner_at`` (g_s of a network with inner level tables), the graph also takes the inputs
+    ``film_gain`` and ``film_shift``, (len(inner_at), hidden) float32."""
     import onnx
     from onnx.external_data_helper import set_external_data
 
@@ -92,8 +116,13 @@ def export_graph(module: torch.nn.Module, prefix: str, in_channels: int,
         warnings.simplefilter("ignore")
         # The TorchScript exporter works offline with torch alone; no constant folding, so every
         # initializer is a parameter under its own name (GDN's squares are computed in the graph).
-        torch.onnx.export(for_export(module).eval(), torch.zeros(1, in_channels, 16, 16), buffer, dynamo=False,
-                          input_names=["input"], output_names=["output"], opset_version=ONNX_OPSET,
+        args = (torch.zeros(1, in_channels, 16, 16),)
+        names = ["input"]
+        if inner_at:
+            args += (torch.ones(len(inner_at), hidden), torch.zeros(len(inner_at), hidden))
+            names += [GAIN_INPUT, SHIFT_INPUT]
+        torch.onnx.export(for_export(module, inner_at).eval(), args, buffer, dynamo=False,
+                          input_names=names, output_names=["output"], opset_version=ONNX_OPSET,
                           dynamic_axes={"input": {2: "height", 3: "width"}, "output": {2: "out_height", 3: "out_width"}},
                           do_constant_folding=False)
     graph = onnx.load_from_string(buffer.getvalue())
@@ -120,9 +149,19 @@ def _check_graphs(model: SICModel, weights: ModelWeights) -> None:
               "h_a": torch.randn(1, cfg.latent, 8, 12, generator=gen) * 4,
               "g_s": torch.round(torch.randn(1, cfg.latent, 4, 6, generator=gen) * 4)}
     for name, x in inputs.items():
+        feeds, inner = {}, model.level_film is not None and model.level_film.inner_scale is not None
         with torch.no_grad():
-            expected = getattr(model, name)(x).numpy()
-        got = transforms.run(name, x.numpy())
+            if name == "g_s" and inner:  # the rows of one level (gain 1 + scale, as the runtime feeds them)
+                level = cfg.levels // 2
+                gain = 1 + model.level_film.inner_scale[level - 1] + 0.25 * torch.randn(
+                    model.level_film.inner_scale.shape[1:], generator=gen)
+                shift = model.level_film.inner_shift[level - 1] + 0.25 * torch.randn(
+                    model.level_film.inner_shift.shape[1:], generator=gen)
+                expected = InnerFilmSynthesis(model.g_s, model.INNER_LAYERS)(x, gain, shift).numpy()
+                feeds = {GAIN_INPUT: gain.numpy(), SHIFT_INPUT: shift.numpy()}
+            else:
+                expected = getattr(model, name)(x).numpy()
+        got = transforms.run(name, x.numpy(), feeds)
         if got.shape != expected.shape or np.abs(got - expected).max() > EXPORT_CHECK_TOLERANCE:
             raise ValueError(f"ONNX export of {name} does not reproduce the torch module")
 
@@ -140,8 +179,11 @@ def build_weights(model: SICModel, z_freq: np.ndarray, training: dict,
     scales = computed if scales is None else np.asarray(scales, dtype=np.float64)
     in_channels = {"g_a": 3, "h_a": config.latent, "g_s": config.latent}
     graphs, graph_keys = {}, {}
+    inner = model.level_film is not None and model.level_film.inner_scale is not None
     for name in GRAPHS:
-        graphs[name], graph_keys[name] = export_graph(getattr(model, name), name, in_channels[name], state)
+        inner_at = model.INNER_LAYERS if name == "g_s" and inner else ()
+        graphs[name], graph_keys[name] = export_graph(getattr(model, name), name, in_channels[name], state,
+                                                      inner_at, config.hidden)
     weights = ModelWeights(
         config=config, model_state=state, z_frequencies=np.asarray(z_freq, dtype=np.int64), scale_table=scales,
         scale_offset=offset, model_id=compute_model_id(config, state, z_freq, scales,
@@ -161,7 +203,8 @@ def export_weights(net, path: Path, training: dict) -> str:
 
 def build_model(weights: ModelWeights) -> SICModel:
     """The float torch network of a weights file, in eval mode."""
-    model = SICModel(weights.config, level_film=has_level_film(weights.model_state))
+    model = SICModel(weights.config, level_film=has_level_film(weights.model_state),
+                     inner_film=has_inner_film(weights.model_state))
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.model_state.items()})
     return model.eval()
 
@@ -171,7 +214,8 @@ def load_trainable(path: Path):
     from .objective import SICTrainable
 
     weights = load_weights(path)
-    net = SICTrainable(weights.config, level_film=has_level_film(weights.model_state))
+    net = SICTrainable(weights.config, level_film=has_level_film(weights.model_state),
+                       inner_film=has_inner_film(weights.model_state))
     net.model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.model_state.items()})
     net.z_prior.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.z_prior_state.items()})
     return net

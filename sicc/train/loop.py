@@ -98,6 +98,7 @@ class TrainSettings:
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: none); export --ema uses it
     level_film: bool = False  # the network has level tables (sicc.model.level_film): g_s told the level
     level_film_lr: float = 1.0  # factor on the learning rate of the level tables (their own AdamW group)
+    inner_film: bool = False  # level tables also on g_s's inner activations (implies level_film)
     checkpoint_every: int = 100
     checkpoint_minutes: float = 5.0
     minutes: float | None = None  # wall-clock budget of this command (None: until ``steps``)
@@ -108,7 +109,7 @@ class TrainSettings:
 RESUMED_SETTINGS = ("batch", "crop", "lr", "lr_min", "lr_warmup", "schedule", "weight_decay", "clip", "seed",
                     "channels_last", "warmup_steps", "moment_steps", "ema", "samples", "texture", "full_weight",
                     "deterministic_share", "deterministic_from", "low_levels", "low_mse", "decoder_only",
-                    "level_film", "level_film_lr")
+                    "level_film", "level_film_lr", "inner_film")
 """The settings a checkpoint carries, so that ``--resume`` continues the same schedule, batches and
 objective without repeating them (device, precision, threads and budgets belong to the machine)."""
 
@@ -205,6 +206,8 @@ class Trainer:
         self.perceptual = perceptual.to(self.device).to(memory_format=self.memory_format)
         if settings.level_film and self.net.model.level_film is None:
             self.net.model.add_level_film()  # zero tables: the same function, now told the level
+        if settings.inner_film:
+            self.net.model.add_level_film(inner=True)  # zero inner tables where there are none yet
         if settings.loss.decoder_only:  # g_s alone learns; the optimizer keeps every parameter, so its
             for name, p in self.net.named_parameters():  # state carries over between the two modes
                 p.requires_grad_(name.startswith(DECODER_PARAMETERS))

@@ -45,17 +45,43 @@ class LevelFilm(nn.Module):
         super().__init__()
         self.scale = nn.Parameter(torch.zeros(levels, latent))
         self.shift = nn.Parameter(torch.zeros(levels, latent))
+        self.inner_scale: nn.Parameter | None = None
+        self.inner_shift: nn.Parameter | None = None
+
+    def add_inner(self, layers: int, hidden: int) -> None:
+        """Zero tables for g_s's inner activations: per level, per inner layer (the output of each
+        inverse GDN) and hidden channel, a scale and a shift (state keys ``level_film.inner_scale``,
+        ``level_film.inner_shift``, shape (levels, layers, hidden)); zero is the identity."""
+        if self.inner_scale is None:
+            levels = self.scale.shape[0]
+            device = self.scale.device
+            self.inner_scale = nn.Parameter(torch.zeros(levels, layers, hidden, device=device))
+            self.inner_shift = nn.Parameter(torch.zeros(levels, layers, hidden, device=device))
 
     def forward(self, latent: torch.Tensor, level: int) -> torch.Tensor:
         """``latent * (1 + scale[level-1]) + shift[level-1]`` per channel, as the runtime computes it."""
         gain = (1 + self.scale[level - 1]).view(1, -1, 1, 1)
         return latent * gain + self.shift[level - 1].view(1, -1, 1, 1)
 
+    def inner(self, x: torch.Tensor, level: int, layer: int) -> torch.Tensor:
+        """Inner layer ``layer``'s activations ``x * (1 + inner_scale) + inner_shift`` for ``level``."""
+        gain = (1 + self.inner_scale[level - 1, layer]).view(1, -1, 1, 1)
+        return x * gain + self.inner_shift[level - 1, layer].view(1, -1, 1, 1)
+
+
+INNER_FILM_KEYS = ("level_film.inner_scale", "level_film.inner_shift")
+"""The state keys of the inner level tables (g_s's inner activations told the level)."""
+
 
 def is_level_film_key(key: str) -> bool:
     """Whether a state-dict key or parameter name (of a SICModel, or of a SICTrainable: ``model.``
-    keys) is one of the level tables."""
-    return key.removeprefix("model.") in LEVEL_FILM_KEYS
+    keys) is one of the level tables (the input tables or the inner ones)."""
+    return key.removeprefix("model.") in LEVEL_FILM_KEYS + INNER_FILM_KEYS
+
+
+def has_inner_film(state) -> bool:
+    """Whether a state dict holds the inner level tables."""
+    return any(key.removeprefix("model.") in INNER_FILM_KEYS for key in state)
 
 
 def has_level_film(state) -> bool:
@@ -67,7 +93,7 @@ class SICModel(nn.Module):
     """Analysis/synthesis transforms plus the entropy-parameter networks (and, with ``level_film``, the
     level tables that tell g_s which level it decodes from)."""
 
-    def __init__(self, config: ModelConfig = ModelConfig(), level_film: bool = False):
+    def __init__(self, config: ModelConfig = ModelConfig(), level_film: bool = False, inner_film: bool = False):
         super().__init__()
         self.config = config
         n, m, zc, k = config.hidden, config.latent, config.hyper, config.context_hidden
@@ -91,22 +117,35 @@ class SICModel(nn.Module):
         self.context_mid = nn.Conv2d(k, k, 1, groups=levels)
         self.context_out = nn.Conv2d(k, 2 * m, 1, groups=levels)
         self.level_film: LevelFilm | None = None
-        if level_film:
-            self.add_level_film()
+        if level_film or inner_film:
+            self.add_level_film(inner=inner_film)
 
-    def add_level_film(self) -> None:
-        """Give the synthesis side zero level tables (the identity: the function stays the same)."""
+    INNER_LAYERS = (1, 3, 5)
+    """The g_s modules (its inverse GDNs) whose outputs the inner level tables scale and shift."""
+
+    def add_level_film(self, inner: bool = False) -> None:
+        """Give the synthesis side zero level tables (the identity: the function stays the same); with
+        ``inner``, also the inner tables of g_s's hidden activations."""
         if self.level_film is None:
             device = self.g_s[0].weight.device
             self.level_film = LevelFilm(self.config.levels, self.config.latent).to(device)
+        if inner:
+            self.level_film.add_inner(len(self.INNER_LAYERS), self.config.hidden)
 
     def synthesize(self, latent: torch.Tensor, level: int) -> torch.Tensor:
         """g_s of a complete latent decoded from the first ``level`` levels (1..levels): with level
         tables, the latent is scaled and shifted for that level first, as the runtime does
         (:func:`sicc.model.level_film.film_transform`)."""
-        if self.level_film is not None and level > 0:
-            latent = self.level_film(latent, level)
-        return self.g_s(latent)
+        if self.level_film is None or level <= 0:
+            return self.g_s(latent)
+        x = self.level_film(latent, level)
+        if self.level_film.inner_scale is None:
+            return self.g_s(x)
+        for index, module in enumerate(self.g_s):
+            x = module(x)
+            if index in self.INNER_LAYERS:
+                x = self.level_film.inner(x, level, self.INNER_LAYERS.index(index))
+        return x
 
     # -- entropy parameters ------------------------------------------------------
     def entropy_parameters(self, y_hat: torch.Tensor, hyper: torch.Tensor):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.config import ModelConfig
-from .network import SICModel, gaussian_likelihood, has_level_film, scales_from_log, ste_round
+from .network import SICModel, gaussian_likelihood, has_inner_film, has_level_film, scales_from_log, ste_round
 from .prior import FactorizedPrior
 
 
@@ -82,15 +82,15 @@ def step_plan(step: int, levels: int, settings: LossSettings, seed: int = 0) -> 
 class SICTrainable(nn.Module):
     """The model plus the factorized prior of ``z``."""
 
-    def __init__(self, config: ModelConfig = ModelConfig(), level_film: bool = False):
+    def __init__(self, config: ModelConfig = ModelConfig(), level_film: bool = False, inner_film: bool = False):
         super().__init__()
-        self.model = SICModel(config, level_film=level_film)
+        self.model = SICModel(config, level_film=level_film, inner_film=inner_film)
         self.z_prior = FactorizedPrior(config.hyper)
 
     @classmethod
     def for_state(cls, config: ModelConfig, state) -> "SICTrainable":
         """The network that a checkpoint's state dict fits: with level tables where it has them."""
-        return cls(config, level_film=has_level_film(state))
+        return cls(config, level_film=has_level_film(state), inner_film=has_inner_film(state))
 
     @property
     def config(self) -> ModelConfig:

@@ -41,7 +41,9 @@ def widen(net: SICTrainable, hidden: int, seed: int = 0) -> SICTrainable:
                          f"asked for {hidden}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        wide = SICTrainable(replace(old_config, hidden=hidden), level_film=net.model.level_film is not None)
+        film = net.model.level_film
+        wide = SICTrainable(replace(old_config, hidden=hidden), level_film=film is not None,
+                            inner_film=film is not None and film.inner_scale is not None)
     state = wide.state_dict()
     with torch.no_grad():
         for key, old in net.state_dict().items():

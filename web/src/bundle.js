@@ -10,6 +10,10 @@ import { ProbabilityModel } from './probability.js';
 export const WEB_FORMAT = 'sicc-web-1';
 /** sicc-web-1 plus the level tables (sicc/export/web.py): the bundle of weights that have them. */
 export const LEVEL_FILM_WEB_FORMAT = 'sicc-web-2';
+/** sicc-web-2 plus the inner level tables, and a g_s graph that takes their rows (film_gain, film_shift). */
+export const INNER_FILM_WEB_FORMAT = 'sicc-web-3';
+/** The formats this decoder reads; any other (a later one) is refused rather than decoded wrong. */
+export const WEB_FORMATS = [WEB_FORMAT, LEVEL_FILM_WEB_FORMAT, INNER_FILM_WEB_FORMAT];
 
 async function sha256Hex(bytes) {
   // Browsers and node >= 19 have crypto.subtle as a global; node 18 has it in node:crypto.
@@ -25,6 +29,26 @@ function view(buffer, entry) {
   throw new WeightsError(`unknown table type ${entry.dtype}`);
 }
 
+/** Why the manifest's level tables are not what its format says (null: they are), as "with ..." or "without ...". */
+function tablesProblem(manifest) {
+  const film = manifest.tables?.level_film;
+  const inner = [film?.inner_scale, film?.inner_shift].filter(Boolean).length;
+  if ((manifest.format !== WEB_FORMAT) !== Boolean(film)) return `${film ? 'with' : 'without'} level tables`;
+  if ((manifest.format === INNER_FILM_WEB_FORMAT) !== (inner > 0)) return `${inner ? 'with' : 'without'} inner level tables`;
+  if (inner === 1) return 'with one of the two inner level tables';
+  return null;
+}
+
+/** The inner tables of a sicc-web-3 bundle as LevelFilm takes them: {scale, shift, layers, hidden}. */
+function innerTables(buffer, film, config) {
+  const shape = film.inner_scale.shape;
+  if (shape.length !== 3 || shape[0] !== config.levels || shape[2] !== config.hidden
+      || film.inner_shift.shape.join() !== shape.join()) {
+    throw new RangeError(`inner tables of shapes [${shape}] and [${film.inner_shift.shape}], not [${config.levels}, layers, ${config.hidden}]`);
+  }
+  return { scale: view(buffer, film.inner_scale), shift: view(buffer, film.inner_shift), layers: shape[1], hidden: shape[2] };
+}
+
 /**
  * Load a bundle through `readFile(name) -> Promise<Uint8Array>` (fetch in a browser, the file
  * system in node). Returns {manifest, modelId, probability: ProbabilityModel, levelFilm: LevelFilm or null,
@@ -37,12 +61,11 @@ export async function loadBundle(readFile) {
   } catch (error) {
     throw new WeightsError(`model bundle has no readable manifest.json (${error.message})`);
   }
-  if (manifest.format !== WEB_FORMAT && manifest.format !== LEVEL_FILM_WEB_FORMAT) {
-    throw new WeightsError(`model bundle format ${manifest.format} is not ${WEB_FORMAT} or ${LEVEL_FILM_WEB_FORMAT}`);
+  if (!WEB_FORMATS.includes(manifest.format)) {
+    throw new WeightsError(`model bundle format ${manifest.format} is not one of ${WEB_FORMATS.join(', ')}`);
   }
-  if ((manifest.format === LEVEL_FILM_WEB_FORMAT) !== Boolean(manifest.tables?.level_film)) {
-    throw new WeightsError(`model bundle of format ${manifest.format} ${manifest.tables?.level_film ? 'with' : 'without'} level tables`);
-  }
+  const problem = tablesProblem(manifest);
+  if (problem) throw new WeightsError(`model bundle of format ${manifest.format} ${problem}`);
   const files = {};
   for (const [name, info] of Object.entries(manifest.files)) {
     const bytes = await readFile(name);
@@ -76,8 +99,9 @@ export async function loadBundle(readFile) {
   let levelFilm = null;
   if (t.level_film) {
     try {
+      const inner = t.level_film.inner_scale ? innerTables(buffer, t.level_film, manifest.config) : null;
       levelFilm = new LevelFilm(view(buffer, t.level_film.scale), view(buffer, t.level_film.shift),
-        manifest.config.levels, manifest.config.latent);
+        manifest.config.levels, manifest.config.latent, inner);
     } catch (error) {
       throw new WeightsError(`model bundle has invalid level tables (${error.message})`);
     }

@@ -100,7 +100,8 @@ export class Codec {
     for (let index = 0; index < levels; index++) this.probability.levelParameters(y, hyper, index);
     if (this.synthesis) {
       const side = TILE_LATENT + 2 * SYNTHESIS_HALO;
-      await this.synthesis.run(new Float32Array(c * side * side), [1, c, side, side]);
+      // Through the level tables as a decode of no level: a g_s with inner tables needs their rows.
+      await filmTransform(this.synthesis, this.levelFilm, 0).run(new Float32Array(c * side * side), [1, c, side, side]);
     }
   }
 

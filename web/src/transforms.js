@@ -15,9 +15,15 @@ export class Synthesis {
     return new Synthesis(ort, session);
   }
 
-  /** g_s on a (1, C, h, w) float32 tile: {data: Float32Array, dims}. */
-  async run(data, dims) {
-    const result = await this.session.run({ input: new this.ort.Tensor('float32', data, dims) });
+  /**
+   * g_s on a (1, C, h, w) float32 tile: {data: Float32Array, dims}. `feeds`: the graph's other
+   * inputs by name, {data: Float32Array, dims} each (film_gain and film_shift, [layers, hidden], of a
+   * bundle with inner level tables: LevelFilm.innerRows).
+   */
+  async run(data, dims, feeds = {}) {
+    const inputs = { input: new this.ort.Tensor('float32', data, dims) };
+    for (const [name, feed] of Object.entries(feeds)) inputs[name] = new this.ort.Tensor('float32', feed.data, feed.dims);
+    const result = await this.session.run(inputs);
     return result.output;
   }
 }
