@@ -39,12 +39,16 @@ function tablesProblem(manifest) {
   return null;
 }
 
+/** The most hidden layers inner tables may address (MAX_INNER_LAYERS of sicc/model/level_film.py). */
+export const MAX_INNER_LAYERS = 8;
+
 /** The inner tables of a sicc-web-3 bundle as LevelFilm takes them: {scale, shift, layers, hidden}. */
 function innerTables(buffer, film, config) {
   const shape = film.inner_scale.shape;
   if (shape.length !== 3 || shape[0] !== config.levels || shape[2] !== config.hidden
+      || !(shape[1] >= 1 && shape[1] <= MAX_INNER_LAYERS)
       || film.inner_shift.shape.join() !== shape.join()) {
-    throw new RangeError(`inner tables of shapes [${shape}] and [${film.inner_shift.shape}], not [${config.levels}, layers, ${config.hidden}]`);
+    throw new RangeError(`inner tables of shapes [${shape}] and [${film.inner_shift.shape}], not [${config.levels}, 1..${MAX_INNER_LAYERS}, ${config.hidden}]`);
   }
   return { scale: view(buffer, film.inner_scale), shift: view(buffer, film.inner_shift), layers: shape[1], hidden: shape[2] };
 }

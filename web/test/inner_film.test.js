@@ -80,6 +80,8 @@ describe('inner level tables', { skip }, () => {
       [(m) => { delete m.tables.level_film.inner_shift; }, /^model bundle of format sicc-web-3 with one of the two inner level tables$/],
       [(m) => { delete m.tables.level_film; }, /^model bundle of format sicc-web-3 without level tables$/],
       [(m) => { m.tables.level_film.inner_scale.shape[2] += 1; }, /^model bundle has invalid level tables \(inner tables of shapes/],
+      [(m) => { for (const t of ['inner_scale', 'inner_shift']) m.tables.level_film[t].shape = [m.config.levels, 9, m.config.hidden]; },
+        /^model bundle has invalid level tables \(inner tables of shapes .* not \[\d+, 1\.\.8, \d+\]\)$/],
       [(m) => { m.format = 'sicc-web-4'; }, /^model bundle format sicc-web-4 is not one of sicc-web-1, sicc-web-2, sicc-web-3$/],
     ];
     for (const [edit, message] of cases) {
