@@ -27,6 +27,7 @@ from sicc.train.loop import Trainer, TrainSettings, load_checkpoint, run  # noqa
 from sicc.train.objective import LossSettings, SICTrainable  # noqa: E402
 from tests.conftest import synthetic_image  # noqa: E402
 from tests.test_train_fast import _L1Perceptual, _RandomCrops  # noqa: E402
+from tests.test_train_level_film import changed_by_run  # noqa: E402
 
 INNER = ("model.level_film.inner_scale", "model.level_film.inner_shift")
 
@@ -201,10 +202,7 @@ def test_an_inner_film_run_adds_zero_tables_and_trains_them_with_g_s_alone(tmp_p
     assert all(not second.net.state_dict()[k].any() for k in INNER)
     assert {id(p) for p in second.optimizer.param_groups[1]["params"]} >= {
         id(second.net.model.level_film.inner_scale), id(second.net.model.level_film.inner_shift)}
-    before = {k: v.clone() for k, v in second.net.state_dict().items()}
-    run(second, tmp_path / "b.pt", tmp_path / "b.jsonl", progress=False)
-    after = second.net.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    changed = changed_by_run(second, tmp_path / "b.pt")
     assert set(INNER) <= changed
     assert all(k.startswith(("model.g_s.", "model.level_film.")) for k in changed)
     saved = load_checkpoint(tmp_path / "b.pt")

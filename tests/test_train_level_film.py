@@ -80,12 +80,17 @@ def test_the_training_forward_pass_applies_the_tables_as_the_runtime_does(tmp_pa
         assert np.abs(got - plain).max() > 1e-2, level  # the tables do something at this level
 
 
+def changed_by_run(trainer, checkpoint) -> set[str]:
+    """The state keys whose values ``run`` changes (checkpointing to ``checkpoint``)."""
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    run(trainer, checkpoint, checkpoint.with_suffix(".jsonl"), progress=False)
+    after = trainer.net.state_dict()
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
 def test_decoder_only_trains_the_tables_with_g_s_and_nothing_else(tmp_path):
     trainer = _trainer(steps=3, level_film=True, loss=LossSettings(decoder_only=True))
-    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
-    run(trainer, tmp_path / "d.pt", tmp_path / "d.jsonl", progress=False)
-    after = trainer.net.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    changed = changed_by_run(trainer, tmp_path / "d.pt")
     assert set(FILM) <= changed
     assert all(k.startswith(("model.g_s.", "model.level_film.")) for k in changed)
 
