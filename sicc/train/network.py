@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.config import ModelConfig
+from ..model.level_film import INNER_KEYS as INNER_FILM_KEYS
 from ..model.level_film import KEYS as LEVEL_FILM_KEYS
 from ..model.probability import SCALE_MIN
 from .layers import GDN, LevelCausalConv2d, conv, deconv
@@ -67,10 +68,6 @@ class LevelFilm(nn.Module):
         """Inner layer ``layer``'s activations ``x * (1 + inner_scale) + inner_shift`` for ``level``."""
         gain = (1 + self.inner_scale[level - 1, layer]).view(1, -1, 1, 1)
         return x * gain + self.inner_shift[level - 1, layer].view(1, -1, 1, 1)
-
-
-INNER_FILM_KEYS = ("level_film.inner_scale", "level_film.inner_shift")
-"""The state keys of the inner level tables (g_s's inner activations told the level)."""
 
 
 def is_level_film_key(key: str) -> bool:
