@@ -127,6 +127,15 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--level-film-lr", type=float,
                    help="factor on the learning rate of the level tables, which get their own AdamW group "
                         f"(default {d['level_film_lr']:g}); new tables move about lr x this per step")
+    r.add_argument("--adversarial", type=float,
+                   help="weight of an adversarial term on the level branch's decode, times the level's LPIPS "
+                        "weight (method.md's optional second stage; a patch discriminator trained alongside, "
+                        f"kept in the checkpoint only; default {d['adversarial']:g}: none)")
+    r.add_argument("--adversarial-lr", type=float,
+                   help=f"the discriminator's learning rate (default {d['adversarial_lr']:g})")
+    r.add_argument("--adversarial-warmup", type=int,
+                   help="steps a new discriminator trains before its judgement enters g_s's loss "
+                        f"(default {d['adversarial_warmup']})")
     r.add_argument("--validate-every", type=int, default=0,
                    help="score the validation split every N steps and at the end (validation.jsonl; 0: never)")
     r.add_argument("--warmup-steps", type=int, help=f"steps that train only the all-levels branch (default {d['warmup_steps']})")
@@ -327,6 +336,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
             opts["moment_steps"] = FRESH_MOMENT_STEPS if fresh and args.init != "scratch" else 0
     if args.steps == 0 and not args.minutes:
         raise SystemExit("--steps 0 (set from the measured speed) needs --minutes")
+    if not opts["adversarial"] >= 0 or not opts["adversarial_lr"] > 0 or not opts["adversarial_warmup"] >= 0:
+        raise SystemExit("--adversarial, --adversarial-lr and --adversarial-warmup: a weight of at least 0, a "
+                         "positive rate and a step count of at least 0")
     precision, warning = resolve_precision(args.precision, args.device)
     if warning:
         print(warning, file=sys.stderr)
@@ -341,13 +353,15 @@ def _cmd_run(args: argparse.Namespace) -> None:
         channels_last=opts["channels_last"], warmup_steps=opts["warmup_steps"], moment_steps=opts["moment_steps"],
         ema=opts["ema"], level_film=bool(opts["level_film"]), level_film_lr=opts["level_film_lr"],
         inner_film=bool(opts["inner_film"]),
+        adversarial_lr=opts["adversarial_lr"], adversarial_warmup=opts["adversarial_warmup"],
         checkpoint_every=args.checkpoint_every,
         checkpoint_minutes=args.checkpoint_minutes,
         minutes=args.minutes,
         loss=LossSettings(samples=opts["samples"], texture=opts["texture"], full_weight=opts["full_weight"],
                           deterministic_share=opts["deterministic_share"],
                           deterministic_from=opts["deterministic_from"], low_levels=opts["low_levels"],
-                          low_mse=opts["low_mse"], decoder_only=bool(opts["decoder_only"])),
+                          low_mse=opts["low_mse"], decoder_only=bool(opts["decoder_only"]),
+                          adversarial=opts["adversarial"]),
     )
     sampler = CropSampler(images, opts["crop"], opts["batch"], seed=opts["seed"],
                           device=args.device if args.data_on_device else None)

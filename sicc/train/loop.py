@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..model.config import ModelConfig
+from .adversarial import PatchDiscriminator, discriminator_loss
 from .network import is_level_film_key
 from .objective import LossSettings, SICTrainable, sic_loss, step_plan
 
@@ -99,6 +101,8 @@ class TrainSettings:
     level_film: bool = False  # the network has level tables (sicc.model.level_film): g_s told the level
     level_film_lr: float = 1.0  # factor on the learning rate of the level tables (their own AdamW group)
     inner_film: bool = False  # level tables also on g_s's inner activations (implies level_film)
+    adversarial_lr: float = 1e-4  # the discriminator's AdamW rate (with --adversarial)
+    adversarial_warmup: int = 100  # discriminator steps before its judgement enters g_s's loss
     checkpoint_every: int = 100
     checkpoint_minutes: float = 5.0
     minutes: float | None = None  # wall-clock budget of this command (None: until ``steps``)
@@ -109,13 +113,14 @@ class TrainSettings:
 RESUMED_SETTINGS = ("batch", "crop", "lr", "lr_min", "lr_warmup", "schedule", "weight_decay", "clip", "seed",
                     "channels_last", "warmup_steps", "moment_steps", "ema", "samples", "texture", "full_weight",
                     "deterministic_share", "deterministic_from", "low_levels", "low_mse", "decoder_only",
-                    "level_film", "level_film_lr", "inner_film")
+                    "level_film", "level_film_lr", "inner_film", "adversarial", "adversarial_lr",
+                    "adversarial_warmup")
 """The settings a checkpoint carries, so that ``--resume`` continues the same schedule, batches and
 objective without repeating them (device, precision, threads and budgets belong to the machine)."""
 
 
 _LOSS_SETTINGS = ("samples", "texture", "full_weight", "deterministic_share", "deterministic_from", "low_levels",
-                  "low_mse", "decoder_only")  # the RESUMED_SETTINGS that live in TrainSettings.loss
+                  "low_mse", "decoder_only", "adversarial")  # the RESUMED_SETTINGS that live in TrainSettings.loss
 
 
 def resumed_settings(s: TrainSettings) -> dict:
@@ -219,6 +224,13 @@ class Trainer:
         if settings.ema:
             self.ema = {k: v.detach().clone().float() for k, v in self.net.state_dict().items()
                         if v.is_floating_point()}
+        self.discriminator: nn.Module | None = None
+        self.discriminator_optimizer: torch.optim.Optimizer | None = None
+        self.discriminator_steps = 0
+        if settings.loss.adversarial:
+            self.discriminator = PatchDiscriminator().to(self.device).to(memory_format=self.memory_format)
+            self.discriminator_optimizer = torch.optim.AdamW(
+                self.discriminator.parameters(), lr=settings.adversarial_lr, betas=(0.5, 0.9), weight_decay=0.0)
         self.optimizer_continued = False  # whether load_state_dict brought AdamW's moments
         self.generator = torch.Generator(device=self.device).manual_seed(settings.seed)
         self.step = 0
@@ -241,19 +253,42 @@ class Trainer:
         lr = learning_rate(self.step, self.settings)
         for group, factor in zip(self.optimizer.param_groups, self.lr_factors):
             group["lr"] = lr * factor
+        judge = self.discriminator
+        if judge is not None and self.discriminator_steps < self.settings.adversarial_warmup:
+            judge = None  # the discriminator learns first: a fresh one's judgement is noise
+        fakes: list | None = [] if self.discriminator is not None else None
+        if self.discriminator is not None:
+            self.discriminator.requires_grad_(False)  # g_s's step: gradients flow through it, not into it
         with self._autocast():
-            loss, terms = sic_loss(self.net, self.perceptual, x, level, loss_settings, self.generator, spread)
+            loss, terms = sic_loss(self.net, self.perceptual, x, level, loss_settings, self.generator, spread,
+                                   discriminator=judge, fakes=fakes)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         trained = [p for p in self.net.parameters() if p.grad is not None]
         clip = self.settings.clip if self.settings.clip > 0 else math.inf
         terms["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(trained, clip))  # the norm before clipping
         self.optimizer.step()
+        if self.discriminator is not None:
+            terms.update(self._discriminator_step(x, torch.cat(fakes)))
         self.step += 1
         self._update_ema()
         terms["step"] = self.step
         terms["lr"] = lr
         return terms
+
+    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        """One AdamW step of the discriminator on this step's crops and g_s's decodes of them."""
+        d = self.discriminator
+        d.requires_grad_(True)
+        with self._autocast():
+            real_logits, fake_logits = d(real), d(fake)
+            loss = discriminator_loss(real_logits, fake_logits)
+        self.discriminator_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.discriminator_optimizer.step()
+        self.discriminator_steps += 1
+        return {"d_loss": loss.item(), "d_real": torch.sigmoid(real_logits).mean().item(),
+                "d_fake": torch.sigmoid(fake_logits).mean().item()}
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -280,7 +315,27 @@ class Trainer:
             "settings": resumed_settings(self.settings),
             "hardware": list(self.hardware),
             "ema": self.ema,
+            **self._discriminator_state(),
         }
+
+    def _discriminator_state(self) -> dict:
+        """The discriminator, its optimizer and its step count (an adversarial run's checkpoint only)."""
+        if self.discriminator is None:
+            return {}
+        return {"discriminator": self.discriminator.state_dict(),
+                "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
+                "discriminator_steps": self.discriminator_steps}
+
+    def _load_discriminator(self, state: dict) -> None:
+        """An adversarial run continues the checkpoint's discriminator where it has one (else a fresh one
+        warms up first); a run without --adversarial leaves it behind."""
+        if self.discriminator is None or not state.get("discriminator"):
+            return
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+        for group in self.discriminator_optimizer.param_groups:  # this run's rate
+            group["lr"] = self.settings.adversarial_lr
+        self.discriminator_steps = int(state.get("discriminator_steps", 0))
 
     def _load_net(self, weights: dict) -> None:
         """The network's weights from a checkpoint's; level tables it lacks (a checkpoint from before
@@ -323,6 +378,7 @@ class Trainer:
         self.step = int(state["step"])
         self.hardware = list(dict.fromkeys([*state.get("hardware", []), *self.hardware]))
         self._load_ema(state)
+        self._load_discriminator(state)
         if optimizer and state.get("optimizer"):
             self._load_optimizer(state["optimizer"], state["net"])
             self.optimizer_continued = True
@@ -363,6 +419,7 @@ class Trainer:
         self._load_net(state["net"])
         self.hardware = list(dict.fromkeys([*state.get("hardware", []), *self.hardware]))
         self._load_ema(state)
+        self._load_discriminator(state)
         if state.get("optimizer"):
             self._load_optimizer(state["optimizer"], state["net"])
             for group in self.optimizer.param_groups:

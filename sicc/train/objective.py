@@ -18,6 +18,7 @@ from torch import nn
 
 from ..model.config import ModelConfig
 from .network import SICModel, gaussian_likelihood, has_inner_film, has_level_film, scales_from_log, ste_round
+from .adversarial import generator_loss
 from .prior import FactorizedPrior
 
 
@@ -39,6 +40,9 @@ class LossSettings:
     low_levels: float | None = None  # chance that a step's level is drawn from 1..L/2 (None: cycle L..1)
     low_mse: float = 1.0  # factor on lambda_d (the MSE weight) of levels 1..L/2
     decoder_only: bool = False  # train g_s alone: the encoder, hyperprior, context and z prior are frozen
+    # Weight of the adversarial term (sicc.train.adversarial) of the level branch, times lambda_p(l) as
+    # LPIPS is: method.md's optional second stage. 0: none.
+    adversarial: float = 0.0
 
 
 def level_lambdas(level: int, levels: int) -> tuple[float, float, float]:
@@ -119,6 +123,8 @@ def sic_loss(
     settings: LossSettings,
     generator: torch.Generator | None = None,
     spread: float | None = None,
+    discriminator: nn.Module | None = None,
+    fakes: list | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """One step's loss and its terms (floats, for the log).
 
@@ -131,6 +137,10 @@ def sic_loss(
     them deterministically, as ``sicc decode --spread 0`` does. With ``settings.decoder_only``
     everything before g_s runs without gradients and the consistency term (which trains the
     encoder) is left out: only g_s learns, and coded files stay byte-identical.
+
+    With a ``discriminator`` and ``settings.adversarial``, the level branch's decode is also judged
+    by it (the generator's non-saturating term, weighted like LPIPS); ``fakes``, a list, receives
+    that decode (detached) for the discriminator's own step.
     """
     import contextlib
 
@@ -178,7 +188,8 @@ def sic_loss(
     consistency = 0.0 if settings.decoder_only else settings.consistency
     coded = y_hat[:, : level * cfg.group_size]
     level_rate = bits_per_level[:level].sum() + z_bits
-    mse_l = lpips_l = texture_l = cons_l = x.new_zeros(())
+    mse_l = lpips_l = texture_l = cons_l = adv_l = x.new_zeros(())
+    adversarial = settings.adversarial if discriminator is not None else 0.0
     for _ in range(settings.samples):
         with frozen, _full_precision(x), _part("detail sampling"):
             latent = model.sample_details(coded, hyper, spread, uniform)
@@ -188,10 +199,16 @@ def sic_loss(
         lpips_s, texture_s = perceive(x_level)
         lpips_l = lpips_l + lpips_s / settings.samples
         texture_l = texture_l + texture_s / settings.samples
+        if fakes is not None:
+            fakes.append(x_level.detach())
+        if adversarial:
+            with _part("discriminator"):
+                adv_l = adv_l + generator_loss(discriminator(x_level)) / settings.samples
         if consistency:
             with _part("consistency re-encode (g_a)"):
                 cons_l = cons_l + F.mse_loss(model.g_a(x_level).float(), latent.detach()) / settings.samples
-    loss_level = lam_d * mse_l + lam_p * (lpips_l + settings.texture * texture_l) + lam_r * level_rate
+    loss_level = (lam_d * mse_l + lam_p * (lpips_l + settings.texture * texture_l + adversarial * adv_l)
+                  + lam_r * level_rate)
     loss = settings.full_weight * loss_full + 0.5 * loss_level + consistency * cons_l
 
     psnr_full = -10 * math.log10(max(full_mse.item(), 1e-10))
@@ -209,6 +226,8 @@ def sic_loss(
         "consistency": cons_l.item(),
         "z_bpp": z_bits.item(),
     }
+    if adversarial:
+        terms["adversarial"] = adv_l.item()
     if settings.texture:
         terms.update(full_texture=full_texture.item(), level_texture=texture_l.item())
     terms.update({f"bpp_l{i + 1}": v for i, v in enumerate(torch.cumsum(bits_per_level, 0).add(z_bits).tolist())})
