@@ -13,7 +13,8 @@ import torch
 
 from sicc.model.config import TINY
 from sicc.model.weights import load_weights
-from sicc.train.adversarial import PatchDiscriminator, discriminator_loss, generator_loss
+from sicc.train.adversarial import (PatchDiscriminator, ProjectedDiscriminator, discriminator_loss, generator_loss,
+                                    trainable)
 from sicc.train.loop import Trainer, TrainSettings, load_checkpoint, run
 from sicc.train.objective import LossSettings, SICTrainable, level_lambdas, sic_loss
 from tests.test_train_fast import _L1Perceptual, _RandomCrops
@@ -76,6 +77,26 @@ def test_a_decoder_only_adversarial_run_changes_g_s_differently_and_nothing_else
     assert any(not torch.equal(d_before[k], v) for k, v in judged.discriminator.state_dict().items())
 
 
+def test_a_projected_discriminator_learns_its_heads_on_frozen_lpips_features(tmp_path):
+    trainer = _trainer(steps=3, discriminator="projected", adversarial_warmup=1)
+    d = trainer.discriminator
+    assert isinstance(d, ProjectedDiscriminator) and len(d(torch.rand(2, 3, 64, 64))) == 3
+    backbone = {k: v.clone() for k, v in d.state_dict().items() if k.startswith("convs.")}
+    heads = [p.detach().clone() for p in trainable(d)]
+    assert backbone and heads and len(heads) < len(list(d.parameters()))
+    run(trainer, tmp_path / "a.pt", tmp_path / "a.jsonl", progress=False)
+    assert all(torch.equal(v, d.state_dict()[k]) for k, v in backbone.items())  # frozen
+    assert any(not torch.equal(a, b) for a, b in zip(heads, trainable(d)))
+    assert not any(p.requires_grad for k, p in d.named_parameters() if k.startswith("convs."))
+    state = load_checkpoint(tmp_path / "a.pt")
+    assert state["settings"]["discriminator"] == "projected"
+    again = _trainer(seed=2, steps=4, discriminator="projected")
+    again.load_state_dict(state)
+    assert all(torch.equal(state["discriminator"][k], v) for k, v in again.discriminator.state_dict().items())
+    with pytest.raises(ValueError, match="discriminator"):
+        _trainer(discriminator="nonsense")
+
+
 @pytest.mark.parametrize("how", ["continue", "resume"])
 def test_the_checkpoint_keeps_the_discriminator_and_exports_leave_it_out(tmp_path, how):
     first = _trainer(steps=3)
@@ -107,7 +128,8 @@ def test_the_run_command_records_the_adversarial_settings(tmp_path, monkeypatch)
 
     def fake_run(trainer, checkpoint, log_path, **kw):
         seen.update(weight=trainer.settings.loss.adversarial, lr=trainer.settings.adversarial_lr,
-                    warmup=trainer.settings.adversarial_warmup, judge=trainer.discriminator is not None)
+                    warmup=trainer.settings.adversarial_warmup,
+                    judge=type(trainer.discriminator).__name__ if trainer.discriminator is not None else False)
         trainer.save_checkpoint(checkpoint)
         return {"stopped": "steps"}
 
@@ -116,10 +138,10 @@ def test_the_run_command_records_the_adversarial_settings(tmp_path, monkeypatch)
     monkeypatch.setattr("sicc.train.perceptual.LPIPSLoss", _L1Perceptual)
     common = ["--init", "scratch", "--config", "tiny", "--batch", "2", "--crop", "64", "--steps", "1"]
     cli.main(["run", *common, "--adversarial", "0.3", "--adversarial-lr", "2e-4", "--adversarial-warmup", "7",
-              "--out", str(tmp_path / "a")])
-    assert seen == {"weight": 0.3, "lr": 2e-4, "warmup": 7, "judge": True}
+              "--discriminator", "projected", "--out", str(tmp_path / "a")])
+    assert seen == {"weight": 0.3, "lr": 2e-4, "warmup": 7, "judge": "ProjectedDiscriminator"}
     cli.main(["run", "--resume", str(tmp_path / "a" / "checkpoint.pt"), "--steps", "2"])
-    assert seen == {"weight": 0.3, "lr": 2e-4, "warmup": 7, "judge": True}
+    assert seen == {"weight": 0.3, "lr": 2e-4, "warmup": 7, "judge": "ProjectedDiscriminator"}
     cli.main(["run", *common, "--out", str(tmp_path / "b")])
     assert seen["judge"] is False and seen["weight"] == 0.0
     with pytest.raises(SystemExit, match="adversarial"):

@@ -136,6 +136,9 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--adversarial-warmup", type=int,
                    help="steps a new discriminator trains before its judgement enters g_s's loss "
                         f"(default {d['adversarial_warmup']})")
+    r.add_argument("--discriminator", choices=["patch", "projected"],
+                   help="with --adversarial: a pixel PatchGAN, or heads on LPIPS' frozen AlexNet features "
+                        f"(a projected GAN; default {d['discriminator']})")
     r.add_argument("--validate-every", type=int, default=0,
                    help="score the validation split every N steps and at the end (validation.jsonl; 0: never)")
     r.add_argument("--warmup-steps", type=int, help=f"steps that train only the all-levels branch (default {d['warmup_steps']})")
@@ -354,6 +357,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
         ema=opts["ema"], level_film=bool(opts["level_film"]), level_film_lr=opts["level_film_lr"],
         inner_film=bool(opts["inner_film"]),
         adversarial_lr=opts["adversarial_lr"], adversarial_warmup=opts["adversarial_warmup"],
+        discriminator=opts["discriminator"],
         checkpoint_every=args.checkpoint_every,
         checkpoint_minutes=args.checkpoint_minutes,
         minutes=args.minutes,

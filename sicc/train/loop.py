@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..model.config import ModelConfig
-from .adversarial import PatchDiscriminator, discriminator_loss
+from .adversarial import DISCRIMINATORS, discriminator_loss, probability, trainable
 from .network import is_level_film_key
 from .objective import LossSettings, SICTrainable, sic_loss, step_plan
 
@@ -103,6 +103,7 @@ class TrainSettings:
     inner_film: bool = False  # level tables also on g_s's inner activations (implies level_film)
     adversarial_lr: float = 1e-4  # the discriminator's AdamW rate (with --adversarial)
     adversarial_warmup: int = 100  # discriminator steps before its judgement enters g_s's loss
+    discriminator: str = "patch"  # which (sicc.train.adversarial.DISCRIMINATORS)
     checkpoint_every: int = 100
     checkpoint_minutes: float = 5.0
     minutes: float | None = None  # wall-clock budget of this command (None: until ``steps``)
@@ -114,7 +115,7 @@ RESUMED_SETTINGS = ("batch", "crop", "lr", "lr_min", "lr_warmup", "schedule", "w
                     "channels_last", "warmup_steps", "moment_steps", "ema", "samples", "texture", "full_weight",
                     "deterministic_share", "deterministic_from", "low_levels", "low_mse", "decoder_only",
                     "level_film", "level_film_lr", "inner_film", "adversarial", "adversarial_lr",
-                    "adversarial_warmup")
+                    "adversarial_warmup", "discriminator")
 """The settings a checkpoint carries, so that ``--resume`` continues the same schedule, batches and
 objective without repeating them (device, precision, threads and budgets belong to the machine)."""
 
@@ -228,9 +229,12 @@ class Trainer:
         self.discriminator_optimizer: torch.optim.Optimizer | None = None
         self.discriminator_steps = 0
         if settings.loss.adversarial:
-            self.discriminator = PatchDiscriminator().to(self.device).to(memory_format=self.memory_format)
+            if settings.discriminator not in DISCRIMINATORS:
+                raise ValueError(f"discriminator must be one of {sorted(DISCRIMINATORS)}")
+            judge = DISCRIMINATORS[settings.discriminator]()
+            self.discriminator = judge.to(self.device).to(memory_format=self.memory_format)
             self.discriminator_optimizer = torch.optim.AdamW(
-                self.discriminator.parameters(), lr=settings.adversarial_lr, betas=(0.5, 0.9), weight_decay=0.0)
+                trainable(self.discriminator), lr=settings.adversarial_lr, betas=(0.5, 0.9), weight_decay=0.0)
         self.optimizer_continued = False  # whether load_state_dict brought AdamW's moments
         self.generator = torch.Generator(device=self.device).manual_seed(settings.seed)
         self.step = 0
@@ -258,7 +262,8 @@ class Trainer:
             judge = None  # the discriminator learns first: a fresh one's judgement is noise
         fakes: list | None = [] if self.discriminator is not None else None
         if self.discriminator is not None:
-            self.discriminator.requires_grad_(False)  # g_s's step: gradients flow through it, not into it
+            for p in trainable(self.discriminator):  # g_s's step: gradients flow through it, not into it
+                p.requires_grad_(False)
         with self._autocast():
             loss, terms = sic_loss(self.net, self.perceptual, x, level, loss_settings, self.generator, spread,
                                    discriminator=judge, fakes=fakes)
@@ -279,7 +284,8 @@ class Trainer:
     def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
         """One AdamW step of the discriminator on this step's crops and g_s's decodes of them."""
         d = self.discriminator
-        d.requires_grad_(True)
+        for p in trainable(d):
+            p.requires_grad_(True)
         with self._autocast():
             real_logits, fake_logits = d(real), d(fake)
             loss = discriminator_loss(real_logits, fake_logits)
@@ -287,8 +293,7 @@ class Trainer:
         loss.backward()
         self.discriminator_optimizer.step()
         self.discriminator_steps += 1
-        return {"d_loss": loss.item(), "d_real": torch.sigmoid(real_logits).mean().item(),
-                "d_fake": torch.sigmoid(fake_logits).mean().item()}
+        return {"d_loss": loss.item(), "d_real": probability(real_logits), "d_fake": probability(fake_logits)}
 
     @torch.no_grad()
     def _update_ema(self) -> None:
