@@ -186,7 +186,44 @@ def format_comparison(names: list[str], scores: list[Scores]) -> str:
                     se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
                     cells.append(f"{metric} {d.mean():+.4f} ± {se:.4f}")
                 lines.append(f"  level {level}: " + ", ".join(cells))
+            lines += _matched_lines(names[0], base, s, spread, levels)
     return "\n".join(lines)
+
+
+RATE_MOVED = 1e-3
+"""The relative change of a level's mean rate beyond which :func:`format_comparison` also compares at
+matched rates (a decoder-only run keeps every rate; a run that trains the encoder moves them)."""
+
+
+def _rows(scores: Scores, spread: float, levels: list[int]) -> list[dict]:
+    """Per-photo rows as the benchmark's curves take them: {"image", "level", "bpp", metrics}."""
+    photos = len(scores.values[(spread, levels[0], "bpp")])
+    return [{"image": str(i), "level": level,
+             **{m: float(scores.values[(spread, level, m)][i]) for m in ("bpp", "dists", "lpips", "psnr")}}
+            for level in levels for i in range(photos)]
+
+
+def _matched_lines(base_name: str, base: Scores, other: Scores, spread: float, levels: list[int]) -> list[str]:
+    """Where ``other``'s rates moved: its change against ``base`` at matched rates, at the rates of
+    ``base``'s levels (each curve the photo-set mean per level, interpolated in log(bpp), no
+    extrapolation: ``sicc.bench.curves.matched_change``), with the jackknife SE over the photos."""
+    from ..bench.curves import matched_change
+
+    moved = [abs(other.mean(spread, lv, "bpp") / base.mean(spread, lv, "bpp") - 1) for lv in levels]
+    if max(moved) <= RATE_MOVED or len(levels) < 2:
+        return []
+    targets = [base.mean(spread, lv, "bpp") for lv in levels]
+    changes = matched_change(_rows(other, spread, levels), _rows(base, spread, levels), targets,
+                             ("dists", "lpips", "psnr"))
+    lines = [f"  the rates moved: at matched rates (both curves interpolated in log(bpp) at {base_name}'s "
+             "level rates; jackknife SE):"]
+    for level, point in zip(levels, changes):
+        rate = 100 * (other.mean(spread, level, "bpp") / base.mean(spread, level, "bpp") - 1)
+        cells = [f"{m} – (outside a curve)" if point[m]["change"] is None else
+                 f"{m} {point[m]['change']:+.4f} ± {point[m]['se']:.4f}" for m in ("dists", "lpips", "psnr")]
+        lines.append(f"  at level {level}'s {point['bpp']:.3f} bpp (rate at this level {rate:+.1f} %): "
+                     + ", ".join(cells))
+    return lines
 
 
 def runtime_spread_scores(weights: Path | None, folder: Path, levels=tuple(range(1, 9)), spreads=(0.0, 1.0, 2.0),
