@@ -30,6 +30,7 @@ import torch
 
 from ..model.config import TINY, ModelConfig
 from ..fileio import file_sha256
+from .adversarial import DISCRIMINATORS
 from .data import CropSampler, default_train_dir, load_folder, load_pack, write_pack, write_photo_pack
 from .loop import (RESUMED_SETTINGS, Trainer, TrainSettings, checkpoint_weights, load_checkpoint, read_checkpoint,
                    resolve_precision, resume_schedule, resumed_settings, run)
@@ -136,7 +137,7 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--adversarial-warmup", type=int,
                    help="steps a new discriminator trains before its judgement enters g_s's loss "
                         f"(default {d['adversarial_warmup']})")
-    r.add_argument("--discriminator", choices=["patch", "projected"],
+    r.add_argument("--discriminator", choices=sorted(DISCRIMINATORS),
                    help="with --adversarial: a pixel PatchGAN, or heads on LPIPS' frozen AlexNet features "
                         f"(a projected GAN; default {d['discriminator']})")
     r.add_argument("--validate-every", type=int, default=0,

@@ -63,16 +63,10 @@ class ProjectedDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each stage's patch logits (N, patches): the losses weigh the stages equally."""
-        from .perceptual import _POOL_BEFORE
+        from .perceptual import alex_stages
 
         h = ((x * 2 - 1) - self.shift) / self.scale
-        logits = []
-        for conv, head, pool in zip(self.convs, self.heads, _POOL_BEFORE):
-            if pool:
-                h = F.max_pool2d(h, 3, 2)
-            h = F.relu(conv(h))
-            logits.append(head(h).float().flatten(1))
-        return logits
+        return [head(f).float().flatten(1) for f, head in zip(alex_stages(h, self.convs), self.heads)]
 
 
 DISCRIMINATORS = {"patch": PatchDiscriminator, "projected": ProjectedDiscriminator}

@@ -80,11 +80,8 @@ class LPIPSAlex(nn.Module):
         h = (torch.cat([x0, x1]) - self.shift) / self.scale
         total = x0.new_zeros(n, dtype=torch.float32)
         stages = [h.float()] if texture else []
-        for conv, lin, pool in zip(self.convs, self.lins, _POOL_BEFORE):
-            if pool:
-                h = F.max_pool2d(h, 3, 2)
-            h = F.relu(conv(h))
-            f = h.float()
+        for feature, lin in zip(alex_stages(h, self.convs), self.lins):
+            f = feature.float()
             if texture:
                 stages.append(f)
             f = f / (f.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
@@ -93,6 +90,16 @@ class LPIPSAlex(nn.Module):
         if not texture:
             return total
         return total, torch.stack([texture_distance(f[:n], f[n:]) for f in stages]).mean(dim=0)
+
+
+def alex_stages(h: torch.Tensor, convs):
+    """AlexNet's stages as LPIPS taps them: the ReLU output of each of ``convs`` in turn (the first ones
+    of :data:`_ALEX_CONVS`, max-pooled where AlexNet pools), from a normalised input ``h``."""
+    for conv, pool in zip(convs, _POOL_BEFORE):
+        if pool:
+            h = F.max_pool2d(h, 3, 2)
+        h = F.relu(conv(h))
+        yield h
 
 
 def texture_distance(f0: torch.Tensor, f1: torch.Tensor, c: float = 1e-6) -> torch.Tensor:

@@ -209,19 +209,18 @@ def _matched_lines(base_name: str, base: Scores, other: Scores, spread: float, l
     extrapolation: ``sicc.bench.curves.matched_change``), with the jackknife SE over the photos."""
     from ..bench.curves import matched_change
 
-    moved = [abs(other.mean(spread, lv, "bpp") / base.mean(spread, lv, "bpp") - 1) for lv in levels]
-    if max(moved) <= RATE_MOVED or len(levels) < 2:
-        return []
     targets = [base.mean(spread, lv, "bpp") for lv in levels]
+    moved = [other.mean(spread, lv, "bpp") / rate - 1 for lv, rate in zip(levels, targets)]
+    if max(map(abs, moved)) <= RATE_MOVED or len(levels) < 2:
+        return []
     changes = matched_change(_rows(other, spread, levels), _rows(base, spread, levels), targets,
                              ("dists", "lpips", "psnr"))
     lines = [f"  the rates moved: at matched rates (both curves interpolated in log(bpp) at {base_name}'s "
              "level rates; jackknife SE):"]
-    for level, point in zip(levels, changes):
-        rate = 100 * (other.mean(spread, level, "bpp") / base.mean(spread, level, "bpp") - 1)
+    for level, change, point in zip(levels, moved, changes):
         cells = [f"{m} – (outside a curve)" if point[m]["change"] is None else
                  f"{m} {point[m]['change']:+.4f} ± {point[m]['se']:.4f}" for m in ("dists", "lpips", "psnr")]
-        lines.append(f"  at level {level}'s {point['bpp']:.3f} bpp (rate at this level {rate:+.1f} %): "
+        lines.append(f"  at level {level}'s {point['bpp']:.3f} bpp (rate at this level {100 * change:+.1f} %): "
                      + ", ".join(cells))
     return lines
 
