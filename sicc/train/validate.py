@@ -181,7 +181,7 @@ def format_comparison(names: list[str], scores: list[Scores]) -> str:
             lines.append(f"change of {name} against {names[0]} (paired SE):")
             for level in levels:
                 cells = []
-                for metric in ("dists", "lpips", "psnr", "bpp"):
+                for metric in METRICS:
                     d = s.values[(spread, level, metric)] - base.values[(spread, level, metric)]
                     se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
                     cells.append(f"{metric} {d.mean():+.4f} ± {se:.4f}")
@@ -199,7 +199,7 @@ def _rows(scores: Scores, spread: float, levels: list[int]) -> list[dict]:
     """Per-photo rows as the benchmark's curves take them: {"image", "level", "bpp", metrics}."""
     photos = len(scores.values[(spread, levels[0], "bpp")])
     return [{"image": str(i), "level": level,
-             **{m: float(scores.values[(spread, level, m)][i]) for m in ("bpp", "dists", "lpips", "psnr")}}
+             **{m: float(scores.values[(spread, level, m)][i]) for m in METRICS}}
             for level in levels for i in range(photos)]
 
 
@@ -213,13 +213,13 @@ def _matched_lines(base_name: str, base: Scores, other: Scores, spread: float, l
     moved = [other.mean(spread, lv, "bpp") / rate - 1 for lv, rate in zip(levels, targets)]
     if max(map(abs, moved)) <= RATE_MOVED or len(levels) < 2:
         return []
-    changes = matched_change(_rows(other, spread, levels), _rows(base, spread, levels), targets,
-                             ("dists", "lpips", "psnr"))
+    quality = tuple(m for m in METRICS if m != "bpp")
+    changes = matched_change(_rows(other, spread, levels), _rows(base, spread, levels), targets, quality)
     lines = [f"  the rates moved: at matched rates (both curves interpolated in log(bpp) at {base_name}'s "
              "level rates; jackknife SE):"]
     for level, change, point in zip(levels, moved, changes):
         cells = [f"{m} – (outside a curve)" if point[m]["change"] is None else
-                 f"{m} {point[m]['change']:+.4f} ± {point[m]['se']:.4f}" for m in ("dists", "lpips", "psnr")]
+                 f"{m} {point[m]['change']:+.4f} ± {point[m]['se']:.4f}" for m in quality]
         lines.append(f"  at level {level}'s {point['bpp']:.3f} bpp (rate at this level {100 * change:+.1f} %): "
                      + ", ".join(cells))
     return lines
