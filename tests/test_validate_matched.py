@@ -45,3 +45,13 @@ def test_moved_rates_are_compared_at_matched_rates():
 def test_unmoved_rates_give_no_matched_comparison():
     text = format_comparison(["a", "b"], [_scores(1.0, 0.0), _scores(1.0, -0.01)])
     assert "level 2: dists -0.0100" in text and "the rates moved" not in text
+
+
+def test_a_point_whose_jackknife_leaves_the_curve_prints_without_its_error():
+    """One photo's rate rises so much that leaving it out takes the curve's top end below the target:
+    the change is still given, its SE is "–" (matched_change's None), and nothing raises."""
+    base, other = _scores(1.0, 0.0), _scores(1.0, -0.01)
+    other.values[(0.0, 4, "bpp")] = np.array([0.3, 0.3, 0.9])  # mean 0.5; without the third, 0.3 < 0.4
+    text = format_comparison(["a", "b"], [base, other])
+    line = next(line for line in text.splitlines() if line.startswith("  at level 4's"))
+    assert re.search(r"dists [+-][0-9.]+ ± –", line)

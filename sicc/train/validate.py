@@ -203,6 +203,11 @@ def _rows(scores: Scores, spread: float, levels: list[int]) -> list[dict]:
             for level in levels for i in range(photos)]
 
 
+def _se(se: float | None) -> str:
+    """A jackknife SE, or "–" where it has none (a photo left out takes a curve off the target)."""
+    return "–" if se is None else f"{se:.4f}"
+
+
 def _matched_lines(base_name: str, base: Scores, other: Scores, spread: float, levels: list[int]) -> list[str]:
     """Where ``other``'s rates moved: its change against ``base`` at matched rates, at the rates of
     ``base``'s levels (each curve the photo-set mean per level, interpolated in log(bpp), no
@@ -219,7 +224,7 @@ def _matched_lines(base_name: str, base: Scores, other: Scores, spread: float, l
              "level rates; jackknife SE):"]
     for level, change, point in zip(levels, moved, changes):
         cells = [f"{m} – (outside a curve)" if point[m]["change"] is None else
-                 f"{m} {point[m]['change']:+.4f} ± {point[m]['se']:.4f}" for m in quality]
+                 f"{m} {point[m]['change']:+.4f} ± {_se(point[m]['se'])}" for m in quality]
         lines.append(f"  at level {level}'s {point['bpp']:.3f} bpp (rate at this level {100 * change:+.1f} %): "
                      + ", ".join(cells))
     return lines
