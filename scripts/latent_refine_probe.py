@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sicc.train.data import load_folder
-from sicc.train.network import gaussian_likelihood, scales_from_log, ste_round
+from sicc.train.network import ste_round
 from sicc.train.objective import level_lambdas
 from sicc.train.perceptual import LPIPSLoss
-from sicc.train.validate import Validator, centre_crops, format_comparison, load_network
+from sicc.train.validate import Validator, centre_crops, code_lengths, format_comparison, load_network
 
 
 class _Fixed(nn.Module):
@@ -79,13 +79,8 @@ def main() -> None:
         for it in range(a.iters):
             for group in opt.param_groups:
                 group["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * it / a.iters))
-            z_hat = ste_round(z)
-            z_bits = -torch.log2(net.z_prior(z_hat)[1]).flatten(1).sum(1)
-            hyper = model.h_s(z_hat)
             y_hat = ste_round(y)
-            means, log_scales = model.entropy_parameters(y_hat, hyper)
-            bits = -torch.log2(gaussian_likelihood(y_hat, means, scales_from_log(log_scales)))
-            cumulative = bits.reshape(x.shape[0], cfg.levels, -1).sum(2).cumsum(1)
+            hyper, cumulative, z_bits = code_lengths(net, y_hat, z)
             levels = rng.choice(np.arange(1, 9), 2, replace=False).tolist() + [int(rng.integers(9, 17))]
             loss = x.new_zeros(())
             for level in levels:

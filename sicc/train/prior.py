@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .network import ste_round
+
 LIKELIHOOD_BOUND = 1e-9
 
 
@@ -83,12 +85,13 @@ class FactorizedPrior(nn.Module):
         return torch.sigmoid(upper) - torch.sigmoid(lower)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z with uniform noise in training / z rounded in eval, likelihoods), shapes of ``z``."""
+        """(z with uniform noise in training / z rounded in eval, likelihoods), shapes of ``z``. The
+        rounding passes the gradient straight through, so z's rate can be optimised in eval mode too."""
         z = z.float()
         if self.training:
             z_tilde = z + torch.empty_like(z).uniform_(-0.5, 0.5)
         else:
-            z_tilde = torch.round(z)
+            z_tilde = ste_round(z)
         c = z.shape[1]
         flat = z_tilde.transpose(0, 1).reshape(c, 1, -1)
         lik = self.likelihood_lower_bound(self.likelihood(flat))

@@ -67,6 +67,19 @@ class Scores:
         return out
 
 
+def code_lengths(net: SICTrainable, y_hat: torch.Tensor, z: torch.Tensor):
+    """The hyper features, the ideal code length of levels 1..l per photo, cumulative ((b, levels)
+    bits), and z's per photo ((b,) bits), of the rounded latent ``y_hat`` and of ``z``, which the z
+    prior rounds (``net`` in eval mode). Gradients pass: a straight-through ``y_hat`` can be optimised."""
+    model = net.model
+    z_hat, z_likelihoods = net.z_prior(z)
+    hyper = model.h_s(z_hat)
+    means, log_scales = model.entropy_parameters(y_hat, hyper)
+    bits = -torch.log2(gaussian_likelihood(y_hat, means, scales_from_log(log_scales)))
+    level_bits = bits.reshape(y_hat.shape[0], net.config.levels, -1).sum(2).cumsum(1)
+    return hyper, level_bits, -torch.log2(z_likelihoods).flatten(1).sum(1)
+
+
 class Validator:
     """Scores a network on fixed validation crops; with a ``log``, appends one JSON line per call."""
 
@@ -111,12 +124,7 @@ class Validator:
                 b, _, h, w = x.shape
                 y = model.g_a(x).float()
                 y_hat = torch.round(y)
-                z_hat, z_likelihoods = net.z_prior(model.h_a(y))  # eval mode: z rounded
-                z_bits = -torch.log2(z_likelihoods).flatten(1).sum(1)
-                hyper = model.h_s(z_hat)
-                means, log_scales = model.entropy_parameters(y_hat, hyper)
-                bits = -torch.log2(gaussian_likelihood(y_hat, means, scales_from_log(log_scales)))
-                level_bits = bits.reshape(b, cfg.levels, -1).sum(2).cumsum(1)  # (b, levels) cumulative
+                hyper, level_bits, z_bits = code_lengths(net, y_hat, model.h_a(y))
                 for level in self.levels:
                     bpp = ((level_bits[:, level - 1] + z_bits) / (h * w)).cpu().numpy()
                     for spread in self.spreads:
