@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Ship a trained checkpoint, or find out that it does not ship: docs/training.md, "Shipping".
 #
-#   scripts/ship.sh [--ema] CHECKPOINT LOG [LOGNAME]
+#   scripts/ship.sh [--ema] [--earlier-log LOG]... CHECKPOINT LOG [LOGNAME]
 #
 # --ema       ship the checkpoint's weight average (run --ema; what `validate --ema` scored), not its last weights
+# --earlier-log LOG
+#             the log of a run between the shipped weights and CHECKPOINT's run (each continued the one
+#             before, --init CHECKPOINT), in run order; repeat for each. Their steps and hours join the
+#             weights' training history under each log's file name, so the names must differ.
 # CHECKPOINT  checkpoint.pt of a run that started from the shipped weights (--init shipped)
 # LOG         that run's log.jsonl
 # LOGNAME     the name the model card's training table gives the log (default: LOG's file name),
@@ -21,10 +25,20 @@
 # Exit status: 0 ships, 1 does not ship, 2 bad usage or a failed step. Nothing is committed.
 set -euo pipefail
 
-usage() { echo "usage: scripts/ship.sh [--ema] CHECKPOINT LOG [LOGNAME]" >&2; exit 2; }
+usage() { echo "usage: scripts/ship.sh [--ema] [--earlier-log LOG]... CHECKPOINT LOG [LOGNAME]" >&2; exit 2; }
 fail() { echo "ship.sh: $*" >&2; exit 2; }
 export_args=()
-if [ "${1:-}" = "--ema" ]; then export_args=(--ema); shift; fi
+earlier=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --ema) export_args=(--ema); shift ;;
+        --earlier-log)
+            [ $# -ge 2 ] || usage
+            [ -f "$2" ] || fail "no such log: $2"
+            earlier+=("$(realpath "$2")"); shift 2 ;;
+        *) break ;;
+    esac
+done
 [ $# -ge 2 ] && [ $# -le 3 ] || usage
 [ -f "$1" ] || fail "no such checkpoint: $1"
 [ -f "$2" ] || fail "no such log: $2"
@@ -47,10 +61,19 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp "$log" "$work/$logname"
+log_args=()
+names=" "
+for e in ${earlier[@]+"${earlier[@]}"} "$log"; do
+    name=$(basename "$e")
+    [ "$e" = "$log" ] && name=$logname
+    case "$names" in *" $name "*) fail "two logs are named $name: each run's log needs its own file name" ;; esac
+    names="$names$name "
+    cp "$e" "$work/$name"
+    log_args+=(--log "$work/$name")
+done
 mkdir "$work/weights"
 "$PYTHON" -m sicc.train export "$checkpoint" ${export_args[@]+"${export_args[@]}"} -o "$work/weights/sicc-default.npz" \
-    --continues sicc/weights/sicc-default.npz --log "$work/$logname" || fail "export failed"
+    --continues sicc/weights/sicc-default.npz "${log_args[@]}" || fail "export failed"
 model_id=$("$PYTHON" -c "import sys; from sicc.model.weights import load_weights; print(load_weights(sys.argv[1]).model_id.hex())" \
     "$work/weights/sicc-default.npz")
 
@@ -72,7 +95,7 @@ if "$PYTHON" -m sicc.bench compare; then
     cat <<EOF
 
 Model $model_id ships (branch ship-$model_id, nothing committed). By hand:
-  - sicc/weights/MODEL_CARD.md: the run's item in the schedule (log $logname), the hardware line;
+  - sicc/weights/MODEL_CARD.md: the runs' items in the schedule (logs:$names), the hardware line;
   - README.md: the "Where sicc stands today" paragraph, from the new tables;
   - bash .ci/run in a fresh clone, then commit and merge.
 EOF

@@ -127,3 +127,43 @@ def test_ema_exports_the_weight_average(clone, tmp_path, ema):
     assert argv[:4] == ["-m", "sicc.train", "export", str(checkpoint)]
     assert ("--ema" in argv) == ema
     assert _ship(clone, "--ema").returncode == 2  # --ema alone: usage
+
+
+def _recording_python(tmp_path: Path) -> tuple[Path, Path]:
+    """A stand-in python that records the export's arguments and fails it, so nothing long runs."""
+    record = tmp_path / "argv"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\nif [ "$2" = sicc.train ]; then echo "$@" > {record}; exit 1; fi\n'
+                    f'exec {sys.executable} "$@"\n')
+    fake.chmod(0o755)
+    return fake, record
+
+
+def test_earlier_logs_join_the_history_in_run_order(clone, tmp_path):
+    """--earlier-log: each earlier run's log reaches the export before the checkpoint's own, under its
+    file name (the checkpoint's log under LOGNAME); two logs of one name, or a missing one, are refused
+    before the export."""
+    fake, record = _recording_python(tmp_path)
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(b"x")
+    logs = []
+    for name in ("w1.jsonl", "w2.jsonl", "log.jsonl"):
+        (tmp_path / name).write_text("")
+        logs.append(str(tmp_path / name))
+    env = {**os.environ, "PYTHON": str(fake), "SHIP_ALLOW_MISSING_TOOLS": "1"}
+
+    def ship(*args):
+        return subprocess.run(["bash", "scripts/ship.sh", *args], cwd=clone, env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    proc = ship("--ema", "--earlier-log", logs[0], "--earlier-log", logs[1], str(checkpoint), logs[2], "w3.jsonl")
+    assert proc.returncode == 2 and "export failed" in proc.stderr, proc.stderr
+    argv = record.read_text().split()
+    given = [Path(argv[i + 1]).name for i, a in enumerate(argv) if a == "--log"]
+    assert given == ["w1.jsonl", "w2.jsonl", "w3.jsonl"] and "--ema" in argv
+    record.unlink()
+    proc = ship("--earlier-log", logs[0], str(checkpoint), logs[2], "w1.jsonl")
+    assert proc.returncode == 2 and "two logs are named w1.jsonl" in proc.stderr and not record.exists()
+    proc = ship("--earlier-log", str(tmp_path / "nope.jsonl"), str(checkpoint), logs[2])
+    assert proc.returncode == 2 and "no such log" in proc.stderr and not record.exists()
+    assert ship("--earlier-log").returncode == 2

@@ -98,6 +98,10 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--texture", type=float,
                    help="weight of a DISTS-like texture/structure distance on the LPIPS features, added to "
                         f"every LPIPS term (default {d['texture']:g}: the objective of method.md)")
+    r.add_argument("--dists", type=float,
+                   help="weight of DISTS itself (VGG16, the benchmark's metric; needs the bench extras) on the "
+                        "centre 128x128 of the level branch's decode, times the level's LPIPS weight "
+                        f"(default {d['dists']:g}: none)")
     r.add_argument("--moment-steps", type=int,
                    help="steps at learning rate 0 that fill a fresh AdamW's moments before the schedule (default "
                         f"{FRESH_MOMENT_STEPS} when no optimizer state is continued and the network is trained, else 0)")
@@ -340,6 +344,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
             opts["moment_steps"] = FRESH_MOMENT_STEPS if fresh and args.init != "scratch" else 0
     if args.steps == 0 and not args.minutes:
         raise SystemExit("--steps 0 (set from the measured speed) needs --minutes")
+    if not opts["dists"] >= 0:
+        raise SystemExit("--dists: a weight of at least 0")
     if not opts["adversarial"] >= 0 or not opts["adversarial_lr"] > 0 or not opts["adversarial_warmup"] >= 0:
         raise SystemExit("--adversarial, --adversarial-lr and --adversarial-warmup: a weight of at least 0, a "
                          "positive rate and a step count of at least 0")
@@ -366,7 +372,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
                           deterministic_share=opts["deterministic_share"],
                           deterministic_from=opts["deterministic_from"], low_levels=opts["low_levels"],
                           low_mse=opts["low_mse"], decoder_only=bool(opts["decoder_only"]),
-                          adversarial=opts["adversarial"]),
+                          adversarial=opts["adversarial"], dists=opts["dists"]),
     )
     sampler = CropSampler(images, opts["crop"], opts["batch"], seed=opts["seed"],
                           device=args.device if args.data_on_device else None)

@@ -115,13 +115,13 @@ RESUMED_SETTINGS = ("batch", "crop", "lr", "lr_min", "lr_warmup", "schedule", "w
                     "channels_last", "warmup_steps", "moment_steps", "ema", "samples", "texture", "full_weight",
                     "deterministic_share", "deterministic_from", "low_levels", "low_mse", "decoder_only",
                     "level_film", "level_film_lr", "inner_film", "adversarial", "adversarial_lr",
-                    "adversarial_warmup", "discriminator")
+                    "adversarial_warmup", "discriminator", "dists")
 """The settings a checkpoint carries, so that ``--resume`` continues the same schedule, batches and
 objective without repeating them (device, precision, threads and budgets belong to the machine)."""
 
 
 _LOSS_SETTINGS = ("samples", "texture", "full_weight", "deterministic_share", "deterministic_from", "low_levels",
-                  "low_mse", "decoder_only", "adversarial")  # the RESUMED_SETTINGS that live in TrainSettings.loss
+                  "low_mse", "decoder_only", "adversarial", "dists")  # the RESUMED_SETTINGS that live in TrainSettings.loss
 
 
 def resumed_settings(s: TrainSettings) -> dict:
@@ -228,6 +228,11 @@ class Trainer:
         self.discriminator: nn.Module | None = None
         self.discriminator_optimizer: torch.optim.Optimizer | None = None
         self.discriminator_steps = 0
+        self.dists: nn.Module | None = None
+        if settings.loss.dists:  # DISTS itself in the loss: the benchmark's network, frozen (the bench extras)
+            from ..bench.metrics import build_dists
+
+            self.dists = build_dists().to(self.device)
         if settings.loss.adversarial:
             if settings.discriminator not in DISCRIMINATORS:
                 raise ValueError(f"discriminator must be one of {sorted(DISCRIMINATORS)}")
@@ -266,7 +271,7 @@ class Trainer:
                 p.requires_grad_(False)
         with self._autocast():
             loss, terms = sic_loss(self.net, self.perceptual, x, level, loss_settings, self.generator, spread,
-                                   discriminator=judge, fakes=fakes)
+                                   discriminator=judge, fakes=fakes, dists=self.dists)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         trained = [p for p in self.net.parameters() if p.grad is not None]

@@ -43,6 +43,22 @@ class LossSettings:
     # Weight of the adversarial term (sicc.train.adversarial) of the level branch, times lambda_p(l) as
     # LPIPS is: method.md's optional second stage. 0: none.
     adversarial: float = 0.0
+    # Weight of DISTS itself (VGG16 with its learned alpha/beta: the benchmark's metric) on the centre
+    # DISTS_WINDOW^2 of the level branch's decode, times lambda_p(l) as LPIPS is. 0: none.
+    dists: float = 0.0
+
+
+DISTS_WINDOW = 128
+"""Side of the centre window the ``dists`` term compares: a VGG16 pass with its backward on the whole
+256^2 batch would cost about twice a decoder-only step on 2 CPU cores; on the centre 128^2 it adds
+about a third. DISTS compares global feature statistics, so a window is still a whole-image measure."""
+
+
+def dists_window(x: torch.Tensor, side: int = DISTS_WINDOW) -> torch.Tensor:
+    """The centre ``side`` x ``side`` window of ``x`` (all of it where it is smaller)."""
+    h, w = x.shape[-2:]
+    top, left = max((h - side) // 2, 0), max((w - side) // 2, 0)
+    return x[..., top:top + side, left:left + side]
 
 
 def level_lambdas(level: int, levels: int) -> tuple[float, float, float]:
@@ -125,6 +141,7 @@ def sic_loss(
     spread: float | None = None,
     discriminator: nn.Module | None = None,
     fakes: list | None = None,
+    dists: nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """One step's loss and its terms (floats, for the log).
 
@@ -141,6 +158,10 @@ def sic_loss(
     With a ``discriminator`` and ``settings.adversarial``, the level branch's decode is also judged
     by it (the generator's non-saturating term, weighted like LPIPS); ``fakes``, a list, receives
     that decode (detached) for the discriminator's own step.
+
+    With a ``dists`` network (``sicc.bench.metrics.OfflineDISTS``) and ``settings.dists``, the level
+    branch's decode is also scored by DISTS on the centre window (:func:`dists_window`), weighted
+    like LPIPS; the reference's VGG features are computed once, without gradients.
     """
     import contextlib
 
@@ -188,8 +209,12 @@ def sic_loss(
     consistency = 0.0 if settings.decoder_only else settings.consistency
     coded = y_hat[:, : level * cfg.group_size]
     level_rate = bits_per_level[:level].sum() + z_bits
-    mse_l = lpips_l = texture_l = cons_l = adv_l = x.new_zeros(())
+    mse_l = lpips_l = texture_l = cons_l = adv_l = dists_l = x.new_zeros(())
     adversarial = settings.adversarial if discriminator is not None else 0.0
+    dists_weight = settings.dists if dists is not None else 0.0
+    if dists_weight:
+        with _part("DISTS"):
+            reference_features = dists.features(dists_window(x))
     for _ in range(settings.samples):
         with frozen, _full_precision(x), _part("detail sampling"):
             latent = model.sample_details(coded, hyper, spread, uniform)
@@ -199,6 +224,12 @@ def sic_loss(
         lpips_s, texture_s = perceive(x_level)
         lpips_l = lpips_l + lpips_s / settings.samples
         texture_l = texture_l + texture_s / settings.samples
+        if dists_weight:
+            with _part("DISTS"):
+                features = dists.forward_once(dists_window(x_level).contiguous(memory_format=torch.channels_last))
+                with _full_precision(x):
+                    distance = dists.distance([f.float() for f in reference_features], [f.float() for f in features])
+                dists_l = dists_l + distance.mean() / settings.samples
         if fakes is not None:
             fakes.append(x_level.detach())
         if adversarial:
@@ -207,7 +238,8 @@ def sic_loss(
         if consistency:
             with _part("consistency re-encode (g_a)"):
                 cons_l = cons_l + F.mse_loss(model.g_a(x_level).float(), latent.detach()) / settings.samples
-    loss_level = (lam_d * mse_l + lam_p * (lpips_l + settings.texture * texture_l + adversarial * adv_l)
+    loss_level = (lam_d * mse_l + lam_p * (lpips_l + settings.texture * texture_l + adversarial * adv_l
+                                           + dists_weight * dists_l)
                   + lam_r * level_rate)
     loss = settings.full_weight * loss_full + 0.5 * loss_level + consistency * cons_l
 
@@ -228,6 +260,8 @@ def sic_loss(
     }
     if adversarial:
         terms["adversarial"] = adv_l.item()
+    if dists_weight:
+        terms["level_dists"] = dists_l.item()
     if settings.texture:
         terms.update(full_texture=full_texture.item(), level_texture=texture_l.item())
     terms.update({f"bpp_l{i + 1}": v for i, v in enumerate(torch.cumsum(bits_per_level, 0).add(z_bits).tolist())})

@@ -1,0 +1,129 @@
+"""DISTS itself in the training objective (``run --dists W``; sicc.train.objective): the level branch's decode
+is scored on its centre window by the benchmark's DISTS network, weighted like LPIPS; the reference's
+features carry no gradient, the decode's do; the weight is a recorded run setting. Tiny model, and a
+stand-in network with DISTS' interface, except where the real one is checked against the benchmark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sicc.model.config import TINY
+from sicc.train.objective import DISTS_WINDOW, LossSettings, SICTrainable, dists_window, level_lambdas, sic_loss
+from tests.conftest import SHARED
+from tests.test_train_fast import _L1Perceptual
+
+
+class _MeanDISTS(nn.Module):
+    """DISTS' interface (features, forward_once, distance) on one "feature": the image itself; the
+    distance is the mean absolute difference of the per-image channel means, plus 0.1."""
+
+    def __init__(self):
+        super().__init__()
+        self.sides = []
+
+    def forward_once(self, x):
+        self.sides.append(tuple(x.shape[-2:]))
+        return [x]
+
+    def features(self, x):
+        with torch.no_grad():
+            return self.forward_once(x)
+
+    def distance(self, f0, f1):
+        return (f0[0].mean(dim=(2, 3)) - f1[0].mean(dim=(2, 3))).abs().mean(dim=1) + 0.1
+
+
+def test_the_window_is_the_centre_and_never_larger_than_the_image():
+    x = torch.arange(2 * 3 * 300 * 260, dtype=torch.float32).reshape(2, 3, 300, 260)
+    w = dists_window(x)
+    assert w.shape == (2, 3, DISTS_WINDOW, DISTS_WINDOW)
+    top, left = (300 - DISTS_WINDOW) // 2, (260 - DISTS_WINDOW) // 2
+    assert torch.equal(w, x[..., top:top + DISTS_WINDOW, left:left + DISTS_WINDOW])
+    small = torch.rand(1, 3, 64, 40)
+    assert torch.equal(dists_window(small), small)
+
+
+def test_the_dists_weight_adds_lambda_p_times_dists_to_the_level_branch_only():
+    """loss(w) - loss(0) = 0.5 * w * lambda_p(l) * DISTS(level decode) for the same draws; the full branch
+    and every other term are untouched; without a network the weight does nothing."""
+    torch.manual_seed(0)
+    net, x, level = SICTrainable(TINY), torch.rand(2, 3, 192, 192), 5
+    judge = _MeanDISTS()
+
+    def loss(settings, dists=judge):
+        return sic_loss(net, _L1Perceptual(), x, level, settings, torch.Generator().manual_seed(1), dists=dists)
+
+    with torch.no_grad():
+        base, base_terms = loss(LossSettings())
+        weighted, terms = loss(LossSettings(dists=0.75))
+        unjudged, unjudged_terms = loss(LossSettings(dists=0.75), dists=None)
+    assert "level_dists" not in base_terms and "level_dists" not in unjudged_terms
+    assert unjudged.item() == pytest.approx(base.item(), rel=1e-6)
+    assert terms["level_dists"] > 0.1
+    for key in ("full_lpips", "full_mse", "level_lpips", "level_mse"):
+        assert terms[key] == pytest.approx(base_terms[key], rel=1e-6)
+    lam_p = level_lambdas(level, TINY.levels)[1]
+    assert (weighted - base).item() == pytest.approx(0.5 * 0.75 * lam_p * terms["level_dists"], rel=1e-4)
+    # the reference once (no gradient), then the decode: both on the centre window
+    assert judge.sides[-2:] == [(DISTS_WINDOW, DISTS_WINDOW)] * 2
+
+
+def test_the_dists_term_trains_g_s_through_the_decode():
+    torch.manual_seed(0)
+    net, x = SICTrainable(TINY), torch.rand(2, 3, 64, 64)
+    settings = LossSettings(decoder_only=True, dists=1.0, full_weight=0.0, low_mse=0.0)
+
+    def g_s_gradient(weight):
+        net.zero_grad(set_to_none=True)
+        s = LossSettings(**{**settings.__dict__, "dists": weight})
+        value, _ = sic_loss(net, _L1Perceptual(), x, 3, s, torch.Generator().manual_seed(1), dists=_MeanDISTS())
+        value.backward()
+        return torch.cat([p.grad.flatten() for p in net.model.g_s.parameters() if p.grad is not None])
+
+    assert not torch.allclose(g_s_gradient(1.0), g_s_gradient(0.0))
+
+
+@pytest.mark.skipif(not (SHARED / "weights" / "vgg16_features_fp16.pth").is_file(), reason="metric weights absent")
+def test_the_trained_term_is_the_benchmarks_dists_with_a_gradient():
+    """What the objective computes (reference features, then the decode's with a gradient) is the
+    benchmark's DISTS of the two images, and the gradient reaches the decode's pixels."""
+    pytest.importorskip("DISTS_pytorch")
+    from sicc.bench.metrics import build_dists
+
+    dists = build_dists()
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
+    trained = dists.distance(dists.features(x), dists.forward_once(y.contiguous(memory_format=torch.channels_last)))
+    scored = dists.distance(dists.features(x), dists.features(y.detach()))
+    assert np.allclose(trained.detach().numpy(), scored.numpy(), atol=1e-6)
+    trained.sum().backward()
+    assert torch.isfinite(y.grad).all() and float(y.grad.abs().max()) > 0
+
+
+def test_the_run_command_records_the_dists_weight(tmp_path, monkeypatch):
+    from sicc.train import __main__ as cli
+
+    seen = {}
+
+    def fake_run(trainer, checkpoint, log_path, **kw):
+        seen.update(weight=trainer.settings.loss.dists, network=trainer.dists is not None)
+        trainer.save_checkpoint(checkpoint)
+        return {"stopped": "steps"}
+
+    monkeypatch.setattr(cli, "run", fake_run)
+    monkeypatch.setattr(cli, "load_folder", lambda *a, **k: [np.zeros((64, 64, 3), np.uint8)])
+    monkeypatch.setattr("sicc.train.perceptual.LPIPSLoss", _L1Perceptual)
+    monkeypatch.setattr("sicc.bench.metrics.build_dists", lambda *a, **k: _MeanDISTS())
+    common = ["--init", "scratch", "--config", "tiny", "--batch", "2", "--crop", "64", "--steps", "1"]
+    cli.main(["run", *common, "--dists", "1.5", "--out", str(tmp_path / "a")])
+    assert seen == {"weight": 1.5, "network": True}
+    cli.main(["run", "--resume", str(tmp_path / "a" / "checkpoint.pt"), "--steps", "2"])
+    assert seen == {"weight": 1.5, "network": True}
+    cli.main(["run", *common, "--out", str(tmp_path / "b")])
+    assert seen == {"weight": 0.0, "network": False}
+    with pytest.raises(SystemExit, match="dists"):
+        cli.main(["run", *common, "--dists", "-1", "--out", str(tmp_path / "c")])
