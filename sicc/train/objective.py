@@ -51,7 +51,7 @@ class LossSettings:
 DISTS_WINDOW = 128
 """Side of the centre window the ``dists`` term compares: a VGG16 pass with its backward on the whole
 256^2 batch would cost about twice a decoder-only step on 2 CPU cores; on the centre 128^2 it adds
-about a third. DISTS compares global feature statistics, so a window is still a whole-image measure."""
+about 45 % (3.3 s a step against 2.3 s, hidden 128, bf16). DISTS compares global feature statistics, so a window is still a whole-image measure."""
 
 
 def dists_window(x: torch.Tensor, side: int = DISTS_WINDOW) -> torch.Tensor:
@@ -214,7 +214,7 @@ def sic_loss(
     dists_weight = settings.dists if dists is not None else 0.0
     if dists_weight:
         with _part("DISTS"):
-            reference_features = dists.features(dists_window(x))
+            reference_features = [f.float() for f in dists.features(dists_window(x))]
     for _ in range(settings.samples):
         with frozen, _full_precision(x), _part("detail sampling"):
             latent = model.sample_details(coded, hyper, spread, uniform)
@@ -228,7 +228,7 @@ def sic_loss(
             with _part("DISTS"):
                 features = dists.forward_once(dists_window(x_level).contiguous(memory_format=torch.channels_last))
                 with _full_precision(x):
-                    distance = dists.distance([f.float() for f in reference_features], [f.float() for f in features])
+                    distance = dists.distance(reference_features, [f.float() for f in features])
                 dists_l = dists_l + distance.mean() / settings.samples
         if fakes is not None:
             fakes.append(x_level.detach())
