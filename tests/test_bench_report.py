@@ -224,15 +224,19 @@ def test_model_card_training_table_names_each_runs_objective():
     assert rows == {"old": "method.md", "plain": "method.md", "tex": "method.md + 0.5 × texture",
                     "tex-unrecorded": "method.md + texture"}
     aimed = {"texture": 0.5, "decoder_only": True, "deterministic_share": 0.25, "deterministic_from": 4,
-             "low_levels": 0.5, "full_weight": 0.5, "low_mse": 2.0, "level_film": True, "level_film_lr": 40.0}
+             "low_levels": 0.5, "full_weight": 0.5, "low_mse": 2.0, "level_film": True, "level_film_lr": 40.0,
+             "high_mse": 2.0, "dists": 2.0, "dists_levels": 8, "adversarial": 0.0}
     aimed_text = training_summary_text({"step": 10, "runs": [run("aimed", aimed, texture=True),
                                                        run("paper", {"texture": 0.5, "full_weight": 0.5,
-                                                                     "low_mse": 1.0, "level_film": False})]})
+                                                                     "low_mse": 1.0, "level_film": False}),
+                                                       run("judged", {"dists": 2.0, "dists_levels": 0,
+                                                                      "adversarial": 0.1})]})
     rows = {line.split("|")[1].strip(): line.split("|")[6].strip() for line in aimed_text.splitlines()
             if line.startswith("| ") and not line.startswith("| log")}
     assert rows == {"aimed": "method.md + 0.5 × texture; g_s only, 0.25 of level steps at spread 0 from level 4, "
-                             "levels 1–8 drawn 0.5, levels 1–8 MSE × 2, level tables at 40 × the rate",
-                    "paper": "method.md + 0.5 × texture"}
+                             "levels 1–8 drawn 0.5, levels 1–8 MSE × 2, levels 9–16 MSE × 2, DISTS × 2 at levels 1–8, "
+                             "level tables at 40 × the rate",
+                    "paper": "method.md + 0.5 × texture", "judged": "method.md; DISTS × 2, adversarial × 0.1"}
     assert "30 steps in 2.00 hours" in text
 
 

@@ -110,7 +110,8 @@ def test_the_run_command_records_the_dists_weight(tmp_path, monkeypatch):
     seen = {}
 
     def fake_run(trainer, checkpoint, log_path, **kw):
-        seen.update(weight=trainer.settings.loss.dists, network=trainer.dists is not None)
+        seen.update(weight=trainer.settings.loss.dists, network=trainer.dists is not None,
+                    levels=trainer.settings.loss.dists_levels)
         trainer.save_checkpoint(checkpoint)
         return {"stopped": "steps"}
 
@@ -119,11 +120,39 @@ def test_the_run_command_records_the_dists_weight(tmp_path, monkeypatch):
     monkeypatch.setattr("sicc.train.perceptual.LPIPSLoss", _L1Perceptual)
     monkeypatch.setattr("sicc.bench.metrics.build_dists", lambda *a, **k: _MeanDISTS())
     common = ["--init", "scratch", "--config", "tiny", "--batch", "2", "--crop", "64", "--steps", "1"]
-    cli.main(["run", *common, "--dists", "1.5", "--out", str(tmp_path / "a")])
-    assert seen == {"weight": 1.5, "network": True}
+    cli.main(["run", *common, "--dists", "1.5", "--dists-levels", "8", "--out", str(tmp_path / "a")])
+    assert seen == {"weight": 1.5, "network": True, "levels": 8}
     cli.main(["run", "--resume", str(tmp_path / "a" / "checkpoint.pt"), "--steps", "2"])
-    assert seen == {"weight": 1.5, "network": True}
+    assert seen == {"weight": 1.5, "network": True, "levels": 8}
     cli.main(["run", *common, "--out", str(tmp_path / "b")])
-    assert seen == {"weight": 0.0, "network": False}
+    assert seen == {"weight": 0.0, "network": False, "levels": 0}
     with pytest.raises(SystemExit, match="dists"):
         cli.main(["run", *common, "--dists", "-1", "--out", str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match="dists-levels"):
+        cli.main(["run", *common, "--dists", "1", "--dists-levels", "-2", "--out", str(tmp_path / "d")])
+
+
+def test_dists_levels_keeps_the_term_to_the_low_levels():
+    """With dists_levels N, a step at a level above N runs no VGG pass and its loss is the loss
+    without the term; a step at N or below is judged as without the limit."""
+    torch.manual_seed(0)
+    net, x = SICTrainable(TINY), torch.rand(1, 3, 64, 64)
+
+    def loss(level, settings):
+        judge = _MeanDISTS()
+        value, terms = sic_loss(net, _L1Perceptual(), x, level, settings, torch.Generator().manual_seed(1),
+                                dists=judge)
+        return value.item(), terms, len(judge.sides)
+
+    with torch.no_grad():
+        for level, judged in ((2, True), (3, True), (4, False), (TINY.levels, False)):
+            limited = loss(level, LossSettings(dists=1.0, dists_levels=3))
+            everywhere = loss(level, LossSettings(dists=1.0))
+            plain = loss(level, LossSettings())
+            assert everywhere[2] == 2 and ("level_dists" in everywhere[1])
+            if judged:
+                assert limited[2] == 2 and limited[0] == pytest.approx(everywhere[0], rel=1e-6)
+            else:
+                assert limited[2] == 0 and "level_dists" not in limited[1]
+                assert limited[0] == pytest.approx(plain[0], rel=1e-6)
+                assert everywhere[0] > plain[0]

@@ -101,8 +101,16 @@ def test_low_mse_and_full_weight_change_the_loss_where_they_should():
     lam_d = level_lambdas(2, TINY.levels)[0]
     more, _ = loss(2, low_mse=3.0)
     assert torch.isclose(more - base_low, torch.tensor(0.5 * 2 * lam_d * terms["level_mse"]), rtol=1e-3)
-    high, _ = loss(TINY.levels)  # low_mse leaves the upper half alone
+    high, high_terms = loss(TINY.levels)  # low_mse leaves the upper half alone
     assert torch.isclose(loss(TINY.levels, low_mse=3.0)[0], high)
+    # high_mse is its mirror: the upper half's lambda_d, not the lower half's
+    lam_d_top = level_lambdas(TINY.levels, TINY.levels)[0]
+    higher, _ = loss(TINY.levels, high_mse=2.5)
+    assert torch.isclose(higher - high, torch.tensor(0.5 * 1.5 * lam_d_top * high_terms["level_mse"]), rtol=1e-3)
+    assert torch.isclose(loss(2, high_mse=2.5)[0], base_low)
+    half = TINY.levels // 2  # the boundary: level L/2 is the lower half's, L/2 + 1 the upper's
+    assert torch.isclose(loss(half, high_mse=2.5)[0], loss(half)[0])
+    assert not torch.isclose(loss(half + 1, high_mse=2.5)[0], loss(half + 1)[0])
     lighter, t = loss(2, full_weight=0.25)
     full = 2048 * t["full_mse"] + 8 * t["full_lpips"] + t["full_bpp"]
     assert torch.isclose(base_low - lighter, torch.tensor(0.25 * full), rtol=1e-3)

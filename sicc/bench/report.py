@@ -489,6 +489,13 @@ def _objective(run: dict) -> str:
         options.append(f"L_full × {settings['full_weight']:g}")
     if settings.get("low_mse") not in (None, 1.0):
         options.append(f"levels 1–8 MSE × {settings['low_mse']:g}")
+    if settings.get("high_mse") not in (None, 1.0):
+        options.append(f"levels 9–16 MSE × {settings['high_mse']:g}")
+    if settings.get("dists"):
+        upto = settings.get("dists_levels") or 0
+        options.append(f"DISTS × {settings['dists']:g}" + (f" at levels 1–{upto}" if upto else ""))
+    if settings.get("adversarial"):
+        options.append(f"adversarial × {settings['adversarial']:g}")
     if settings.get("level_film"):
         factor = settings.get("level_film_lr") or 1.0
         options.append("level tables" + (f" at {factor:g} × the rate" if factor != 1.0 else ""))

@@ -102,6 +102,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="weight of DISTS itself (VGG16, the benchmark's metric; needs the bench extras) on the "
                         "centre 128x128 of the level branch's decode, times the level's LPIPS weight "
                         f"(default {d['dists']:g}: none)")
+    r.add_argument("--dists-levels", type=int, metavar="N",
+                   help="the --dists term at levels 1..N only: steps above N skip the VGG pass "
+                        f"(default {d['dists_levels']}: every level)")
     r.add_argument("--moment-steps", type=int,
                    help="steps at learning rate 0 that fill a fresh AdamW's moments before the schedule (default "
                         f"{FRESH_MOMENT_STEPS} when no optimizer state is continued and the network is trained, else 0)")
@@ -119,6 +122,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="chance that a step's level is drawn from levels 1..8 (default: the paper's cycle 16..1)")
     r.add_argument("--low-mse", type=float,
                    help=f"factor on the MSE weight of levels 1..8 (default {d['low_mse']:g})")
+    r.add_argument("--high-mse", type=float,
+                   help=f"factor on the MSE weight of levels 9..16 (default {d['high_mse']:g})")
     r.add_argument("--decoder-only", action=argparse.BooleanOptionalAction,
                    help="train g_s alone (encoder, hyperprior, context network and z prior frozen): no encoder "
                         "backward pass and no consistency term; coded files stay byte-identical")
@@ -346,6 +351,10 @@ def _cmd_run(args: argparse.Namespace) -> None:
         raise SystemExit("--steps 0 (set from the measured speed) needs --minutes")
     if not opts["dists"] >= 0:
         raise SystemExit("--dists: a weight of at least 0")
+    if not opts["dists_levels"] >= 0:
+        raise SystemExit("--dists-levels: a level of at least 1 (0: every level)")
+    if not (opts["low_mse"] >= 0 and opts["high_mse"] >= 0):
+        raise SystemExit("--low-mse and --high-mse: a factor of at least 0")
     if not opts["adversarial"] >= 0 or not opts["adversarial_lr"] > 0 or not opts["adversarial_warmup"] >= 0:
         raise SystemExit("--adversarial, --adversarial-lr and --adversarial-warmup: a weight of at least 0, a "
                          "positive rate and a step count of at least 0")
@@ -371,8 +380,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
         loss=LossSettings(samples=opts["samples"], texture=opts["texture"], full_weight=opts["full_weight"],
                           deterministic_share=opts["deterministic_share"],
                           deterministic_from=opts["deterministic_from"], low_levels=opts["low_levels"],
-                          low_mse=opts["low_mse"], decoder_only=bool(opts["decoder_only"]),
-                          adversarial=opts["adversarial"], dists=opts["dists"]),
+                          low_mse=opts["low_mse"], high_mse=opts["high_mse"],
+                          decoder_only=bool(opts["decoder_only"]), adversarial=opts["adversarial"],
+                          dists=opts["dists"], dists_levels=opts["dists_levels"]),
     )
     sampler = CropSampler(images, opts["crop"], opts["batch"], seed=opts["seed"],
                           device=args.device if args.data_on_device else None)

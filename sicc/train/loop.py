@@ -113,15 +113,15 @@ class TrainSettings:
 
 RESUMED_SETTINGS = ("batch", "crop", "lr", "lr_min", "lr_warmup", "schedule", "weight_decay", "clip", "seed",
                     "channels_last", "warmup_steps", "moment_steps", "ema", "samples", "texture", "full_weight",
-                    "deterministic_share", "deterministic_from", "low_levels", "low_mse", "decoder_only",
+                    "deterministic_share", "deterministic_from", "low_levels", "low_mse", "high_mse", "decoder_only",
                     "level_film", "level_film_lr", "inner_film", "adversarial", "adversarial_lr",
-                    "adversarial_warmup", "discriminator", "dists")
+                    "adversarial_warmup", "discriminator", "dists", "dists_levels")
 """The settings a checkpoint carries, so that ``--resume`` continues the same schedule, batches and
 objective without repeating them (device, precision, threads and budgets belong to the machine)."""
 
 
 _LOSS_SETTINGS = ("samples", "texture", "full_weight", "deterministic_share", "deterministic_from", "low_levels",
-                  "low_mse", "decoder_only", "adversarial", "dists")  # the RESUMED_SETTINGS that live in TrainSettings.loss
+                  "low_mse", "high_mse", "decoder_only", "adversarial", "dists", "dists_levels")  # the RESUMED_SETTINGS that live in TrainSettings.loss
 
 
 def resumed_settings(s: TrainSettings) -> dict:

@@ -39,6 +39,7 @@ class LossSettings:
     deterministic_from: int = 1  # the lowest level whose steps ``deterministic_share`` applies to (1: all)
     low_levels: float | None = None  # chance that a step's level is drawn from 1..L/2 (None: cycle L..1)
     low_mse: float = 1.0  # factor on lambda_d (the MSE weight) of levels 1..L/2
+    high_mse: float = 1.0  # factor on lambda_d of levels L/2+1..L (the 0.75-1.2 bpp decodes' PSNR)
     decoder_only: bool = False  # train g_s alone: the encoder, hyperprior, context and z prior are frozen
     # Weight of the adversarial term (sicc.train.adversarial) of the level branch, times lambda_p(l) as
     # LPIPS is: method.md's optional second stage. 0: none.
@@ -46,6 +47,7 @@ class LossSettings:
     # Weight of DISTS itself (VGG16 with its learned alpha/beta: the benchmark's metric) on the centre
     # DISTS_WINDOW^2 of the level branch's decode, times lambda_p(l) as LPIPS is. 0: none.
     dists: float = 0.0
+    dists_levels: int = 0  # the dists term applies to level-branch steps at levels 1..N only (0: every level)
 
 
 DISTS_WINDOW = 128
@@ -161,7 +163,8 @@ def sic_loss(
 
     With a ``dists`` network (``sicc.bench.metrics.OfflineDISTS``) and ``settings.dists``, the level
     branch's decode is also scored by DISTS on the centre window (:func:`dists_window`), weighted
-    like LPIPS; the reference's VGG features are computed once, without gradients.
+    like LPIPS; the reference's VGG features are computed once, without gradients. With
+    ``settings.dists_levels`` N, only steps at levels 1..N are (the others skip the VGG pass).
     """
     import contextlib
 
@@ -204,14 +207,15 @@ def sic_loss(
     loss_full = settings.full_mse * full_mse + settings.full_lpips * full_perceptual + settings.full_rate * full_rate
 
     lam_d, lam_p, lam_r = level_lambdas(level, cfg.levels)
-    if level <= cfg.levels // 2:
-        lam_d *= settings.low_mse
+    lam_d *= settings.low_mse if level <= cfg.levels // 2 else settings.high_mse
     consistency = 0.0 if settings.decoder_only else settings.consistency
     coded = y_hat[:, : level * cfg.group_size]
     level_rate = bits_per_level[:level].sum() + z_bits
     mse_l = lpips_l = texture_l = cons_l = adv_l = dists_l = x.new_zeros(())
     adversarial = settings.adversarial if discriminator is not None else 0.0
     dists_weight = settings.dists if dists is not None else 0.0
+    if settings.dists_levels and level > settings.dists_levels:
+        dists_weight = 0.0
     if dists_weight:
         with _part("DISTS"):
             reference_features = [f.float() for f in dists.features(dists_window(x))]
