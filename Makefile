@@ -15,7 +15,7 @@ train:  ## continue training from the shipped weights on this CPU (runs/main/che
 pack:  ## a <= 40 MB crop pack to carry training to a GPU machine
 	$(PYTHON) -m sicc.train pack -o crops.npz
 
-gpu-bundle:  ## gpu-bundle/: the training photos and LPIPS weights a GPU burst carries (docs/training.md)
+gpu-bundle:  ## gpu-bundle/{photos,weights}: what a GPU burst carries, one part a command (docs/training.md)
 	$(PYTHON) -m sicc.train bundle -o gpu-bundle
 
 profile:  ## where a training step's time goes on this machine (fp32 vs bf16, channels_last)

@@ -1,5 +1,6 @@
 """DISTS itself in the training objective (``run --dists W``; sicc.train.objective): the level branch's decode
-is scored on its centre window by the benchmark's DISTS network, weighted like LPIPS; the reference's
+is scored on its centre window by DISTS (``sicc.train.perceptual.DISTSVGG``, plain torch, checked here
+against the benchmark's ``DISTS_pytorch``), weighted like LPIPS; the reference's
 features carry no gradient, the decode's do; the weight is a recorded run setting. Tiny model, and a
 stand-in network with DISTS' interface, except where the real one is checked against the benchmark."""
 
@@ -17,20 +18,20 @@ from tests.test_train_fast import _L1Perceptual
 
 
 class _MeanDISTS(nn.Module):
-    """DISTS' interface (features, forward_once, distance) on one "feature": the image itself; the
+    """DISTS' interface (features, feature_maps, distance) on one "feature": the image itself; the
     distance is the mean absolute difference of the per-image channel means, plus 0.1."""
 
     def __init__(self):
         super().__init__()
         self.sides = []
 
-    def forward_once(self, x):
+    def feature_maps(self, x):
         self.sides.append(tuple(x.shape[-2:]))
         return [x]
 
     def features(self, x):
         with torch.no_grad():
-            return self.forward_once(x)
+            return self.feature_maps(x)
 
     def distance(self, f0, f1):
         return (f0[0].mean(dim=(2, 3)) - f1[0].mean(dim=(2, 3))).abs().mean(dim=1) + 0.1
@@ -86,22 +87,62 @@ def test_the_dists_term_trains_g_s_through_the_decode():
     assert not torch.allclose(g_s_gradient(1.0), g_s_gradient(0.0))
 
 
-@pytest.mark.skipif(not (SHARED / "weights" / "vgg16_features_fp16.pth").is_file(), reason="metric weights absent")
+_VGG_WEIGHTS = SHARED / "weights" / "vgg16_features_fp16.pth"
+
+
+@pytest.mark.skipif(not _VGG_WEIGHTS.is_file(), reason="metric weights absent")
 def test_the_trained_term_is_the_benchmarks_dists_with_a_gradient():
-    """What the objective computes (reference features, then the decode's with a gradient) is the
-    benchmark's DISTS of the two images, and the gradient reaches the decode's pixels."""
+    """What the objective computes (the reference's features, then the decode's with a gradient, both
+    channels_last as the trainer holds the network) is the benchmark's DISTS (the DISTS_pytorch
+    package) of the two images, on noise, on a smooth image and on an odd size; and the gradient
+    reaches the decode's pixels."""
     pytest.importorskip("DISTS_pytorch")
     from sicc.bench.metrics import build_dists
+    from sicc.train.perceptual import DISTSVGG
 
-    dists = build_dists()
+    judge = build_dists()
+    dists = DISTSVGG().to(memory_format=torch.channels_last)
     torch.manual_seed(0)
-    x = torch.rand(2, 3, 64, 64)
-    y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
-    trained = dists.distance(dists.features(x), dists.forward_once(y.contiguous(memory_format=torch.channels_last)))
-    scored = dists.distance(dists.features(x), dists.features(y.detach()))
-    assert np.allclose(trained.detach().numpy(), scored.numpy(), atol=1e-6)
+    ramp = torch.linspace(0, 1, 72).view(1, 1, 1, 72).expand(1, 3, 56, 72)
+    for x in (torch.rand(2, 3, 64, 64), ramp.contiguous()):
+        for noise in (0.02, 0.1, 0.3):
+            y = (x + noise * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
+            last = (lambda t: t.contiguous(memory_format=torch.channels_last))
+            trained = dists.distance(dists.features(last(x)), dists.feature_maps(last(y)))
+            scored = judge.distance(judge.features(x), judge.features(y.detach()))
+            assert np.allclose(trained.detach().numpy(), scored.numpy(), atol=2e-6), (noise, trained, scored)
+            assert float(scored.min()) > 0.003  # a real distance, not two zeros
     trained.sum().backward()
     assert torch.isfinite(y.grad).all() and float(y.grad.abs().max()) > 0
+    same = dists(x, x.clone())
+    assert float(same.abs().max()) < 1e-5
+
+
+def test_the_trained_dists_needs_its_files_and_nothing_else(tmp_path):
+    """A missing file is a clear error naming it; a backbone that is not VGG16's conv layers is refused
+    (nothing may stay random); and the module never imports DISTS_pytorch or torchvision."""
+    import subprocess
+    import sys
+
+    from sicc.train.perceptual import DISTSVGG
+
+    with pytest.raises(FileNotFoundError, match="vgg16_features_fp16.pth"):
+        DISTSVGG(tmp_path)
+    if not _VGG_WEIGHTS.is_file():
+        pytest.skip("metric weights absent")
+    import shutil
+
+    shutil.copyfile(SHARED / "weights" / "dists_alpha_beta.pt", tmp_path / "dists_alpha_beta.pt")
+    features = torch.load(_VGG_WEIGHTS, map_location="cpu", weights_only=True)
+    del features["features.28.bias"]
+    torch.save(features, tmp_path / "vgg16_features_fp16.pth")
+    with pytest.raises(RuntimeError, match="features.28.bias"):
+        DISTSVGG(tmp_path)
+    code = ("import sys\nfrom sicc.train.perceptual import DISTSVGG\nDISTSVGG()\n"
+            "bad = [m for m in ('DISTS_pytorch', 'torchvision') if m in sys.modules]\nassert not bad, bad\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "SICC_METRIC_WEIGHTS": str(SHARED / "weights")})
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_the_run_command_records_the_dists_weight(tmp_path, monkeypatch):
@@ -118,7 +159,7 @@ def test_the_run_command_records_the_dists_weight(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "run", fake_run)
     monkeypatch.setattr(cli, "load_folder", lambda *a, **k: [np.zeros((64, 64, 3), np.uint8)])
     monkeypatch.setattr("sicc.train.perceptual.LPIPSLoss", _L1Perceptual)
-    monkeypatch.setattr("sicc.bench.metrics.build_dists", lambda *a, **k: _MeanDISTS())
+    monkeypatch.setattr("sicc.train.perceptual.DISTSVGG", _MeanDISTS)
     common = ["--init", "scratch", "--config", "tiny", "--batch", "2", "--crop", "64", "--steps", "1"]
     cli.main(["run", *common, "--dists", "1.5", "--dists-levels", "8", "--out", str(tmp_path / "a")])
     assert seen == {"weight": 1.5, "network": True, "levels": 8}

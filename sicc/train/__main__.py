@@ -99,7 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="weight of a DISTS-like texture/structure distance on the LPIPS features, added to "
                         f"every LPIPS term (default {d['texture']:g}: the objective of method.md)")
     r.add_argument("--dists", type=float,
-                   help="weight of DISTS itself (VGG16, the benchmark's metric; needs the bench extras) on the "
+                   help="weight of DISTS itself (VGG16, the benchmark's metric, in plain torch) on the "
                         "centre 128x128 of the level branch's decode, times the level's LPIPS weight "
                         f"(default {d['dists']:g}: none)")
     r.add_argument("--dists-levels", type=int, metavar="N",
@@ -174,8 +174,10 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", type=Path, default=None, help="training photos (default: ../shared/data/train)")
     b.add_argument("--crop", type=int, default=256, help="photos with a shorter side are left out")
     b.add_argument("--limit-mb", type=float, default=64 * 1.048576,
-                   help="what may travel in all (repository + bundle), MB")
+                   help="what may travel in one device command (the repository + one part of the bundle), MB")
     b.add_argument("--margin-mb", type=float, default=4.0, help="left free for the repository to grow")
+    b.epilog = ("Writes two parts, photos/ and weights/, each of which travels with the repository under "
+                "--limit-mb: a burst carries them in two device commands (scripts/gpu-burst.sh stage, then start).")
 
     f = sub.add_parser("profile", help="time a training step and its parts, fp32 vs bf16 / channels_last")
     f.add_argument("--init", default="shipped", help="as for 'run'")
@@ -419,11 +421,19 @@ def _cmd_pack(args: argparse.Namespace) -> None:
     print(f"wrote {n} crops of {args.crop}px to {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)")
 
 
+BUNDLE_PARTS = ("photos", "weights")
+"""The folders of a GPU bundle, each carried by its own device command (docs/training.md)."""
+
+
 def _cmd_bundle(args: argparse.Namespace) -> None:
+    """Two parts, each of which travels with the repository under the limit: ``photos/`` (the
+    training photos, re-coded to fit) and ``weights/`` (the LPIPS-alex and DISTS weights the
+    objective reads). Each part has a SHA256SUMS that ``scripts/gpu-burst.sh`` checks on arrival."""
+    import hashlib
     import shutil
     import subprocess
 
-    from .perceptual import BACKBONE_FILE, CALIBRATION_FILE, metric_weights_dir
+    from .perceptual import METRIC_FILES, metric_weights_dir
 
     repo = Path(__file__).resolve().parents[2]
     try:
@@ -431,26 +441,39 @@ def _cmd_bundle(args: argparse.Namespace) -> None:
         repo_bytes = sum((repo / f).stat().st_size for f in tracked.decode().split("\0") if f and (repo / f).is_file())
     except (OSError, subprocess.CalledProcessError):
         repo_bytes = sum(f.stat().st_size for f in (repo / "sicc").rglob("*") if f.is_file())
+    limit = int((args.limit_mb - args.margin_mb) * 1e6) - repo_bytes
+    source = metric_weights_dir()
+    missing = [name for name in METRIC_FILES if not (source / name).is_file()]
+    if missing:
+        raise SystemExit(f"metric weights missing from {source}: {', '.join(missing)} (set SICC_METRIC_WEIGHTS)")
+    metric_bytes = sum((source / name).stat().st_size for name in METRIC_FILES)
+    if metric_bytes > limit:
+        raise SystemExit(f"the metric weights ({metric_bytes / 1e6:.1f} MB) and the repository "
+                         f"({repo_bytes / 1e6:.1f} MB) exceed {args.limit_mb - args.margin_mb:.1f} MB")
+    images = load_folder(args.data or default_train_dir(), args.crop)
     out = args.output
     if out.exists():
         shutil.rmtree(out)
-    (out / "weights" / Path(CALIBRATION_FILE).parent).mkdir(parents=True)
-    metric_bytes = 0
-    for name in (BACKBONE_FILE, CALIBRATION_FILE):
-        shutil.copyfile(metric_weights_dir() / name, out / "weights" / name)
-        metric_bytes += (out / "weights" / name).stat().st_size
-    budget = int((args.limit_mb - args.margin_mb) * 1e6) - repo_bytes - metric_bytes
-    images = load_folder(args.data or default_train_dir(), args.crop)
-    quality = write_photo_pack(images, out / "photos.npz", budget)
+    photos, weights = (out / part for part in BUNDLE_PARTS)
+    photos.mkdir(parents=True)
+    for name in METRIC_FILES:
+        (weights / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / name, weights / name)
+    quality = write_photo_pack(images, photos / "photos.npz", limit)
+    for part in (photos, weights):
+        files = sorted(f for f in part.rglob("*") if f.is_file())
+        sums = "".join(f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.relative_to(part).as_posix()}\n"
+                       for f in files)
+        (part / "SHA256SUMS").write_text(sums)
     manifest = {
         "photos": len(images), "jpeg_quality": quality, "min_side": args.crop,
-        "photos_bytes": (out / "photos.npz").stat().st_size, "metric_weights_bytes": metric_bytes,
-        "repository_bytes": repo_bytes,
+        "photos_bytes": (photos / "photos.npz").stat().st_size, "metric_weights_bytes": metric_bytes,
+        "repository_bytes": repo_bytes, "parts": list(BUNDLE_PARTS),
     }
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    total = (repo_bytes + metric_bytes + manifest["photos_bytes"]) / 1e6
-    print(f"wrote {out}/: {len(images)} photos at JPEG q{quality} ({manifest['photos_bytes'] / 1e6:.1f} MB) and the "
-          f"LPIPS weights; with the repository {total:.1f} MB travel (limit {args.limit_mb:.1f} MB)")
+    print(f"wrote {out}/: photos/ ({len(images)} photos at JPEG q{quality}, {manifest['photos_bytes'] / 1e6:.1f} MB) "
+          f"and weights/ (LPIPS-alex and DISTS, {metric_bytes / 1e6:.1f} MB); each travels with the repository "
+          f"({repo_bytes / 1e6:.1f} MB) in its own command, under {args.limit_mb:.1f} MB")
 
 
 def _cmd_profile(args: argparse.Namespace) -> None:

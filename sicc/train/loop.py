@@ -229,10 +229,10 @@ class Trainer:
         self.discriminator_optimizer: torch.optim.Optimizer | None = None
         self.discriminator_steps = 0
         self.dists: nn.Module | None = None
-        if settings.loss.dists:  # DISTS itself in the loss: the benchmark's network, frozen (the bench extras)
-            from ..bench.metrics import build_dists
+        if settings.loss.dists:  # DISTS itself in the loss: the benchmark's judge in plain torch, frozen
+            from .perceptual import DISTSVGG
 
-            self.dists = build_dists().to(self.device)
+            self.dists = DISTSVGG().to(self.device).to(memory_format=torch.channels_last)
         if settings.loss.adversarial:
             if settings.discriminator not in DISCRIMINATORS:
                 raise ValueError(f"discriminator must be one of {sorted(DISCRIMINATORS)}")

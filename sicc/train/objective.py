@@ -63,6 +63,10 @@ def dists_window(x: torch.Tensor, side: int = DISTS_WINDOW) -> torch.Tensor:
     return x[..., top:top + side, left:left + side]
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def level_lambdas(level: int, levels: int) -> tuple[float, float, float]:
     """(lambda_d, lambda_p, lambda_r) of the paper for level 1..L, rescaled to 16 levels."""
     t = level * 16.0 / levels
@@ -161,7 +165,7 @@ def sic_loss(
     by it (the generator's non-saturating term, weighted like LPIPS); ``fakes``, a list, receives
     that decode (detached) for the discriminator's own step.
 
-    With a ``dists`` network (``sicc.bench.metrics.OfflineDISTS``) and ``settings.dists``, the level
+    With a ``dists`` network (``sicc.train.perceptual.DISTSVGG``) and ``settings.dists``, the level
     branch's decode is also scored by DISTS on the centre window (:func:`dists_window`), weighted
     like LPIPS; the reference's VGG features are computed once, without gradients. With
     ``settings.dists_levels`` N, only steps at levels 1..N are (the others skip the VGG pass).
@@ -218,7 +222,7 @@ def sic_loss(
         dists_weight = 0.0
     if dists_weight:
         with _part("DISTS"):
-            reference_features = [f.float() for f in dists.features(dists_window(x))]
+            reference_features = [f.float() for f in dists.features(_channels_last(dists_window(x)))]
     for _ in range(settings.samples):
         with frozen, _full_precision(x), _part("detail sampling"):
             latent = model.sample_details(coded, hyper, spread, uniform)
@@ -230,7 +234,7 @@ def sic_loss(
         texture_l = texture_l + texture_s / settings.samples
         if dists_weight:
             with _part("DISTS"):
-                features = dists.forward_once(dists_window(x_level).contiguous(memory_format=torch.channels_last))
+                features = dists.feature_maps(_channels_last(dists_window(x_level)))
                 with _full_precision(x):
                     distance = dists.distance(reference_features, [f.float() for f in features])
                 dists_l = dists_l + distance.mean() / settings.samples

@@ -1,4 +1,4 @@
-"""LPIPS-alex (v0.1), the perceptual term of the training loss, in plain torch.
+"""LPIPS-alex (v0.1), the perceptual term of the training loss, and DISTS, in plain torch.
 
 Built from two local files in the metric-weights folder (``../shared/data/weights``
 or ``$SICC_METRIC_WEIGHTS``): the AlexNet conv weights (``alexnet_features.pth``,
@@ -30,6 +30,21 @@ _SCALE = (0.458, 0.448, 0.450)
 
 BACKBONE_FILE = "alexnet_features.pth"
 CALIBRATION_FILE = "lpips_v0.1/alex.pth"
+
+# VGG16's thirteen 3x3 conv layers (in, out), grouped in the five stages DISTS taps (the ReLU output of
+# each stage's last conv); an L2 pool (:func:`l2_pool`) replaces VGG's max pool before stages 2-5.
+_VGG_STAGES = (((3, 64), (64, 64)), ((64, 128), (128, 128)), ((128, 256), (256, 256), (256, 256)),
+               ((256, 512), (512, 512), (512, 512)), ((512, 512), (512, 512), (512, 512)))
+_VGG_FEATURE_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)  # in torchvision's ``vgg16().features``
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
+"""Channels of the six maps DISTS compares: the image itself and the five VGG16 stages."""
+
+DISTS_BACKBONE_FILE = "vgg16_features_fp16.pth"
+DISTS_WEIGHTS_FILE = "dists_alpha_beta.pt"
+METRIC_FILES = (BACKBONE_FILE, CALIBRATION_FILE, DISTS_BACKBONE_FILE, DISTS_WEIGHTS_FILE)
+"""Every file of the metric-weights folder that training reads (LPIPS-alex, then DISTS)."""
 
 
 def metric_weights_dir() -> Path:
@@ -118,6 +133,105 @@ def texture_distance(f0: torch.Tensor, f1: torch.Tensor, c: float = 1e-6) -> tor
     texture = (2 * m0 * m1 + c) / (m0.square() + m1.square() + c)
     structure = (2 * cov + c) / (var0 + var1 + c)
     return 1 - 0.5 * (texture + structure).mean(dim=1)
+
+
+class DISTSVGG(nn.Module):
+    """DISTS (Ding et al. 2020, "Image quality assessment: unifying structure and texture
+    similarity") in plain torch: VGG16's conv layers with L2 pooling, compared by per-channel
+    global statistics weighted by the learned alpha/beta. Inputs are RGB in [0, 1].
+
+    Built from two local files in the metric-weights folder: ``vgg16_features_fp16.pth``
+    (torchvision layout) and ``dists_alpha_beta.pt``. No ``DISTS_pytorch`` or ``torchvision``,
+    so the same code runs on a GPU machine that has only torch; the benchmark scores with the
+    ``DISTS_pytorch`` package (``sicc.bench.metrics``) and ``tests/test_train_dists.py`` checks
+    the two agree. Frozen and always in eval mode.
+    """
+
+    def __init__(self, weights_dir: Path | None = None):
+        super().__init__()
+        weights_dir = Path(weights_dir or metric_weights_dir())
+        self.stages = nn.ModuleList(nn.ModuleList(nn.Conv2d(i, o, 3, padding=1) for i, o in stage)
+                                    for stage in _VGG_STAGES)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        total = sum(DISTS_CHANNELS)
+        self.register_buffer("alpha", torch.zeros(1, total, 1, 1), persistent=False)
+        self.register_buffer("beta", torch.zeros(1, total, 1, 1), persistent=False)
+        self._load(weights_dir)
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def _load(self, weights_dir: Path) -> None:
+        backbone, alpha_beta = weights_dir / DISTS_BACKBONE_FILE, weights_dir / DISTS_WEIGHTS_FILE
+        for f in (backbone, alpha_beta):
+            if not f.is_file():
+                raise FileNotFoundError(f"DISTS weights not found: {f} (set SICC_METRIC_WEIGHTS)")
+        features = torch.load(backbone, map_location="cpu", weights_only=True)
+        convs = [conv for stage in self.stages for conv in stage]
+        wanted = {f"features.{i}.{name}" for i in _VGG_FEATURE_INDEX for name in ("weight", "bias")}
+        if set(features) != wanted:
+            raise RuntimeError(f"{backbone}: not VGG16's conv layers (missing {sorted(wanted - set(features))}, "
+                               f"unused {sorted(set(features) - wanted)})")
+        weights = torch.load(alpha_beta, map_location="cpu", weights_only=True)
+        with torch.no_grad():
+            for conv, index in zip(convs, _VGG_FEATURE_INDEX):
+                conv.weight.copy_(features[f"features.{index}.weight"].float())
+                conv.bias.copy_(features[f"features.{index}.bias"].float())
+            self.alpha.copy_(weights["alpha"].float().reshape(self.alpha.shape))
+            self.beta.copy_(weights["beta"].float().reshape(self.beta.shape))
+
+    def train(self, mode: bool = True) -> "DISTSVGG":
+        return super().train(False)
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The six maps DISTS compares: ``x`` itself and the ReLU output of each VGG16 stage
+        (gradients flow to ``x``)."""
+        maps = [x]
+        h = (x - self.mean) / self.std
+        for k, stage in enumerate(self.stages):
+            if k:
+                h = l2_pool(h)
+            for conv in stage:
+                h = F.relu(conv(h))
+            maps.append(h)
+        return maps
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`feature_maps` without gradients (a reference image's, computed once)."""
+        with torch.no_grad():
+            return self.feature_maps(x)
+
+    def distance(self, feats0: list[torch.Tensor], feats1: list[torch.Tensor], c: float = 1e-6) -> torch.Tensor:
+        """DISTS (N,) between two images' :meth:`feature_maps`: 1 minus the alpha-weighted sum of
+        the per-channel mean ("texture") similarities plus the beta-weighted sum of the covariance
+        ("structure") similarities, the weights normalised to sum to 1."""
+        total = self.alpha.sum() + self.beta.sum()
+        alphas = torch.split(self.alpha / total, DISTS_CHANNELS, dim=1)
+        betas = torch.split(self.beta / total, DISTS_CHANNELS, dim=1)
+        similarity = 0
+        for f0, f1, alpha, beta in zip(feats0, feats1, alphas, betas):
+            m0, m1 = f0.mean([2, 3], keepdim=True), f1.mean([2, 3], keepdim=True)
+            texture = (2 * m0 * m1 + c) / (m0.square() + m1.square() + c)
+            var0 = (f0 - m0).square().mean([2, 3], keepdim=True)
+            var1 = (f1 - m1).square().mean([2, 3], keepdim=True)
+            cov = (f0 * f1).mean([2, 3], keepdim=True) - m0 * m1
+            structure = (2 * cov + c) / (var0 + var1 + c)
+            similarity = similarity + (alpha * texture).sum(1) + (beta * structure).sum(1)
+        return (1 - similarity).flatten()
+
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        return self.distance(self.feature_maps(x0), self.feature_maps(x1))
+
+
+def l2_pool(h: torch.Tensor) -> torch.Tensor:
+    """DISTS' replacement for VGG's max pool: the root of a 3x3 Hann-weighted mean of squares
+    ([1, 2, 1] x [1, 2, 1] / 16), stride 2, padding 1, per channel."""
+    taps = torch.tensor([0.5, 1.0, 0.5], dtype=h.dtype, device=h.device)
+    window = torch.outer(taps, taps) / 4.0
+    channels = h.shape[1]
+    pooled = F.conv2d(h.square(), window.expand(channels, 1, 3, 3), stride=2, padding=1, groups=channels)
+    return (pooled + 1e-12).sqrt()
 
 
 class LPIPSLoss(nn.Module):
